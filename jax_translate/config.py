@@ -1,0 +1,152 @@
+"""One config object per sweep, with presets, validation and a JSON form.
+
+A run folder keeps the resolved config in ``config.json`` so every result can
+be traced to exactly what made it, and so a rerun can check that it resumes
+the same experiment. Fields in :data:`RUNTIME_FIELDS` change how a run
+executes, not what it computes, and may differ on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from jax_translate.data.builders import SIZES
+from jax_translate.errors import UsageError
+from jax_translate.models import MODEL_PRESETS, ModelConfig
+
+METHODS = ("cyclegan", "condgan", "l1", "gan")
+PAIRED_METHODS = ("condgan", "l1")
+MEMBER_AXES = ("auto", "vmap", "map")
+CONFIG_VERSION = 1
+
+# Changing these does not change the numbers a run produces.
+RUNTIME_FIELDS = ("member_axis", "data_dir", "log_every", "checkpoint_every", "steps_per_call")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    method: str = "cyclegan"
+    target_tumor_ratios: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+    seeds: int = 1                   # members use seeds 0 .. seeds-1
+    steps: int = 1000                # optimizer steps per member
+    size: str = "64"
+    preset: str = "cpu"
+    model: ModelConfig = MODEL_PRESETS["cpu"]
+    batch_size: int = 1
+    learning_rate: float = 2e-4
+    beta1: float = 0.5
+    decay_fraction: float = 0.5      # last half: linear decay to 0 (100 + 100 epochs)
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5     # times lambda_cycle, as the reference
+    pool_size: int = 50
+    n_source: int = 700
+    n_target: int = 700
+    n_holdout: int = 350
+    # The dataset. n_patients etc. only apply to the simulator.
+    n_patients: int = 50
+    n_train_patients: int = 30
+    data_seed: int = 0
+    brats_dir: str | None = None
+    # Runtime only.
+    member_axis: str = "auto"
+    data_dir: str | None = None
+    log_every: int = 50
+    checkpoint_every: int = 500
+    steps_per_call: int = 25
+    version: int = CONFIG_VERSION
+
+    def __post_init__(self):
+        validate(self)
+
+    @property
+    def paired(self) -> bool:
+        return self.method in PAIRED_METHODS
+
+    @property
+    def members(self) -> list[tuple[float, int]]:
+        """(target_tumor_ratio, seed) of each member, ratio-major."""
+        return [(r, s) for r in self.target_tumor_ratios for s in range(self.seeds)]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "SweepConfig":
+        raw = dict(raw)
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise UsageError(f"config has unknown fields {sorted(unknown)}")
+        if "model" in raw:
+            raw["model"] = ModelConfig(**raw["model"])
+        if "target_tumor_ratios" in raw:
+            raw["target_tumor_ratios"] = tuple(raw["target_tumor_ratios"])
+        return cls(**raw)
+
+    @classmethod
+    def load(cls, path: Path) -> "SweepConfig":
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise UsageError(f"cannot read config {path}: {err}") from None
+        return cls.from_dict(raw)
+
+    def differences(self, other: "SweepConfig") -> list[str]:
+        """Fields (other than runtime ones) whose values differ."""
+        mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
+        return [k for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]]
+
+
+def validate(cfg: SweepConfig) -> None:
+    if cfg.method not in METHODS:
+        raise UsageError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+    if cfg.preset not in MODEL_PRESETS:
+        raise UsageError(f"unknown preset {cfg.preset!r}; choose one of {', '.join(MODEL_PRESETS)}")
+    if cfg.size not in SIZES:
+        raise UsageError(f"unknown image size {cfg.size!r}; choose one of {', '.join(SIZES)}")
+    if cfg.member_axis not in MEMBER_AXES:
+        raise UsageError(f"unknown member axis {cfg.member_axis!r}; choose one of {', '.join(MEMBER_AXES)}")
+    ratios = cfg.target_tumor_ratios
+    if not ratios:
+        raise UsageError("give at least one target tumor ratio")
+    for r in ratios:
+        if not isinstance(r, (int, float)) or math.isnan(r) or not 0.0 <= r <= 1.0:
+            raise UsageError(f"target tumor ratio {r} is outside [0, 1]")
+    if len(set(ratios)) != len(ratios):
+        raise UsageError(f"duplicate target tumor ratios in {list(ratios)}")
+    for name in ("seeds", "steps", "batch_size", "n_source", "n_target", "n_holdout",
+                 "log_every", "checkpoint_every", "steps_per_call", "n_patients"):
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if not 0 < cfg.n_train_patients < cfg.n_patients:
+        raise UsageError(f"n_train_patients must be in [1, n_patients), got {cfg.n_train_patients}")
+    if not 0.0 <= cfg.decay_fraction <= 1.0:
+        raise UsageError(f"decay_fraction must be in [0, 1], got {cfg.decay_fraction}")
+    if cfg.pool_size < 0:
+        raise UsageError(f"pool_size must be >= 0, got {cfg.pool_size}")
+    if cfg.version != CONFIG_VERSION:
+        raise UsageError(f"config version {cfg.version} is not this program's ({CONFIG_VERSION})")
+
+
+def parse_ratios(text: str) -> tuple[float, ...]:
+    """'0,0.5,1' -> (0.0, 0.5, 1.0), with a clear error for anything else."""
+    try:
+        ratios = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"ratios must be comma-separated numbers in [0, 1], got {text!r}") from None
+    if not ratios:
+        raise UsageError("give at least one target tumor ratio")
+    return ratios
+
+
+def make_config(method: str, preset: str = "cpu", **overrides) -> SweepConfig:
+    """A config for ``method`` with the model of ``preset`` and any overrides."""
+    if preset not in MODEL_PRESETS:
+        raise UsageError(f"unknown preset {preset!r}; choose one of {', '.join(MODEL_PRESETS)}")
+    base = dict(method=method, preset=preset, model=MODEL_PRESETS[preset])
+    if preset == "paper":
+        base.update(size="256x128")
+    base.update(overrides)
+    return SweepConfig(**base)

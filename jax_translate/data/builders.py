@@ -1,0 +1,216 @@
+"""TFDS builders: the simulated dataset (default) and real BraTS volumes.
+
+Both write array_record files and are read back with ``tfds.data_source``,
+which needs no TensorFlow. They share the slice rules of
+:mod:`jax_translate.data.slices` and the same features, so everything
+downstream works on either.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from jax_translate.data import slices
+
+SIZES = ("64", "128", "256x128")
+
+
+def image_shape(size: str) -> tuple[int, int]:
+    height, _, width = size.partition("x")
+    return int(height), int(width or height)
+
+
+def _features(size: str) -> tfds.features.FeaturesDict:
+    shape = image_shape(size)
+    return tfds.features.FeaturesDict({
+        "flair": tfds.features.Tensor(shape=shape, dtype=np.float32),
+        "t1": tfds.features.Tensor(shape=shape, dtype=np.float32),
+        "tumor_mask": tfds.features.Tensor(shape=shape, dtype=np.uint8),
+        "brain_mask": tfds.features.Tensor(shape=shape, dtype=np.uint8),
+        "label": tfds.features.ClassLabel(names=list(slices.LABEL_NAMES)),
+        "patient_id": np.int32,
+        "slice_index": np.int32,
+    })
+
+
+# --------------------------------------------------------------------------
+# Simulated data.
+
+
+@dataclasses.dataclass(kw_only=True)
+class SimulatedBratsConfig(tfds.core.BuilderConfig):
+    size: str = "64"
+    n_patients: int = 50
+    n_train_patients: int = 30
+    seed: int = 0
+
+
+def simulated_config(size: str = "64", n_patients: int = 50,
+                     n_train_patients: int = 30, seed: int = 0) -> SimulatedBratsConfig:
+    """The config for these settings; the defaults are named after the size."""
+    default = (n_patients, n_train_patients, seed) == (50, 30, 0)
+    name = size if default else f"{size}_p{n_patients}_t{n_train_patients}_s{seed}"
+    return SimulatedBratsConfig(
+        name=name, size=size, n_patients=n_patients,
+        n_train_patients=n_train_patients, seed=seed,
+        description=f"{n_patients} simulated patients, {size} axial slices, seed {seed}.")
+
+
+def _simulate_examples(args: tuple[int, int, str]) -> list[tuple[str, dict]]:
+    # Runs in a worker process: only numpy/scipy are imported there.
+    from jax_translate.data import simulator
+
+    patient, seed, size = args
+    volume = simulator.simulate_patient(patient, seed, simulator.GEOMETRIES[size])
+    return list(slices.volume_examples(patient, volume.flair, volume.t1,
+                                       volume.tumor, volume.brain))
+
+
+class SimulatedBrats(tfds.core.GeneratorBasedBuilder):
+    """Flair/T1 slices of patients simulated from the MNI152 2009 template."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First simulator."}
+    BUILDER_CONFIGS = [simulated_config(size) for size in SIZES]
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self, description=self.__doc__,
+            features=_features(self.builder_config.size))
+
+    def _split_generators(self, dl_manager):
+        cfg = self.builder_config
+        patients = np.arange(cfg.n_patients)
+        return {
+            "train": self._generate_examples(patients[: cfg.n_train_patients]),
+            "holdout": self._generate_examples(patients[cfg.n_train_patients:]),
+        }
+
+    def _generate_examples(self, patients) -> Iterator[tuple[str, dict]]:
+        cfg = self.builder_config
+        jobs = [(int(p), cfg.seed, cfg.size) for p in patients]
+        workers = min(len(jobs), os.cpu_count() or 1)
+        if workers <= 1:
+            for job in jobs:
+                yield from _simulate_examples(job)
+            return
+        # "spawn": the parent may hold JAX's threads, which fork would copy.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for examples in pool.map(_simulate_examples, jobs):
+                yield from examples
+
+
+# --------------------------------------------------------------------------
+# Real BraTS volumes from a manual folder.
+
+MODALITY_SUFFIXES = {"flair": "_flair.nii.gz", "t1": "_t1.nii.gz", "seg": "_seg.nii.gz"}
+
+
+@dataclasses.dataclass(kw_only=True)
+class RealBratsConfig(tfds.core.BuilderConfig):
+    size: str = "64"
+    train_fraction: float = 0.6
+    seed: int = 0
+
+
+def patient_folders(manual_dir: Path) -> list[Path]:
+    """Patient folders holding all three volumes; raises if there are none."""
+    from jax_translate.errors import UsageError
+
+    manual_dir = Path(manual_dir)
+    if not manual_dir.is_dir():
+        raise UsageError(f"BraTS folder {manual_dir} does not exist")
+    found = [
+        folder for folder in sorted(p for p in manual_dir.iterdir() if p.is_dir())
+        if all(any(folder.glob("*" + s)) for s in MODALITY_SUFFIXES.values())
+    ]
+    if not found:
+        raise UsageError(
+            f"BraTS folder {manual_dir} has no patient folder with "
+            + ", ".join("*" + s for s in MODALITY_SUFFIXES.values()))
+    return found
+
+
+def _to_slices(volume: np.ndarray, size: str, order: int) -> np.ndarray:
+    """(X, Y, Z) RAS volume -> (Z, H, W) axial slices, anterior up, resized."""
+    from scipy import ndimage
+
+    height, width = image_shape(size)
+    axial = np.flip(np.transpose(volume, (2, 1, 0)), axis=1)  # (Z, Y->rows, X)
+    if height != width:  # the paper's hemisphere crop: keep one half in x
+        axial = axial[:, :, axial.shape[2] // 2:]
+    zoom = (1.0, height / axial.shape[1], width / axial.shape[2])
+    out = ndimage.zoom(axial, zoom, order=order, grid_mode=True, mode="grid-constant")
+    return out[:, :height, :width]
+
+
+def _scale(volume: np.ndarray) -> np.ndarray:
+    # Per-volume robust max: scanners differ, so one global max (the paper's
+    # choice for synthetic data) would put patients on different scales.
+    brain = volume[volume > 0]
+    top = np.percentile(brain, 99.5) if brain.size else 1.0
+    return np.clip(volume / max(top, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def read_patient(folder: Path, size: str) -> dict[str, np.ndarray]:
+    import nibabel as nib
+
+    def load(kind):
+        path = next(folder.glob("*" + MODALITY_SUFFIXES[kind]))
+        return np.asarray(nib.load(path).get_fdata(), np.float32)
+
+    flair, t1, seg = load("flair"), load("t1"), load("seg")
+    brain = (flair > 0) | (t1 > 0)
+    return {
+        "flair": _to_slices(_scale(flair), size, order=1),
+        "t1": _to_slices(_scale(t1), size, order=1),
+        "tumor": _to_slices((seg > 0).astype(np.float32), size, order=0) > 0.5,
+        "brain": _to_slices(brain.astype(np.float32), size, order=0) > 0.5,
+    }
+
+
+class RealBrats(tfds.core.GeneratorBasedBuilder):
+    """Flair/T1 slices of real BraTS patients, from a manual folder."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Put one folder per patient in the manual dir, each holding "
+        "*_flair.nii.gz, *_t1.nii.gz and *_seg.nii.gz (the BraTS layout).")
+    BUILDER_CONFIGS = [RealBratsConfig(name=size, size=size) for size in SIZES]
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self, description=self.__doc__,
+            features=_features(self.builder_config.size))
+
+    def _split_generators(self, dl_manager):
+        cfg = self.builder_config
+        folders = patient_folders(dl_manager.manual_dir)
+        if len(folders) < 2:
+            from jax_translate.errors import UsageError
+            raise UsageError(f"BraTS folder {dl_manager.manual_dir} has {len(folders)} "
+                             "patient; at least 2 are needed (train and holdout)")
+        order = np.random.default_rng(cfg.seed).permutation(len(folders))
+        n_train = max(1, min(len(folders) - 1, round(cfg.train_fraction * len(folders))))
+        ids = {folder: i for i, folder in enumerate(folders)}  # stable ids: sorted order
+        pick = lambda idx: [folders[i] for i in sorted(idx)]  # noqa: E731
+        return {
+            "train": self._generate_examples(pick(order[:n_train]), ids),
+            "holdout": self._generate_examples(pick(order[n_train:]), ids),
+        }
+
+    def _generate_examples(self, folders, ids) -> Iterator[tuple[str, dict]]:
+        for folder in folders:
+            v = read_patient(folder, self.builder_config.size)
+            yield from slices.volume_examples(ids[folder], v["flair"], v["t1"],
+                                              v["tumor"], v["brain"])

@@ -1,0 +1,124 @@
+"""Builds (once) and reads the slice datasets into host arrays.
+
+Everything downstream works on :class:`SliceSet`, a frozen bundle of numpy
+arrays in a deterministic order (patient, then slice), whatever order TFDS
+stored the records in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from jax_translate.errors import UsageError
+
+DATA_DIR_ENV = "JAX_TRANSLATE_DATA_DIR"
+SPLITS = ("train", "holdout")
+
+
+@dataclasses.dataclass(frozen=True)
+class SliceSet:
+    """Axial slices of one split. Images are float32 in [0, 1], (N, H, W)."""
+
+    flair: np.ndarray
+    t1: np.ndarray
+    tumor_mask: np.ndarray   # uint8 (N, H, W), whole tumor
+    brain_mask: np.ndarray   # uint8 (N, H, W)
+    label: np.ndarray        # int32 (N,), 0 healthy / 1 tumor
+    patient_id: np.ndarray   # int32 (N,)
+    slice_index: np.ndarray  # int32 (N,)
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def take(self, index: np.ndarray) -> "SliceSet":
+        return SliceSet(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
+
+    def summary(self) -> dict:
+        return {
+            "slices": len(self),
+            "tumor_slices": int(self.label.sum()),
+            "tumor_fraction": float(self.label.mean()) if len(self) else float("nan"),
+            "patients": int(len(np.unique(self.patient_id))),
+        }
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "jax_translate" / "tensorflow_datasets"
+
+
+def check_size(size: str) -> str:
+    from jax_translate.data.builders import SIZES
+
+    if size not in SIZES:
+        raise UsageError(f"unknown image size {size!r}; choose one of {', '.join(SIZES)}")
+    return size
+
+
+def _writable_dir(path: Path) -> Path:
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"data dir {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create data dir {path}: {err.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"data dir {path} is not writable")
+    return path
+
+
+def get_builder(size: str = "64", data_dir: str | Path | None = None,
+                brats_dir: str | Path | None = None, **sim_kwargs):
+    """The TFDS builder: real BraTS when ``brats_dir`` is given, else simulated."""
+    from jax_translate.data import builders
+
+    check_size(size)
+    data_dir = _writable_dir(Path(data_dir) if data_dir else default_data_dir())
+    if brats_dir is not None:
+        builders.patient_folders(Path(brats_dir))  # fails early with a clear message
+        return builders.RealBrats(data_dir=str(data_dir), config=size,
+                                  file_format="array_record")
+    return builders.SimulatedBrats(
+        data_dir=str(data_dir), config=builders.simulated_config(size, **sim_kwargs),
+        file_format="array_record")
+
+
+def prepare(builder, brats_dir: str | Path | None = None) -> bool:
+    """Builds the dataset unless it is already there. Returns True if it built."""
+    import tensorflow_datasets as tfds
+
+    if builder.is_prepared():
+        return False
+    config = None
+    if brats_dir is not None:
+        config = tfds.download.DownloadConfig(manual_dir=str(Path(brats_dir).resolve()))
+    builder.download_and_prepare(download_config=config)
+    return True
+
+
+def read_split(builder, split: str) -> SliceSet:
+    source = builder.as_data_source(split=split)
+    records = source.__getitems__(list(range(len(source))))
+    if not records:
+        raise UsageError(f"split {split!r} of {builder.name}/{builder.builder_config.name} is empty")
+    arrays = {
+        name: np.stack([np.asarray(r[name]) for r in records])
+        for name in ("flair", "t1", "tumor_mask", "brain_mask")
+    }
+    for name in ("label", "patient_id", "slice_index"):
+        arrays[name] = np.asarray([r[name] for r in records], np.int32)
+    order = np.lexsort((arrays["slice_index"], arrays["patient_id"]))
+    return SliceSet(**{k: v[order] for k, v in arrays.items()})
+
+
+def load(size: str = "64", data_dir: str | Path | None = None,
+         brats_dir: str | Path | None = None, **sim_kwargs) -> dict[str, SliceSet]:
+    """Both splits of the dataset, building it first if needed."""
+    builder = get_builder(size, data_dir, brats_dir, **sim_kwargs)
+    prepare(builder, brats_dir)
+    return {split: read_split(builder, split) for split in SPLITS}

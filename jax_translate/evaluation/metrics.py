@@ -1,0 +1,374 @@
+"""Metrics that say whether a translator erased or invented tumors.
+
+Pure functions on host arrays. Images are batches of shape (N, H, W) or
+(N, H, W, 1) (a single (H, W) image is read as N = 1), intensities nominally
+in [0, 1]; per-image metrics return float64 arrays of shape (N,).
+
+- `flip_counts`, `wilson_interval`: classifier-based flip rates with
+  binomial confidence intervals.
+- `mae`, `psnr`, `ssim`: pixel agreement with the real paired target.
+- `lesion_preservation`, `hallucination_score`, `lesion_score`: lesion
+  metrics that use the ground-truth tumor and brain masks instead of a
+  classifier, so the effect can be measured without trusting one. Neither
+  assumes lesions are dark: real BraTS T1 need not behave like the simulator.
+- `aggregate_over_seeds`: mean and spread of result rows over seeds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from numbers import Real
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.ndimage as ndi
+import scipy.stats
+
+HEALTHY, TUMOR = 0, 1
+
+# Window of Wang et al. (2004) as skimage builds it: a Gaussian of sigma 1.5
+# truncated at 3.5 sigma, i.e. radius int(3.5 * 1.5 + 0.5) = 5, 11 x 11.
+SSIM_SIGMA = 1.5
+SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+_SSIM_CHUNK = 128  # images per compiled call, bounds memory on big holdouts
+
+# A voxel-wise |translated - real| above this counts as invented content.
+# Good translators err by ~0.01-0.03 per pixel (the paper's CycleGAN MAE is
+# 0.012-0.025), while a tumor differs from white/grey matter by ~0.2-0.4 on
+# [0, 1] images, so 0.15 is several times the usual error and about half a
+# lesion's contrast.
+HALLUCINATION_THRESHOLD = 0.15
+# Below this |lesion contrast| in the real target, a contrast ratio is noise.
+MIN_LESION_CONTRAST = 0.02
+
+
+def _as_batch(images) -> np.ndarray:
+    """(H, W) | (N, H, W) | (N, H, W, 1) -> (N, H, W)."""
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    elif images.ndim == 2:
+        images = images[None]
+    if images.ndim != 3:
+        raise ValueError(f"expected (N, H, W) or (N, H, W, 1), got {images.shape}")
+    return images
+
+
+def _as_labels(values, name: str) -> np.ndarray:
+    """0/1 or boolean labels -> flat bool array; anything else is an error."""
+    values = np.asarray(values).reshape(-1)
+    if not np.isin(values, (0, 1)).all():
+        raise ValueError(f"{name} must hold only 0/1 (or booleans)")
+    return values.astype(bool)
+
+
+# ---------------------------------------------------------------- flip rates
+
+
+def flip_counts(pred_tumor, source_label) -> dict[str, dict]:
+    """Classifier verdicts on translated images, split by the source label.
+
+    `pred_tumor[i]` is 1 if the classifier calls translated image i a tumor,
+    `source_label[i]` the ground truth of its source (0 healthy, 1 tumor).
+    For each label L in {"healthy", "tumor"}:
+        n_images = #{i : source_label_i = L}
+        n_pred_tumor = #{i : source_label_i = L and pred_tumor_i = 1}
+        frac_pred_tumor = n_pred_tumor / n_images   (NaN when n_images = 0)
+    and the flips:
+        added   = healthy predicted tumor:  count = n_pred_tumor(healthy),
+                  rate = count / n_images(healthy)
+        removed = tumor predicted healthy:  count = n_images(tumor)
+                  - n_pred_tumor(tumor), rate = count / n_images(tumor)
+    `added` and `removed` also carry `n` (the denominator), so
+    `wilson_interval(count, n)` gives their interval.
+    """
+    pred = _as_labels(pred_tumor, "pred_tumor")
+    label = _as_labels(source_label, "source_label")
+    if pred.shape != label.shape:
+        raise ValueError(f"{pred.shape=} differs from {label.shape=}")
+
+    def rate(k, n):
+        return k / n if n else math.nan
+
+    out = {}
+    for name, value in (("healthy", False), ("tumor", True)):
+        in_class = label == value
+        n, k = int(in_class.sum()), int((pred & in_class).sum())
+        out[name] = {"n_images": n, "n_pred_tumor": k, "frac_pred_tumor": rate(k, n)}
+    n_h, n_t = out["healthy"]["n_images"], out["tumor"]["n_images"]
+    added = out["healthy"]["n_pred_tumor"]
+    removed = n_t - out["tumor"]["n_pred_tumor"]
+    out["added"] = {"count": added, "n": n_h, "rate": rate(added, n_h)}
+    out["removed"] = {"count": removed, "n": n_t, "rate": rate(removed, n_t)}
+    return out
+
+
+def wilson_interval(k, n, confidence: float = 0.95):
+    """Wilson score interval for a binomial proportion k / n.
+
+    With p = k / n and z = Phi^-1((1 + confidence) / 2):
+        centre = (p + z^2 / (2n)) / (1 + z^2 / n)
+        half   = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / (4 n^2))
+        (low, high) = (centre - half, centre + half), clipped to [0, 1].
+    These are the p at which the score test |p_hat - p| / sqrt(p(1-p)/n) = z.
+    Vectorised over broadcastable k, n; n = 0 gives (NaN, NaN). Returns
+    floats for scalar input, arrays otherwise.
+    """
+    k_arr, n_arr = np.broadcast_arrays(np.asarray(k, float), np.asarray(n, float))
+    if ((k_arr < 0) | (k_arr > n_arr)).any():
+        raise ValueError("need 0 <= k <= n")
+    z = scipy.stats.norm.ppf(0.5 + confidence / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k_arr / n_arr
+        denom = 1 + z**2 / n_arr
+        centre = (p + z**2 / (2 * n_arr)) / denom
+        half = z / denom * np.sqrt(p * (1 - p) / n_arr + z**2 / (4 * n_arr**2))
+    low = np.where(n_arr > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
+    high = np.where(n_arr > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    if low.ndim == 0:
+        return float(low), float(high)
+    return low, high
+
+
+# ------------------------------------------------------------ pixel metrics
+
+
+def mae(translated, real_target) -> np.ndarray:
+    """Per image: mean over pixels of |translated - real_target|."""
+    x, y = _as_batch(translated).astype(np.float64), _as_batch(real_target)
+    return np.abs(x - y).mean(axis=(1, 2))
+
+
+def psnr(translated, real_target, data_range: float = 1.0) -> np.ndarray:
+    """Per image: 10 log10(data_range^2 / MSE), MSE = mean (x - y)^2.
+
+    Identical images (MSE = 0) give +inf.
+    """
+    x, y = _as_batch(translated).astype(np.float64), _as_batch(real_target)
+    mse = ((x - y) ** 2).mean(axis=(1, 2))
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(data_range**2 / mse)
+
+
+def _gaussian_taps() -> jnp.ndarray:
+    offsets = np.arange(-SSIM_RADIUS, SSIM_RADIUS + 1)
+    taps = np.exp(-0.5 * offsets**2 / SSIM_SIGMA**2)
+    return jnp.asarray(taps / taps.sum(), jnp.float32)
+
+
+def _gaussian_blur(images: jnp.ndarray) -> jnp.ndarray:
+    """Separable 11-tap Gaussian over (H, W) of (N, H, W).
+
+    'symmetric' padding is scipy.ndimage's 'reflect', as in skimage; only the
+    5-pixel border that SSIM crops away ever sees it.
+    """
+    taps, r = _gaussian_taps(), SSIM_RADIUS
+    height, width = images.shape[1:]
+    padded = jnp.pad(images, ((0, 0), (r, r), (r, r)), mode="symmetric")
+    rows = sum(taps[i] * padded[:, i : i + height, :] for i in range(2 * r + 1))
+    return sum(taps[i] * rows[:, :, i : i + width] for i in range(2 * r + 1))
+
+
+@functools.partial(jax.jit, static_argnames="data_range")
+def _ssim_batch(x: jnp.ndarray, y: jnp.ndarray, data_range: float) -> jnp.ndarray:
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    mu_x, mu_y = _gaussian_blur(x), _gaussian_blur(y)
+    var_x = _gaussian_blur(x * x) - mu_x**2
+    var_y = _gaussian_blur(y * y) - mu_y**2
+    cov_xy = _gaussian_blur(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+    )
+    r = SSIM_RADIUS
+    return ssim_map[:, r:-r, r:-r].mean(axis=(1, 2))
+
+
+def ssim(translated, real_target, data_range: float = 1.0) -> np.ndarray:
+    """Per image: mean structural similarity (Wang et al. 2004).
+
+    With mu, sigma^2, sigma_xy the local means, variances and covariance
+    under an 11 x 11 Gaussian window (sigma 1.5, normalised, population
+    moments: E_w[x^2] - mu_x^2), C1 = (0.01 L)^2, C2 = (0.03 L)^2, L =
+    data_range:
+        S = (2 mu_x mu_y + C1)(2 sigma_xy + C2)
+            / ((mu_x^2 + mu_y^2 + C1)(sigma_x^2 + sigma_y^2 + C2))
+    averaged over the pixels at least 5 from every border (where the window
+    lies inside the image); the filter mirrors the image at its edges. This is
+    skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=L). Computed in float32.
+    """
+    x, y = _as_batch(translated), _as_batch(real_target)
+    if x.shape != y.shape:
+        raise ValueError(f"{x.shape=} differs from {y.shape=}")
+    if min(x.shape[1:]) < 2 * SSIM_RADIUS + 1:
+        raise ValueError(f"images must be at least 11 x 11, got {x.shape[1:]}")
+    chunks = [
+        _ssim_batch(jnp.asarray(x[i : i + _SSIM_CHUNK], jnp.float32),
+                    jnp.asarray(y[i : i + _SSIM_CHUNK], jnp.float32), float(data_range))
+        for i in range(0, len(x), _SSIM_CHUNK)
+    ]
+    return np.concatenate([np.asarray(c, np.float64) for c in chunks])
+
+
+# ----------------------------------------------------------- lesion metrics
+
+
+def _disk(radius: int) -> np.ndarray:
+    offsets = np.arange(-radius, radius + 1)
+    return offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2
+
+
+def default_ring_width(height: int) -> int:
+    """Ring width in pixels: max(2, H // 32), 8 for the 256-row slices."""
+    return max(2, height // 32)
+
+
+def lesion_contrast(image, lesion, brain, ring_width: int) -> float:
+    """C = mean(image over ring) - mean(image over lesion) for one image.
+
+    lesion = tumor mask within the brain; ring = lesion dilated by a disk of
+    radius `ring_width`, minus the lesion, within the brain: the tissue that an
+    inpainting translator would paint over the lesion. Positive for dark
+    lesions, negative for bright ones; NaN if lesion or ring is empty.
+    """
+    lesion = lesion & brain
+    ring = ndi.binary_dilation(lesion, _disk(ring_width)) & brain & ~lesion
+    if not lesion.any() or not ring.any():
+        return math.nan
+    return float(image[ring].mean() - image[lesion].mean())
+
+
+def lesion_preservation(
+    translated,
+    real_target,
+    tumor_mask,
+    brain_mask,
+    ring_width: int | None = None,
+    clip: tuple[float, float] | None = (0.0, 1.5),
+    min_contrast: float = MIN_LESION_CONTRAST,
+) -> np.ndarray:
+    """Per image: how much of the real lesion's contrast the translation keeps.
+
+        score = C(translated) / C(real_target)
+    with C from `lesion_contrast` (same lesion and ring pixels for both).
+    The ratio of signed contrasts is sign-free: it is 1 when the lesion is as
+    dark (or as bright) against its surround as in the real target, 0 when it
+    is erased (filled with surrounding tissue), 0.5 at half the contrast, and
+    negative if the translation inverts it. Clipped to `clip` (default
+    [0, 1.5], so inversion counts as erased and exaggeration cannot outweigh
+    erasures in a mean); `clip=None` reports it raw. NaN when the tumor mask is
+    empty or |C(real_target)| < `min_contrast` (an invisible lesion cannot be
+    kept or lost): average with np.nanmean. `ring_width` defaults to
+    `default_ring_width(H)`.
+    """
+    x, y = _as_batch(translated), _as_batch(real_target)
+    tumor, brain = _as_batch(tumor_mask) > 0, _as_batch(brain_mask) > 0
+    width = default_ring_width(x.shape[1]) if ring_width is None else ring_width
+    scores = np.full(len(x), np.nan)
+    for i in range(len(x)):
+        c_real = lesion_contrast(y[i], tumor[i], brain[i], width)
+        if np.isnan(c_real) or abs(c_real) < min_contrast:
+            continue
+        scores[i] = lesion_contrast(x[i], tumor[i], brain[i], width) / c_real
+    return scores if clip is None else np.clip(scores, *clip)
+
+
+def hallucination_score(
+    translated,
+    real_target,
+    brain_mask,
+    threshold: float = HALLUCINATION_THRESHOLD,
+    remove_specks: bool = True,
+) -> np.ndarray:
+    """Per image: fraction of the brain the translation changed lesion-like.
+
+        D = {p in brain : |translated_p - real_target_p| > threshold}
+        score = |open(D)| / |brain|
+    where open() is a binary opening with a 3 x 3 square (if `remove_specks`),
+    which drops blobs thinner than 3 pixels: noise and blur along edges, not
+    lesions. Meant for healthy sources: an identity translation scores 0 and a
+    pasted lesion of area A about A / |brain| (if its contrast exceeds
+    `threshold`). Counts dark and bright changes alike. NaN for an empty brain.
+    """
+    x, y = _as_batch(translated).astype(np.float64), _as_batch(real_target)
+    brain = _as_batch(brain_mask) > 0
+    changed = (np.abs(x - y) > threshold) & brain
+    if remove_specks:
+        square = np.ones((1, 3, 3), bool)  # no mixing across the batch axis
+        changed = ndi.binary_opening(changed, square)
+    brain_area = brain.sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(brain_area > 0, changed.sum(axis=(1, 2)) / brain_area, np.nan)
+
+
+def lesion_score(
+    translated, real_target, source_label, tumor_mask, brain_mask, **kwargs
+) -> np.ndarray:
+    """Per image: `lesion_preservation` for tumor sources (label 1),
+    `hallucination_score` for healthy ones (label 0).
+
+    Keyword arguments go to the function they belong to (`ring_width`, `clip`,
+    `min_contrast`; `threshold`, `remove_specks`). Good translators score ~1
+    on tumor rows and ~0 on healthy rows; a row's `lesion_score` in
+    results.csv is the np.nanmean over its images.
+    """
+    label = _as_labels(source_label, "source_label")
+    x, y = _as_batch(translated), _as_batch(real_target)
+    tumor, brain = _as_batch(tumor_mask), _as_batch(brain_mask)
+    keep_args = {k: kwargs.pop(k) for k in ("ring_width", "clip", "min_contrast") if k in kwargs}
+    scores = np.full(len(x), np.nan)
+    if label.any():
+        scores[label] = lesion_preservation(
+            x[label], y[label], tumor[label], brain[label], **keep_args
+        )
+    if (~label).any():
+        scores[~label] = hallucination_score(x[~label], y[~label], brain[~label], **kwargs)
+    return scores
+
+
+# ------------------------------------------------------ aggregation over seeds
+
+GROUP_KEYS = ("method", "target_tumor_ratio", "source_label")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (Real, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def aggregate_over_seeds(
+    rows: Iterable[Mapping],
+    group_keys: Sequence[str] = GROUP_KEYS,
+    seed_key: str = "seed",
+) -> list[dict]:
+    """Mean and spread over seeds, one row per `group_keys` combination.
+
+    Every other numeric (non-boolean) column m becomes `m_mean` and `m_std`
+    (sample std, ddof 1: NaN with one seed) over the rows of the group whose
+    m is not NaN; non-numeric columns are dropped. `n_seeds` counts the
+    group's rows. Groups keep the order of their first row. Two rows with the
+    same seed in one group raise ValueError: that is a bookkeeping bug.
+    """
+    groups: dict[tuple, list[Mapping]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in group_keys), []).append(row)
+    out = []
+    for key, members in groups.items():
+        seeds = [row[seed_key] for row in members]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"repeated seed in group {dict(zip(group_keys, key))}: {seeds}")
+        result = dict(zip(group_keys, key), n_seeds=len(members))
+        columns = dict.fromkeys(name for row in members for name in row)
+        for m in (c for c in columns if c not in group_keys and c != seed_key):
+            values = [row[m] for row in members if m in row]
+            if not values or not all(_is_number(v) for v in values):
+                continue
+            values = np.asarray(values, np.float64)
+            values = values[~np.isnan(values)]
+            result[f"{m}_mean"] = float(values.mean()) if len(values) else math.nan
+            result[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        out.append(result)
+    return out

@@ -1,0 +1,88 @@
+"""Run folders: the config they hold, and Orbax checkpoints of the stacked state.
+
+A rerun of the same command in the same folder resumes from the latest
+checkpoint; a different config is refused with the fields that differ, so a
+folder never mixes two experiments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+from jax_translate.config import SweepConfig
+from jax_translate.errors import UsageError
+
+CONFIG_FILE = "config.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write then rename, so a crash never leaves a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def check_workdir(workdir: Path) -> Path:
+    workdir = Path(workdir).expanduser().resolve()
+    if workdir.exists() and not workdir.is_dir():
+        raise UsageError(f"workdir {workdir} is a file, not a folder")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create workdir {workdir}: {err.strerror}") from None
+    if not os.access(workdir, os.W_OK):
+        raise UsageError(f"workdir {workdir} is not writable")
+    return workdir
+
+
+def bind_config(workdir: Path, cfg: SweepConfig) -> bool:
+    """Writes cfg into a new run folder, or checks it against the folder's.
+
+    Returns True when the folder already held this run (a resume).
+    """
+    path = Path(workdir) / CONFIG_FILE
+    if path.exists():
+        stored = SweepConfig.load(path)
+        diff = cfg.differences(stored)
+        if diff:
+            details = ", ".join(f"{k}: {getattr(stored, k)!r} -> {getattr(cfg, k)!r}"
+                                for k in diff[:4])
+            raise UsageError(f"workdir {workdir} holds a run with another config ({details}); "
+                             "use a new --workdir or the same arguments")
+        return True
+    atomic_write_text(path, cfg.to_json() + "\n")
+    return False
+
+
+def manager(workdir: Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    return ocp.CheckpointManager(Path(workdir).resolve() / "checkpoints", options=options)
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
+    mngr.save(step, args=ocp.args.StandardSave(state), force=True)
+
+
+def restore_latest(mngr: ocp.CheckpointManager, template):
+    """(step, state) of the latest checkpoint, or (0, None) when there is none."""
+    step = mngr.latest_step()
+    if step is None:
+        return 0, None
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+    try:
+        state = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as err:  # orbax raises many types for a damaged folder
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise UsageError(f"checkpoint {mngr.directory}/{step} cannot be read ({reason}); "
+                         "delete that folder to resume from an earlier one") from None
+    return step, state

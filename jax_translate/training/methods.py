@@ -1,0 +1,213 @@
+"""The four translation methods of the paper, as pure functions of one member.
+
+Every method has a generator ``ab`` (Flair -> T1, the translator we evaluate)
+and says how to score it. ``train_step`` is shared: update the generators on
+their loss, then the discriminators on real images and pooled fakes made by
+the generators *before* their update (as the reference code does).
+
+- ``cyclegan``: generators ab and ba, discriminators b (on T1) and a (on
+  Flair); LSGAN + cycle loss (lambda each way) + identity loss
+  (lambda_identity * lambda). Unpaired.
+- ``gan``: generator ab and discriminator b only; LSGAN only; nothing ties the
+  output to the input. Unpaired.
+- ``condgan``: pix2pix's conditional discriminator on (source, output) pairs,
+  vanilla (cross-entropy) GAN loss, no L1 term, no image pool (pix2pix's
+  pool_size is 0). Paired.
+- ``l1``: pixel L1 to the paired target only. No discriminator. Paired.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jax_translate.config import SweepConfig
+from jax_translate.models import build_discriminator, build_generator
+from jax_translate.training import image_pool, optim
+from jax_translate.training.losses import GAN_LOSSES, l1_loss
+
+Params = Any
+
+
+@flax.struct.dataclass
+class Batch:
+    source: jnp.ndarray  # (B, H, W, 1) Flair in [-1, 1]
+    target: jnp.ndarray  # (B, H, W, 1) T1 in [-1, 1]; the pair of source if paired
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything one member carries from step to step."""
+
+    step: jnp.ndarray                 # int32
+    generator: Params                 # {"ab": ..., "ba": ...}
+    discriminator: Params             # {"b": ..., "a": ...}, possibly empty
+    generator_opt: optax.OptState
+    discriminator_opt: optax.OptState
+    pools: dict                       # one image pool per discriminator
+    key: jax.Array                    # the member's own stream (raw uint32 key)
+    diverged: jnp.ndarray             # bool: frozen after a non-finite loss or param
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """Static description of a method; hashable so it can be a jit constant."""
+
+    cfg: SweepConfig
+
+    @property
+    def name(self) -> str:
+        return self.cfg.method
+
+    @property
+    def generators(self) -> tuple[str, ...]:
+        return ("ab", "ba") if self.name == "cyclegan" else ("ab",)
+
+    @property
+    def discriminators(self) -> tuple[str, ...]:
+        return {"cyclegan": ("b", "a"), "gan": ("b",), "condgan": ("b",), "l1": ()}[self.name]
+
+    @property
+    def pool_size(self) -> int:
+        return 0 if self.name == "condgan" else self.cfg.pool_size
+
+    @property
+    def gan_loss(self):
+        return GAN_LOSSES["vanilla" if self.name == "condgan" else "lsgan"]
+
+    @property
+    def generator_net(self):
+        return build_generator(self.cfg.model)
+
+    @property
+    def discriminator_net(self):
+        return build_discriminator(self.cfg.model)
+
+    def optimizer(self) -> optax.GradientTransformation:
+        c = self.cfg
+        return optim.adam(c.learning_rate, c.steps, c.decay_fraction, c.beta1)
+
+    # ------------------------------------------------------------------ init
+
+    def init(self, key: jax.Array, image_shape: tuple[int, int]) -> TrainState:
+        """A fresh member state from its key (the same key gives the same state)."""
+        init_key, train_key = jax.random.split(key)
+        g_keys = dict(zip(("ab", "ba"), jax.random.split(jax.random.fold_in(init_key, 0))))
+        d_keys = dict(zip(("b", "a"), jax.random.split(jax.random.fold_in(init_key, 1))))
+        image = jnp.zeros((1, *image_shape, 1), jnp.float32)
+        d_input = jnp.concatenate([image, image], -1) if self.name == "condgan" else image
+        generator = {g: self.generator_net.init(g_keys[g], image)["params"]
+                     for g in self.generators}
+        discriminator = {d: self.discriminator_net.init(d_keys[d], d_input)["params"]
+                         for d in self.discriminators}
+        opt = self.optimizer()
+        # No pool at all when its size is 0: checkpoints cannot hold empty arrays.
+        pools = {d: image_pool.init_pool(self.pool_size, (*image_shape, 1))
+                 for d in self.discriminators if self.pool_size > 0}
+        return TrainState(
+            step=jnp.zeros((), jnp.int32), generator=generator, discriminator=discriminator,
+            generator_opt=opt.init(generator), discriminator_opt=opt.init(discriminator),
+            pools=pools, key=train_key, diverged=jnp.zeros((), bool))
+
+    # ---------------------------------------------------------------- losses
+
+    def translate(self, generator: Params, images: jnp.ndarray, name: str = "ab") -> jnp.ndarray:
+        return self.generator_net.apply({"params": generator[name]}, images)
+
+    def _score(self, discriminator: Params, name: str, images, source=None):
+        if self.name == "condgan":
+            images = jnp.concatenate([source, images], -1)
+        return self.discriminator_net.apply({"params": discriminator[name]}, images)
+
+    def generator_loss(self, generator: Params, discriminator: Params, batch: Batch):
+        """(loss, (metrics, fakes)); fakes are what the discriminators train on."""
+        a, b = batch.source, batch.target
+        fake_b = self.translate(generator, a, "ab")
+        metrics, fakes = {}, {}
+        if self.name == "l1":
+            metrics["l1_loss"] = l1_loss(fake_b, b)
+            return metrics["l1_loss"], (metrics, fakes)
+        fakes["b"] = fake_b
+        adv = self.gan_loss(self._score(discriminator, "b", fake_b, a), True)
+        if self.name == "cyclegan":
+            lam, lam_id = self.cfg.lambda_cycle, self.cfg.lambda_identity * self.cfg.lambda_cycle
+            fake_a = self.translate(generator, b, "ba")
+            fakes["a"] = fake_a
+            adv = adv + self.gan_loss(self._score(discriminator, "a", fake_a), True)
+            metrics["cycle_loss"] = (l1_loss(self.translate(generator, fake_b, "ba"), a)
+                                     + l1_loss(self.translate(generator, fake_a, "ab"), b))
+            metrics["identity_loss"] = (l1_loss(self.translate(generator, b, "ab"), b)
+                                        + l1_loss(self.translate(generator, a, "ba"), a))
+            metrics["adversarial_loss"] = adv
+            loss = adv + lam * metrics["cycle_loss"] + lam_id * metrics["identity_loss"]
+        else:
+            metrics["adversarial_loss"] = adv
+            loss = adv
+        return loss, (metrics, fakes)
+
+    def discriminator_loss(self, discriminator: Params, batch: Batch, fakes: dict):
+        """Half the sum of real and fake terms for each discriminator, summed."""
+        reals = {"b": batch.target, "a": batch.source}
+        total = 0.0
+        for d in self.discriminators:
+            real = self.gan_loss(self._score(discriminator, d, reals[d], batch.source), True)
+            fake = self.gan_loss(self._score(discriminator, d, fakes[d], batch.source), False)
+            total = total + 0.5 * (real + fake)
+        return total, {"discriminator_loss": total}
+
+
+def _all_finite(tree) -> jnp.ndarray:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _scaled_update(params, grads, opt_state, opt, lr_scale):
+    updates, opt_state = opt.update(grads, opt_state, params)
+    updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def train_step(method: Method, state: TrainState, batch: Batch, lr_scale: jnp.ndarray,
+               active: jnp.ndarray) -> tuple[TrainState, dict]:
+    """One optimizer step of one member.
+
+    ``lr_scale`` multiplies this member's updates (1 normally). The new state
+    is kept only if ``active`` and everything is finite; a member that
+    produces a NaN or inf is frozen and flagged ``diverged`` from then on, so
+    it can never affect anything else.
+    """
+    opt = method.optimizer()
+    key = jax.random.fold_in(state.key, state.step)
+    (g_loss, (metrics, fakes)), g_grads = jax.value_and_grad(
+        method.generator_loss, has_aux=True)(state.generator, state.discriminator, batch)
+    generator, generator_opt = _scaled_update(
+        state.generator, g_grads, state.generator_opt, opt, lr_scale)
+    metrics = {"generator_loss": g_loss, **metrics}
+
+    discriminator, discriminator_opt, pools = (
+        state.discriminator, state.discriminator_opt, state.pools)
+    if method.discriminators:
+        fakes = jax.lax.stop_gradient(fakes)
+        pools, pooled = {}, dict(fakes)
+        for i, d in enumerate(state.pools):
+            pools[d], pooled[d] = image_pool.query_pool(
+                state.pools[d], fakes[d], jax.random.fold_in(key, i))
+        (_, d_metrics), d_grads = jax.value_and_grad(
+            method.discriminator_loss, has_aux=True)(state.discriminator, batch, pooled)
+        discriminator, discriminator_opt = _scaled_update(
+            state.discriminator, d_grads, state.discriminator_opt, opt, lr_scale)
+        metrics.update(d_metrics)
+
+    new = state.replace(step=state.step + 1, generator=generator, discriminator=discriminator,
+                        generator_opt=generator_opt, discriminator_opt=discriminator_opt,
+                        pools=pools)
+    finite = _all_finite((metrics, generator, discriminator))
+    keep = active & ~state.diverged & finite
+    out = jax.tree_util.tree_map(lambda n, o: jnp.where(keep, n, o), new, state)
+    out = out.replace(diverged=state.diverged | (active & ~finite))
+    return out, metrics

@@ -1,0 +1,150 @@
+"""Runs a sweep: every (ratio, seed) member of one method, trained together.
+
+``train_sweep(cfg, workdir)`` is the whole job behind ``jax-translate sweep``:
+bind the config to the run folder, put the data on the device, initialise or
+restore the stacked state, compile once, then call the compiled K-step
+function until done, logging and checkpointing between calls. Rerunning it on
+the same folder resumes; Ctrl-C saves a checkpoint first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jax_translate.config import SweepConfig
+from jax_translate.data.dataset import SliceSet
+from jax_translate.training import checkpoints, engine
+from jax_translate.training.members import build_members
+from jax_translate.training.methods import Method, TrainState
+
+RUN_FILE = "run.json"
+
+
+def member_name(ratio: float, seed: int) -> str:
+    return f"ratio={ratio:g}/seed={seed}"
+
+
+def load_splits(cfg: SweepConfig) -> dict[str, SliceSet]:
+    from jax_translate.data import dataset
+
+    sim = {} if cfg.brats_dir else dict(n_patients=cfg.n_patients,
+                                        n_train_patients=cfg.n_train_patients, seed=cfg.data_seed)
+    return dataset.load(cfg.size, cfg.data_dir, cfg.brats_dir, **sim)
+
+
+@dataclasses.dataclass
+class SweepResult:
+    cfg: SweepConfig
+    states: TrainState        # stacked on the member axis
+    member_axis: str
+    compile_seconds: float
+    train_seconds: float      # wall time of the steps run by this call
+    steps_run: int            # steps run by this call (0 if it was already done)
+
+
+class _MetricsLog:
+    """One JSONL file per member under ``workdir/metrics``."""
+
+    def __init__(self, workdir: Path, cfg: SweepConfig, resume_step: int):
+        self.folder = Path(workdir) / "metrics"
+        self.folder.mkdir(exist_ok=True)
+        self.paths = [self.folder / (member_name(r, s).replace("/", "_") + ".jsonl")
+                      for r, s in cfg.members]
+        for path in self.paths:  # drop lines written after the checkpoint we resume from
+            if path.exists():
+                kept = [line for line in path.read_text().splitlines()
+                        if line.strip() and json.loads(line)["step"] <= resume_step]
+                checkpoints.atomic_write_text(path, "".join(k + "\n" for k in kept))
+
+    def write(self, step: int, metrics: dict, diverged: np.ndarray) -> None:
+        for i, path in enumerate(self.paths):
+            row = {"step": step, **{f"train/{k}": float(v[i]) for k, v in metrics.items()},
+                   "diverged": bool(diverged[i])}
+            with path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def _summary(metrics: dict, diverged: np.ndarray, member_steps_per_s: float) -> str:
+    ok = ~diverged
+    parts = [f"{k.replace('_loss', '')}={np.median(v[ok]):.3f}" for k, v in metrics.items()
+             if k in ("generator_loss", "discriminator_loss", "l1_loss") and ok.any()]
+    parts.append(f"{member_steps_per_s:.1f} member-steps/s")
+    if diverged.any():
+        parts.append(f"{int(diverged.sum())} diverged")
+    return " ".join(parts)
+
+
+def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSet] | None = None,
+                lr_scales: np.ndarray | None = None, progress: bool = True,
+                stop_after: int | None = None) -> SweepResult:
+    """Trains (or resumes) every member of ``cfg`` in ``workdir``.
+
+    ``splits`` skips loading the dataset (tests pass small ones); ``lr_scales``
+    scales one member's learning rate (divergence tests); ``stop_after`` ends
+    the call after that many steps, as an interruption would.
+    """
+    from tqdm.auto import tqdm
+
+    workdir = checkpoints.check_workdir(workdir)
+    checkpoints.bind_config(workdir, cfg)
+    splits = splits if splits is not None else load_splits(cfg)
+    shared, members = build_members(cfg, splits["train"], lr_scales)
+    method = Method(cfg)
+    image_shape = splits["train"].flair.shape[1:]
+    seeds = np.asarray([s for _, s in cfg.members])
+    states = engine.init_states(method, seeds, image_shape)
+
+    mngr = checkpoints.manager(workdir)
+    start, restored = checkpoints.restore_latest(mngr, states)
+    states = restored if restored is not None else states
+    axis = engine.resolve_member_axis(cfg.member_axis)
+    k = min(cfg.steps_per_call, cfg.steps)
+
+    t0 = time.perf_counter()
+    step_fn = engine.make_sweep_step(method, k, axis).lower(shared, states, members).compile()
+    compile_seconds = time.perf_counter() - t0
+    run_info = {"member_axis": axis, "backend": jax.default_backend(),
+                "devices": len(jax.devices()), "members": [
+                    {"target_tumor_ratio": r, "seed": s} for r, s in cfg.members],
+                "compile_seconds": compile_seconds, "finished": start >= cfg.steps}
+    checkpoints.atomic_write_json(workdir / RUN_FILE, run_info)
+
+    log = _MetricsLog(workdir, cfg, start)
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    step, t_train = start, time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not progress,
+               desc=f"{cfg.method} x{len(cfg.members)}", dynamic_ncols=True)
+    try:
+        while step < end:
+            t_call = time.perf_counter()
+            states, metrics = step_fn(shared, states, members)
+            metrics = jax.device_get(metrics)  # one host sync per K steps
+            diverged = np.asarray(jax.device_get(states.diverged))
+            done = min(step + k, cfg.steps)
+            rate = (done - step) * len(cfg.members) / (time.perf_counter() - t_call)
+            if done // cfg.log_every > step // cfg.log_every or done == cfg.steps:
+                log.write(done, metrics, diverged)
+            if done // cfg.checkpoint_every > step // cfg.checkpoint_every or done >= end:
+                checkpoints.save(mngr, done, states)
+            bar.update(done - step)
+            bar.set_postfix_str(_summary(metrics, diverged, rate))
+            step = done
+    except KeyboardInterrupt:
+        if mngr.latest_step() != step and step > start:
+            checkpoints.save(mngr, step, states)
+        mngr.wait_until_finished()
+        raise
+    finally:
+        bar.close()
+    mngr.wait_until_finished()
+    if step >= cfg.steps:
+        run_info["finished"] = True
+        checkpoints.atomic_write_json(workdir / RUN_FILE, run_info)
+    return SweepResult(cfg, states, axis, compile_seconds,
+                       time.perf_counter() - t_train, step - start)
