@@ -37,3 +37,13 @@ def tiny_config(method="cyclegan", **overrides):
                 member_axis="vmap")
     base.update(overrides)
     return make_config(method, preset="tiny", **base)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """Reuse compiled programs across tests that build the same step again."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -39,6 +39,16 @@ def test_anatomy_probabilities_partition_the_brain():
     litres = template.brain.sum() / 1e6
     assert 1.1 < litres < 1.9
     assert template.gm.sum() > template.csf.sum() and template.wm.sum() > template.csf.sum()
+    # Anti-aliasing blur keeps the partition and spreads the brain a little.
+    blurred = anatomy.blurred_anatomy(1.4)
+    np.testing.assert_allclose(blurred.csf + blurred.gm + blurred.wm, blurred.brain, atol=1e-5)
+    assert blurred.brain.sum() == pytest.approx(template.brain.sum(), rel=1e-3)
+    assert np.all(blurred.voxel_box[0][:2] < template.voxel_box[0][:2])  # x, y only
+    # Tumor sites: right hemisphere, deep inside the brain.
+    sites = anatomy.tumor_sites_mm()
+    assert len(sites) > 1000 and np.all(sites[:, 0] >= 15)
+    voxels = np.round(template.mm_to_voxel(sites.T.astype(np.float32))).astype(int)
+    assert np.all(template.brain[tuple(voxels)] == 1)
 
 
 def test_same_seed_and_patient_give_identical_volumes():
@@ -162,22 +172,22 @@ def test_push_is_radial_outward_volume_preserving_and_decays():
     center = np.array([1.0, -2.0, 3.0])
     directions = np.random.default_rng(0).standard_normal((3, 50))
     directions /= np.linalg.norm(directions, axis=0)
-    volume, reach = 10.0 ** 3, 1e6  # no taper: an incompressible medium
+    push_radius, reach = 10.0, 1e6  # no taper: an incompressible medium
     radii = np.array([12.0, 20.0, 40.0])
     for radius in radii:
         points = (center[:, None] + radius * directions).astype(np.float32)
-        source = simulator._push_from(points, center, volume, reach)
+        source = simulator._push_from(points, center, push_radius, reach)
         offsets = source - center[:, None]
         source_radius = np.linalg.norm(offsets, axis=0)
         # Tissue at r came from cbrt(r^3 - V), straight towards the centre.
-        np.testing.assert_allclose(source_radius, np.cbrt(radius ** 3 - volume), rtol=1e-4)
+        np.testing.assert_allclose(source_radius, np.cbrt(radius ** 3 - push_radius ** 3), rtol=1e-4)
         np.testing.assert_allclose(offsets / source_radius, directions, atol=1e-4)
     # With a taper, the source radius still grows with r (no folding) and
     # far tissue stays put.
     radius = np.linspace(0.5, 200.0, 400)
     points = (center[:, None] + radius[None, :] * directions[:, :1]).astype(np.float32)
     source_radius = np.linalg.norm(
-        simulator._push_from(points, center, volume, 40.0) - center[:, None], axis=0)
+        simulator._push_from(points, center, push_radius, 40.0) - center[:, None], axis=0)
     assert np.all(np.diff(source_radius) > 0)
     assert np.all(source_radius <= radius + 1e-4)
     np.testing.assert_allclose(source_radius[radius > 150], radius[radius > 150], atol=1e-3)

@@ -55,16 +55,22 @@ class Anatomy:
         voxels += inverse[:3, 3:].astype(np.float32)
         return voxels.reshape(points_mm.shape)
 
-    def brain_extent_mm(self) -> tuple[np.ndarray, np.ndarray]:
-        """Lowest and highest mm coordinates (x, y, z) of any brain voxel."""
-        corners = []
+    @functools.cached_property
+    def voxel_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest voxel indices (3,) with any brain (> 0)."""
+        low, high = [], []
         for axis in range(3):
             others = tuple(a for a in range(3) if a != axis)
             indices = np.flatnonzero(self.brain.any(axis=others))
-            corners.append((indices[0], indices[-1]))
-        low = np.array([c[0] for c in corners] + [1.0])
-        high = np.array([c[1] for c in corners] + [1.0])
-        return (self.affine @ low)[:3], (self.affine @ high)[:3]
+            low.append(indices[0])
+            high.append(indices[-1])
+        return np.array(low), np.array(high)
+
+    def brain_extent_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest mm coordinates (x, y, z) of any brain voxel."""
+        low, high = self.voxel_box
+        return (self.affine[:3, :3] @ low + self.affine[:3, 3],
+                self.affine[:3, :3] @ high + self.affine[:3, 3])
 
 
 def template_paths() -> dict[str, Path]:
@@ -117,6 +123,32 @@ def load_anatomy() -> Anatomy:
         array.setflags(write=False)
     affine.setflags(write=False)
     return Anatomy(**arrays, affine=affine)
+
+
+@functools.lru_cache(maxsize=1)
+def brain_center_mm() -> np.ndarray:
+    """Centre (x, y, z) of the template brain's bounding box, in mm."""
+    low, high = load_anatomy().brain_extent_mm()
+    return (low + high) / 2
+
+
+@functools.lru_cache(maxsize=1)
+def tumor_sites_mm() -> np.ndarray:
+    """Template points (n, 3) in mm where the simulator may centre a tumor.
+
+    Deep in the white or grey matter (not in CSF, at least 15 mm from the
+    brain surface), in the right hemisphere (the paper's crop only shows
+    that one) and above the cerebellum (BraTS gliomas are mostly cerebral).
+    """
+    anatomy = load_anatomy()
+    step = 2  # a 2 mm grid is plenty for picking centres, and 8x cheaper
+    brain = anatomy.brain[::step, ::step, ::step] > 0.5
+    depth_mm = ndimage.distance_transform_edt(brain) * step
+    parenchyma = (anatomy.gm + anatomy.wm)[::step, ::step, ::step]
+    voxels = np.argwhere(brain & (depth_mm >= 15.0) & (parenchyma >= 0.9)) * step
+    points = voxels @ anatomy.affine[:3, :3].T + anatomy.affine[:3, 3]
+    keep = (points[:, 0] >= 15.0) & (points[:, 2] >= -10.0) & (points[:, 2] <= 55.0)
+    return points[keep]
 
 
 @functools.lru_cache(maxsize=4)

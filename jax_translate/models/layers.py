@@ -10,10 +10,13 @@ and instance normalisation without learnable affine parameters
 All tensors are NHWC float32.
 """
 
+from __future__ import annotations
+
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 # The reference initialises every Conv and ConvTranspose weight from
@@ -71,11 +74,11 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
 
 
 def conv(
-        features: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        name: str | None = None,
+    features: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    name: str | None = None,
 ) -> nn.Conv:
     """A Conv2d with the reference's init and symmetric zero padding.
 
@@ -83,13 +86,13 @@ def conv(
     use_bias=True, and the layers without norm have a bias by default anyway.
     """
     return nn.Conv(
-            features,
-            (kernel_size, kernel_size),
-            strides=(stride, stride),
-            padding=((padding, padding), (padding, padding)),
-            kernel_init=CONV_INIT,
-            bias_init=BIAS_INIT,
-            name=name,
+        features,
+        (kernel_size, kernel_size),
+        strides=(stride, stride),
+        padding=((padding, padding), (padding, padding)),
+        kernel_init=CONV_INIT,
+        bias_init=BIAS_INIT,
+        name=name,
     )
 
 
@@ -106,44 +109,81 @@ class ReflectConv(nn.Module):
         return conv(self.features, self.kernel_size, name="conv")(x)
 
 
-def transpose_conv_2x(
-        features: int, kernel_size: int, name: str | None = None
-) -> nn.ConvTranspose:
-    """A ConvTranspose2d(stride 2, padding 1) whose output is exactly 2x the input.
+def _polyphase_taps(kernel_size: int) -> np.ndarray:
+    """0/1 map from a transposed-conv kernel to its four stride-1 phases.
 
-    PyTorch's size is (H - 1) * 2 - 2 * padding + kernel + output_padding, so
-    doubling needs output_padding = 4 - kernel (1 for the ResNet's 3x3 kernel,
-    0 for the UNet's 4x4 kernel). lax.conv_transpose pads the stride-dilated
-    input instead, and the equivalent padding is
-    (kernel - 1 - padding, kernel - 1 - padding + output_padding). Without
-    transpose_kernel the kernel is the spatial flip of PyTorch's, which is the
-    same family of functions and the same init distribution.
+    For PyTorch's ConvTranspose2d(stride 2, padding 1, output_padding
+    4 - kernel) the output is (H - 1) * 2 - 2 + kernel + output_padding = 2H.
+    In lax terms that is the stride-dilated input padded by
+    low = kernel - 2 (and high = 2) and correlated with the kernel, so output
+    row 2m + a reads input row m + d through kernel tap j = 2d + low - a.
+    Returns S[d, e, a, b, j, l] = 1 where tap (j, l) links input offset
+    (d, e) to output phase (a, b); offsets run from -(low // 2) upwards.
     """
-    if kernel_size not in (3, 4):
-        raise ValueError(f"kernel_size must be 3 or 4, got {kernel_size}")
-    torch_padding = 1
-    output_padding = 4 - kernel_size
-    low = kernel_size - 1 - torch_padding
-    pads = ((low, low + output_padding),) * 2
-    return nn.ConvTranspose(
-            features,
-            (kernel_size, kernel_size),
-            strides=(2, 2),
-            padding=pads,
-            kernel_init=CONV_INIT,
-            bias_init=BIAS_INIT,
-            name=name,
-    )
+    low = kernel_size - 2
+    offsets = range(-(low // 2), (low + 1) // 2 + 1)
+    taps = np.zeros((len(offsets), 2, kernel_size), np.float32)
+    for i, d in enumerate(offsets):
+        for a in (0, 1):
+            j = 2 * d + low - a
+            if 0 <= j < kernel_size:
+                taps[i, a, j] = 1.0
+    # Rows and columns choose their taps independently.
+    return np.einsum("paj,qbl->pqabjl", taps, taps)
+
+
+class TransposeConv2x(nn.Module):
+    """The reference's ConvTranspose2d(kernel, stride 2, padding 1), exactly 2x.
+
+    Computed in its polyphase form: one stride-1 conv of the input producing
+    the four output phases as channels, then depth-to-space. This is the same
+    function as nn.ConvTranspose with padding (low, low + 4 - kernel) and the
+    same (kernel, kernel, in, out) parameter, but XLA on CPU computes the
+    kernel gradient of a transposed conv (a conv with a dilated input) about
+    7x slower than that of an ordinary conv, and this layer's backward pass
+    is the training hot spot. The kernel is the spatial flip of PyTorch's
+    weight; the function family and init distribution are the same.
+    """
+
+    features: int
+    kernel_size: int = 3
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.kernel_size not in (3, 4):
+            raise ValueError(f"kernel_size must be 3 or 4, got {self.kernel_size}")
+        k = self.kernel_size
+        in_features = x.shape[-1]
+        kernel = self.param("kernel", CONV_INIT, (k, k, in_features, self.features))
+        bias = self.param("bias", BIAS_INIT, (self.features,))
+
+        taps = _polyphase_taps(k)
+        n_offsets = taps.shape[0]
+        phase_kernel = jnp.einsum("pqabjl,jlio->pqiabo", taps, kernel).reshape(
+            n_offsets, n_offsets, in_features, 4 * self.features
+        )
+        low = k - 2
+        pad = (low // 2, (low + 1) // 2)
+        y = jax.lax.conv_general_dilated(
+            x,
+            phase_kernel,
+            window_strides=(1, 1),
+            padding=(pad, pad),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        n, h, w, _ = y.shape
+        y = y.reshape(n, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
+        return y.reshape(n, 2 * h, 2 * w, self.features) + bias
 
 
 class Upsample2x(nn.Module):
     """Doubles H and W and maps to `features` channels (no norm, no activation).
 
-    'resize' is nearest-neighbour x2 then a reflect-padded 3x3 conv. It is the
-    default because XLA's CPU gradient of a transposed conv is roughly an order
-    of magnitude slower than PyTorch's, and resize-conv also avoids the
-    checkerboard artefacts of strided transposed convs. 'transpose' is the
-    reference's ConvTranspose2d, kept for parity.
+    'resize' (the default) is nearest-neighbour x2 then a reflect-padded 3x3
+    conv, which avoids the checkerboard artefacts of strided transposed convs.
+    'transpose' is the reference's ConvTranspose2d (see `TransposeConv2x`),
+    kept for parity with the paper; both have the same parameter count for
+    the ResNet's 3x3 kernels.
     """
 
     features: int
@@ -153,13 +193,11 @@ class Upsample2x(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.mode == "resize":
-            return ReflectConv(self.features, 3, 1, name="resize_conv")(
-                    upsample_nearest(x, 2)
-            )
+            conv_layer = ReflectConv(self.features, 3, 1, name="resize_conv")
+            return conv_layer(upsample_nearest(x, 2))
         if self.mode == "transpose":
-            return transpose_conv_2x(
-                    self.features, self.transpose_kernel_size, name="transpose_conv"
-            )(x)
-        raise ValueError(
-                f"unknown upsample {self.mode!r}; expected 'resize' or 'transpose'"
-        )
+            conv_layer = TransposeConv2x(
+                self.features, self.transpose_kernel_size, name="transpose_conv"
+            )
+            return conv_layer(x)
+        raise ValueError(f"unknown upsample {self.mode!r}; expected 'resize' or 'transpose'")

@@ -1,0 +1,182 @@
+"""The training engine: vmapped sweep == members alone, resume, sampling, losses."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_config, tiny_slices
+from jax_translate.training import engine, image_pool, losses
+from jax_translate.training.members import build_members, sample_batch
+from jax_translate.training.methods import Batch, Method
+from jax_translate.training.sweep import train_sweep
+
+METHODS = ("cyclegan", "gan", "condgan", "l1")
+
+
+@pytest.fixture(scope="module")
+def train():
+    return tiny_slices()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_vmapped_sweep_equals_members_alone(method, train):
+    cfg = tiny_config(method, target_tumor_ratios=(0.0, 0.5, 1.0), steps=4, steps_per_call=4)
+    m = Method(cfg)
+    shared, members = build_members(cfg, train)
+    seeds = np.array([s for _, s in cfg.members])
+    states = engine.init_states(m, seeds, (16, 16))
+    swept, swept_metrics = engine.make_sweep_step(m, 4, "vmap")(shared, states, members)
+
+    alone = jax.jit(functools.partial(engine.member_steps, m, 4))
+    fresh = engine.init_states(m, seeds, (16, 16))
+    probe = jnp.asarray(train.flair[:4, ..., None] * 2 - 1)
+    # Compare what the networks compute, not raw parameters: a conv bias
+    # followed by instance norm has an exactly-zero gradient, so float noise in
+    # it is amplified by Adam to +-lr without changing the function.
+    translate = jax.jit(lambda g: m.translate(g, probe))
+    for i in range(len(cfg.members)):
+        pick = lambda tree: jax.tree_util.tree_map(lambda x: x[i], tree)  # noqa: E731
+        state_i, metrics_i = alone(shared, pick(fresh), pick(members))
+        chex.assert_trees_all_close(translate(state_i.generator), translate(pick(swept.generator)),
+                                    atol=2e-4)
+        chex.assert_trees_all_close(metrics_i, pick(swept_metrics), rtol=1e-4, atol=1e-5)
+        for d in m.discriminators:
+            score = jax.jit(lambda p: m._score(p, d, probe, probe))
+            chex.assert_trees_all_close(score(state_i.discriminator), score(
+                pick(swept.discriminator)), atol=2e-4)
+        assert int(state_i.step) == 4
+    # members with different data really trained differently
+    outs = jax.vmap(translate)(swept.generator)
+    assert float(jnp.abs(outs[0] - outs[-1]).max()) > 1e-3
+
+
+def test_map_strategy_equals_vmap(train):
+    cfg = tiny_config("cyclegan", steps=3)
+    m = Method(cfg)
+    shared, members = build_members(cfg, train)
+    init = lambda: engine.init_states(m, np.zeros(2, int), (16, 16))  # noqa: E731
+    a, _ = engine.make_sweep_step(m, 3, "vmap")(shared, init(), members)
+    b, _ = engine.make_sweep_step(m, 3, "map")(shared, init(), members)
+    probe = jnp.asarray(train.flair[:2, ..., None] * 2 - 1)
+    outs = [jax.vmap(lambda g: m.translate(g, probe))(s.generator) for s in (a, b)]
+    chex.assert_trees_all_close(outs[0], outs[1], atol=2e-4)
+
+
+def test_resume_equals_uninterrupted(tmp_path, tiny_splits):
+    cfg = tiny_config("cyclegan", steps=6, steps_per_call=2, checkpoint_every=2)
+    straight = train_sweep(cfg, tmp_path / "straight", tiny_splits, progress=False)
+    first = train_sweep(cfg, tmp_path / "resumed", tiny_splits, progress=False, stop_after=2)
+    assert first.steps_run == 2
+    resumed = train_sweep(cfg, tmp_path / "resumed", tiny_splits, progress=False)
+    assert resumed.steps_run == 4
+    chex.assert_trees_all_equal(straight.states.generator, resumed.states.generator)
+    chex.assert_trees_all_equal(straight.states.pools, resumed.states.pools)
+    # a finished run does nothing more when rerun
+    again = train_sweep(cfg, tmp_path / "resumed", tiny_splits, progress=False)
+    assert again.steps_run == 0
+
+
+def test_member_batches_have_its_tumor_ratio(train):
+    ratios = (0.0, 0.3, 1.0)
+    cfg = tiny_config("gan", target_tumor_ratios=ratios, n_target=10)
+    shared, members = build_members(cfg, train)
+    labels = np.asarray(shared.label)
+    for i, ratio in enumerate(ratios):
+        member = jax.tree_util.tree_map(lambda x: x[i], members)
+        assert labels[np.asarray(member.target_index)].mean() == pytest.approx(ratio)
+        keys = jax.random.split(jax.random.PRNGKey(i), 2000)
+        draw = jax.jit(jax.vmap(lambda k: sample_batch(shared, member, k, 1, False)[1]))
+        sampled = labels[np.asarray(draw(keys)).ravel()]
+        assert abs(sampled.mean() - ratio) < 0.04
+        # and the source domain stays at 50% whatever the target ratio
+        assert labels[np.asarray(member.source_index)].mean() == pytest.approx(0.5)
+
+
+def test_loss_formulas_by_hand():
+    scores = jnp.array([0.5, 1.5, -1.0])
+    assert losses.lsgan_loss(scores, True) == pytest.approx((0.25 + 0.25 + 4.0) / 3)
+    assert losses.lsgan_loss(scores, False) == pytest.approx((0.25 + 2.25 + 1.0) / 3)
+    logits = jnp.array([0.0, 2.0])
+    expected = (np.log(2) + np.log1p(np.exp(-2.0))) / 2
+    assert losses.vanilla_gan_loss(logits, True) == pytest.approx(expected, rel=1e-5)
+    assert losses.l1_loss(jnp.ones(4), jnp.array([0.0, 1.0, 2.0, 3.0])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_generator_loss_matches_hand_computation(method):
+    cfg = tiny_config(method)
+    m = Method(cfg)
+    state = m.init(jax.random.PRNGKey(3), (16, 16))
+    rng = np.random.default_rng(0)
+    a, b = (jnp.asarray(rng.uniform(-1, 1, (1, 16, 16, 1)), jnp.float32) for _ in range(2))
+    loss, (metrics, _) = m.generator_loss(state.generator, state.discriminator, Batch(a, b))
+    G = lambda name, x: np.asarray(m.translate(state.generator, x, name))  # noqa: E731
+    D = lambda name, x: np.asarray(  # noqa: E731
+        m.discriminator_net.apply({"params": state.discriminator[name]}, x))
+    fake_b = G("ab", a)
+    if method == "l1":
+        expected = np.abs(fake_b - np.asarray(b)).mean()
+    elif method == "gan":
+        expected = ((D("b", fake_b) - 1) ** 2).mean()
+    elif method == "condgan":
+        logits = D("b", np.concatenate([a, fake_b], -1))
+        expected = np.mean(np.log1p(np.exp(-logits)))  # BCE with label 1
+    else:
+        fake_a = G("ba", b)
+        adv = ((D("b", fake_b) - 1) ** 2).mean() + ((D("a", fake_a) - 1) ** 2).mean()
+        cycle = np.abs(G("ba", fake_b) - a).mean() + np.abs(G("ab", fake_a) - b).mean()
+        identity = np.abs(G("ab", b) - b).mean() + np.abs(G("ba", a) - a).mean()
+        expected = adv + 10 * cycle + 0.5 * 10 * identity
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("method,metric", [("l1", "l1_loss"), ("cyclegan", "cycle_loss")])
+def test_loss_goes_down(method, metric, train):
+    cfg = tiny_config(method, target_tumor_ratios=(0.5,), steps=60, learning_rate=2e-3,
+                      decay_fraction=0.0)
+    m = Method(cfg)
+    shared, members = build_members(cfg, train)
+    states = engine.init_states(m, np.zeros(1, int), (16, 16))
+    step = engine.make_sweep_step(m, 10, "vmap")
+    history = []
+    for _ in range(6):
+        states, metrics = step(shared, states, members)
+        history.append(float(metrics[metric][0]))
+    assert history[-1] < 0.7 * history[0], history
+
+
+def test_diverging_member_is_frozen_and_isolated(tmp_path, tiny_splits):
+    cfg = tiny_config("cyclegan", target_tumor_ratios=(0.0, 0.5, 1.0), steps=4)
+    base = train_sweep(cfg, tmp_path / "base", tiny_splits, progress=False)
+    bad = train_sweep(cfg, tmp_path / "bad", tiny_splits, progress=False,
+                      lr_scales=np.array([1.0, 1e30, 1.0]))
+    assert list(np.asarray(bad.states.diverged)) == [False, True, False]
+    for i in (0, 2):
+        pick = lambda t: jax.tree_util.tree_map(lambda x: x[i], t)  # noqa: E731
+        chex.assert_trees_all_equal(pick(base.states.generator), pick(bad.states.generator))
+    frozen = jax.tree_util.tree_map(lambda x: x[1], bad.states.generator)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(frozen))
+
+
+def test_image_pool_follows_the_reference_rule():
+    pool = image_pool.init_pool(2, (1,))
+    key = jax.random.PRNGKey(0)
+    pool, out = image_pool.query_pool(pool, jnp.array([[1.0], [2.0]]), key)
+    np.testing.assert_array_equal(out, [[1.0], [2.0]])  # filling: returned as is
+    assert int(pool["count"]) == 2
+    seen = set()
+    for i in range(40):
+        before = set(np.asarray(pool["images"]).ravel().tolist())
+        pool, out = image_pool.query_pool(pool, jnp.array([[100.0 + i]]), jax.random.PRNGKey(i))
+        after = set(np.asarray(pool["images"]).ravel().tolist())
+        value = float(out[0, 0])
+        if value == 100.0 + i:   # new image returned: pool unchanged
+            assert after == before
+        else:                    # an old image returned and replaced by the new one
+            assert value in before and 100.0 + i in after
+            seen.add("swap")
+    assert seen == {"swap"}
