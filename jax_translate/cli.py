@@ -67,6 +67,60 @@ def cmd_preview(args) -> None:
     print(f"wrote {save_preview(splits['train'], out)}")
 
 
+def _sweep_config(args):
+    from jax_translate.config import make_config, parse_ratios
+
+    overrides = dict(target_tumor_ratios=parse_ratios(args.ratios), seeds=args.seeds,
+                     member_axis=args.member_axis,
+                     data_dir=str(args.data_dir) if args.data_dir else None,
+                     brats_dir=str(args.brats_dir) if args.brats_dir else None)
+    if args.size is not None:
+        overrides["size"] = args.size
+    for name in ("steps", "batch_size", "checkpoint_every", "log_every", "steps_per_call"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    return make_config(args.method, args.preset, **overrides)
+
+
+def cmd_sweep(args) -> None:
+    from jax_translate.training.checkpoints import check_workdir
+    from jax_translate.training.sweep import train_sweep
+
+    cfg = _sweep_config(args)
+    workdir = check_workdir(args.workdir)
+    result = train_sweep(cfg, workdir)
+    print(f"{cfg.method}: {len(cfg.members)} members, {cfg.steps} steps, member axis "
+          f"{result.member_axis}, compiled in {result.compile_seconds:.1f}s; run folder {workdir}")
+
+
+def cmd_evaluate(args) -> None:
+    from jax_translate.evaluation.evaluate import evaluate_run, flip_table
+
+    result = evaluate_run(args.workdir)
+    c = result.classifier_metrics
+    print(f"classifier on real T1 holdout: accuracy {c['accuracy']:.3f}, sensitivity "
+          f"{c['sensitivity']:.3f}, specificity {c['specificity']:.3f}")
+    print(flip_table(result.rows, ratios=None))
+    print("wrote " + ", ".join(str(p) for p in result.outputs.values()))
+
+
+def cmd_reproduce(args) -> None:
+    from jax_translate.reproduce import default_preset, reproduce
+
+    reproduce(args.preset or default_preset(), args.out,
+              data_dir=str(args.data_dir) if args.data_dir else None)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jax-translate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -79,6 +133,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
     p.set_defaults(func=cmd_preview)
+
+    from jax_translate.config import MEMBER_AXES, METHODS
+    from jax_translate.models import MODEL_PRESETS
+
+    p = sub.add_parser("sweep", help="train one method at every bias setting and seed at once")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--ratios", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
+                   help="target tumor ratios, comma-separated, each in [0, 1]")
+    p.add_argument("--seeds", type=_positive_int, default=1, help="seeds per ratio (0..S-1)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps per member")
+    p.add_argument("--preset", default="cpu", choices=sorted(MODEL_PRESETS))
+    p.add_argument("--member-axis", default="auto", choices=MEMBER_AXES)
+    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None)
+    p.add_argument("--log-every", type=_positive_int, default=None)
+    p.add_argument("--steps-per-call", type=_positive_int, default=None,
+                   help="steps run by one compiled call (lax.scan length)")
+    p.add_argument("--workdir", type=Path, required=True)
+    _add_data_args(p)
+    p.set_defaults(func=cmd_sweep, size=None)
+
+    p = sub.add_parser("evaluate", help="flip counts, pixel and lesion metrics, figures of a sweep")
+    p.add_argument("--workdir", type=Path, required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    from jax_translate.reproduce import PRESETS
+
+    p = sub.add_parser("reproduce", help="the paper's experiment: every method, evaluation, figures")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="cpu (default on CPU) or paper (default on GPU/TPU)")
+    p.add_argument("--out", type=Path, default=Path("runs/reproduce"))
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 

@@ -22,8 +22,16 @@ from jax_translate.models import (
 SHAPES = [(2, 64, 64, 1), (1, 256, 128, 1)]
 
 
+def _key(seed):
+    # XLA on CPU takes ~2 s to compile each differently shaped threefry draw
+    # (jax_threefry_partitionable), so a model init compiles for 5-10 s;
+    # an rbg key draws from the same distributions and compiles in ~1 s.
+    return jax.random.key(seed, impl="rbg")
+
+
 def _images(shape, seed=0):
-    return jax.random.uniform(jax.random.key(seed), shape, minval=-1.0, maxval=1.0)
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.uniform(-1.0, 1.0, shape), jnp.float32)
 
 
 def _n_params(params):
@@ -39,16 +47,26 @@ def _small_generator(kind, upsample):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("upsample", ["resize", "transpose"])
 @pytest.mark.parametrize("kind", ["resnet", "unet"])
-def test_generator_keeps_shape_and_range(kind, upsample, shape):
+def test_generator_keeps_shape(kind, upsample, shape):
     generator = _small_generator(kind, upsample)
-    x = _images(shape)
-    params = generator.init(jax.random.key(1), x)
-    # Large weights push pre-activations far beyond [-1, 1]; only the final
-    # tanh keeps the output in range.
-    loud = jax.tree.map(lambda p: p * 50.0, params)
-    y = generator.apply(loud, x)
-    assert y.shape == shape
-    assert y.dtype == jnp.float32
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
+    params = jax.eval_shape(generator.init, _key(1), x)
+    y = jax.eval_shape(generator.apply, params, x)
+    assert (y.shape, y.dtype) == (shape, jnp.float32)
+
+
+@pytest.mark.parametrize("kind", ["resnet", "unet"])
+def test_generator_output_in_range(kind):
+    generator = _small_generator(kind, "resize")
+
+    @jax.jit
+    def translate_loudly(x):
+        # Large weights push pre-activations far beyond [-1, 1]; only the
+        # final tanh keeps the output in range.
+        params = generator.init(_key(1), x)
+        return generator.apply(jax.tree.map(lambda p: p * 50.0, params), x)
+
+    y = translate_loudly(_images((2, 64, 64, 1)))
     assert float(jnp.min(y)) >= -1.0 and float(jnp.max(y)) <= 1.0
     assert float(jnp.max(jnp.abs(y))) > 0.9
 
@@ -59,20 +77,20 @@ def test_generator_keeps_shape_and_range(kind, upsample, shape):
 )
 def test_discriminator_output_shape(shape, expected):
     discriminator = PatchDiscriminator(ndf=4, n_layers=3)
-    x = _images(shape)
-    params = discriminator.init(jax.random.key(1), x)
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
+    params = jax.eval_shape(discriminator.init, _key(1), x)
     # The conditional (pix2pix) discriminator just sees more input channels.
     assert params["params"]["conv0"]["kernel"].shape == (4, 4, shape[-1], 4)
-    assert discriminator.apply(params, x).shape == expected
+    assert jax.eval_shape(discriminator.apply, params, x).shape == expected
 
 
 @pytest.mark.parametrize("kernel_size", [3, 4])
 def test_transpose_conv_matches_pytorch_semantics(kernel_size):
     """Polyphase layer == nn.ConvTranspose == PyTorch's ConvTranspose2d formula."""
-    x = jax.random.normal(jax.random.key(0), (2, 5, 7, 3))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 7, 3)), jnp.float32)
     layer = layers.TransposeConv2x(4, kernel_size)
-    params = layer.init(jax.random.key(1), x)
-    params = jax.tree.map(lambda p: jax.random.normal(jax.random.key(2), p.shape), params)
+    params = layer.init(_key(1), x)
+    params = jax.tree.map(lambda p: jax.random.normal(_key(2), p.shape), params)
     y = layer.apply(params, x)
     assert y.shape == (2, 10, 14, 4)
 
@@ -97,8 +115,15 @@ def test_transpose_conv_matches_pytorch_semantics(kernel_size):
     chex.assert_trees_all_close(y, expected, atol=1e-4)
 
 
+def test_nearest_upsampling_repeats_pixels():
+    x = jnp.arange(2 * 3 * 4 * 2, dtype=jnp.float32).reshape(2, 3, 4, 2)
+    expected = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+    np.testing.assert_array_equal(layers.upsample_nearest(x), expected)
+
+
 def test_instance_norm_per_example_per_channel():
-    x = jax.random.normal(jax.random.key(0), (3, 6, 5, 4)) * jnp.arange(1.0, 5.0) + 7.0
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 6, 5, 4)), jnp.float32)
+    x = x * jnp.arange(1.0, 5.0) + 7.0
     y = np.asarray(layers.instance_norm(x))
     np.testing.assert_allclose(y.mean(axis=(1, 2)), 0.0, atol=1e-5)
     # Biased variance plus eps, as torch.nn.InstanceNorm2d.
@@ -120,13 +145,15 @@ def test_instance_norm_per_example_per_channel():
 )
 def test_examples_in_a_batch_are_independent(network):
     batch = _images((2, 64, 64, 1))
-    params = network.init(jax.random.key(1), batch)
+    params = jax.jit(network.init)(_key(1), batch)
+    apply = jax.jit(network.apply)
     changed = batch.at[1].set(_images((64, 64, 1), seed=5) * 0.1 + 0.5)
-    before, after = network.apply(params, batch), network.apply(params, changed)
+    before, after = apply(params, batch), apply(params, changed)
     chex.assert_trees_all_close(before[0], after[0], atol=1e-6)
     assert not np.allclose(before[1], after[1], atol=1e-3)
-    # And each example alone gives what it gives inside the batch.
-    chex.assert_trees_all_close(network.apply(params, batch[:1])[0], before[0], atol=1e-5)
+    # And the same example in another batch gives the same output.
+    swapped = jnp.stack([changed[1], batch[0]])
+    chex.assert_trees_all_close(apply(params, swapped)[1], before[0], atol=1e-5)
 
 
 @pytest.mark.parametrize("upsample", ["resize", "transpose"])
@@ -148,7 +175,7 @@ def test_paper_resnet9_parameter_count_matches_reference(upsample):
     assert expected == 11_365_633
     cfg = ModelConfig(**{**vars(MODEL_PRESETS["paper"]), "upsample": upsample})
     generator = build_generator(cfg)
-    params = jax.eval_shape(generator.init, jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
+    params = jax.eval_shape(generator.init, _key(0), jnp.zeros((1, 64, 64, 1)))
     assert _n_params(params) == expected
 
 
@@ -158,7 +185,7 @@ def test_paper_patchgan_parameter_count_matches_reference():
 
     expected = conv(1, 64) + conv(64, 128) + conv(128, 256) + conv(256, 512) + conv(512, 1)
     discriminator = build_discriminator(MODEL_PRESETS["paper"])
-    params = jax.eval_shape(discriminator.init, jax.random.key(0), jnp.zeros((1, 256, 256, 1)))
+    params = jax.eval_shape(discriminator.init, _key(0), jnp.zeros((1, 256, 256, 1)))
     assert _n_params(params) == expected == 2_762_689
 
 
@@ -171,7 +198,7 @@ def test_unet_transpose_parameter_count_matches_reference():
     down = conv(1, 64) + conv(64, 128) + conv(128, 256) + conv(256, 512) + 2 * conv(512, 512)
     up = conv(512, 512) + conv(1024, 512) + conv(1024, 256) + conv(512, 128) + conv(256, 64) + conv(128, 1)
     generator = UnetGenerator(ngf=64, num_downs=6, upsample="transpose")
-    params = jax.eval_shape(generator.init, jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
+    params = jax.eval_shape(generator.init, _key(0), jnp.zeros((1, 64, 64, 1)))
     assert _n_params(params) == down + up
 
 
@@ -180,7 +207,7 @@ def test_patchgan_receptive_field_is_70():
     # window of the conv stack is measured with the norm switched off.
     discriminator = PatchDiscriminator(ndf=4, n_layers=3, norm="none")
     x = _images((1, 256, 256, 1))
-    params = discriminator.init(jax.random.key(1), x)
+    params = discriminator.init(_key(1), x)
     params = jax.tree.map(lambda p: p + 0.05, params)  # no accidental zero taps
 
     def score(x, row, col):
@@ -197,7 +224,7 @@ def test_patchgan_receptive_field_is_70():
 
 def test_weights_initialised_like_reference():
     discriminator = build_discriminator(MODEL_PRESETS["paper"])
-    params = discriminator.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))["params"]
+    params = jax.jit(discriminator.init)(_key(0), jnp.zeros((1, 64, 64, 1)))["params"]
     for name, layer in params.items():
         assert float(jnp.max(jnp.abs(layer["bias"]))) == 0.0, name
         if layer["kernel"].size > 10_000:
@@ -207,7 +234,7 @@ def test_weights_initialised_like_reference():
 def test_unet_rejects_images_too_small_for_its_depth():
     generator = UnetGenerator(ngf=4, num_downs=7)
     with pytest.raises(ValueError, match="divisible by 128"):
-        generator.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
+        generator.init(_key(0), jnp.zeros((1, 64, 64, 1)))
 
 
 def test_config_validation():
@@ -220,35 +247,41 @@ def test_config_validation():
 
 @pytest.mark.parametrize("generator_kind", ["resnet", "unet"])
 def test_tiny_preset_trains_every_layer(generator_kind):
-    """A G-then-D value_and_grad step gives finite, non-zero gradients everywhere."""
+    """A G-then-D value_and_grad step reaches every conv kernel.
+
+    Biases are only checked for finiteness: a bias right before affine-free
+    instance norm is cancelled by the mean subtraction (the reference keeps
+    it anyway), so its gradient is zero up to rounding.
+    """
     cfg = ModelConfig(**{**vars(MODEL_PRESETS["tiny"]), "generator": generator_kind})
     generator, discriminator = build_generator(cfg), build_discriminator(cfg)
     source = _images((1, 64, 64, 1))
     params = {
-        "generator": generator.init(jax.random.key(1), source),
+        "generator": jax.jit(generator.init)(_key(1), source),
         # Conditional discriminator: (source, translated) on the channel axis.
-        "discriminator": discriminator.init(jax.random.key(2), jnp.zeros((1, 64, 64, 2))),
+        "discriminator": jax.jit(discriminator.init)(_key(2), jnp.zeros((1, 64, 64, 2))),
     }
 
-    @jax.jit
     def loss(params, source):
         fake = generator.apply(params["generator"], source)
         scores = discriminator.apply(params["discriminator"], jnp.concatenate([source, fake], -1))
         return jnp.mean((scores - 1.0) ** 2) + jnp.mean(jnp.abs(fake - source))
 
-    value, grads = jax.value_and_grad(loss)(params, source)
+    value, grads = jax.jit(jax.value_and_grad(loss))(params, source)
     assert np.isfinite(float(value))
     for path, grad in jax.tree_util.tree_leaves_with_path(grads):
         assert bool(jnp.all(jnp.isfinite(grad))), path
-        assert float(jnp.max(jnp.abs(grad))) > 0.0, path
+        if path[-1].key == "kernel":
+            assert float(jnp.max(jnp.abs(grad))) > 1e-6, path
 
 
 def test_generator_under_vmap_over_members():
     generator = build_generator(MODEL_PRESETS["tiny"])
     x = _images((1, 64, 64, 1))
-    keys = jax.random.split(jax.random.key(0), 3)
-    members = jax.vmap(generator.init, in_axes=(0, None))(keys, x)
-    stacked = jax.vmap(generator.apply, in_axes=(0, None))(members, x)
+    keys = jax.random.split(_key(0), 3)
+    members = jax.jit(jax.vmap(generator.init, in_axes=(0, None)))(keys, x)
+    stacked = jax.jit(jax.vmap(generator.apply, in_axes=(0, None)))(members, x)
+    apply_one = jax.jit(generator.apply)
     for m in range(3):
-        one = generator.apply(jax.tree.map(lambda p: p[m], members), x)
+        one = apply_one(jax.tree.map(lambda p: p[m], members), x)
         chex.assert_trees_all_close(stacked[m], one, atol=1e-5)

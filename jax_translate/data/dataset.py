@@ -83,8 +83,11 @@ def get_builder(size: str = "64", data_dir: str | Path | None = None,
         builders.patient_folders(Path(brats_dir))  # fails early with a clear message
         return builders.RealBrats(data_dir=str(data_dir), config=size,
                                   file_format="array_record")
+    config = builders.simulated_config(size, **sim_kwargs)
+    # TFDS refuses a custom config object that shares a name with a listed one.
+    listed = {c.name for c in builders.SimulatedBrats.BUILDER_CONFIGS}
     return builders.SimulatedBrats(
-        data_dir=str(data_dir), config=builders.simulated_config(size, **sim_kwargs),
+        data_dir=str(data_dir), config=config.name if config.name in listed else config,
         file_format="array_record")
 
 

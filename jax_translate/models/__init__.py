@@ -56,11 +56,11 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(
         generator="resnet", ngf=64, n_blocks=9, upsample="resize", ndf=64, n_disc_layers=3
     ),
-    # Same layout, narrower and shallower; sizes chosen by timing a G+D
-    # forward+backward at 64x64 on a 2-core CPU (see tests/test_models.py
-    # for shapes and the module report for the timings).
+    # Same layout, narrower and shallower: a jitted G-then-D forward+backward
+    # at 64x64, batch 1, takes ~13-17 ms on a 2-core CPU (ngf 32 or 6 blocks
+    # cost 1.3-3x more; timings in the models report).
     "cpu": ModelConfig(
-        generator="resnet", ngf=16, n_blocks=6, upsample="resize", ndf=32, n_disc_layers=3
+        generator="resnet", ngf=16, n_blocks=3, upsample="resize", ndf=16, n_disc_layers=3
     ),
     # For tests only: compiles and runs a full step in seconds.
     "tiny": ModelConfig(

@@ -5,11 +5,13 @@ layer (instance norm without affine, biases on every conv, normal(0, 0.02)
 init) so that parameter counts and receptive fields match the paper's
 networks. One deliberate change is the default upsampling, nearest-neighbour
 x2 + 3x3 conv instead of a transposed conv (see `layers.Upsample2x`); the
-reference's transposed conv stays available as upsample='transpose'.
+reference's transposed conv is upsample='transpose'.
 
-Dropout is left out: the paper's CycleGAN runs use `--no_dropout` and its
-ResNet generator for every method, and a deterministic generator keeps the
-training step free of an extra RNG stream.
+Dropout is left out by design, which keeps the generator deterministic and
+the training step free of an extra RNG stream. Beware that the authors' run
+scripts do not pass `--no_dropout`, and the 2017 code then puts Dropout(0.5)
+between the two convs of every residual block (and in the UNet's inner
+levels), so the paper's generators most likely trained with dropout.
 
 Inputs and outputs are NHWC float32 in [-1, 1].
 """
@@ -31,9 +33,9 @@ class ResnetBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = layers.ReflectConv(self.features, 3, 1, name="conv1")(x)
+        y = layers.PaddedConv(self.features, 3, 1, name="conv1")(x)
         y = nn.relu(layers.normalize(y, self.norm))
-        y = layers.ReflectConv(self.features, 3, 1, name="conv2")(y)
+        y = layers.PaddedConv(self.features, 3, 1, name="conv2")(y)
         # No activation after the sum, as in the reference.
         return x + layers.normalize(y, self.norm)
 
@@ -55,7 +57,7 @@ class ResnetGenerator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         _check_divisible(x, 4, "ResnetGenerator")
-        h = layers.ReflectConv(self.ngf, 7, 3, name="stem")(x)
+        h = layers.PaddedConv(self.ngf, 7, 3, name="stem")(x)
         h = nn.relu(layers.normalize(h, self.norm))
 
         for i, features in enumerate((self.ngf * 2, self.ngf * 4)):
@@ -71,7 +73,7 @@ class ResnetGenerator(nn.Module):
             )(h)
             h = nn.relu(layers.normalize(h, self.norm))
 
-        h = layers.ReflectConv(self.out_channels, 7, 3, name="head")(h)
+        h = layers.PaddedConv(self.out_channels, 7, 3, name="head")(h)
         return jnp.tanh(h)
 
 
@@ -124,8 +126,9 @@ class UnetGenerator(nn.Module):
         return jnp.tanh(h)
 
     def _up(self, features: int, level: int) -> layers.Upsample2x:
+        # Zero-padded like every UNet conv in the reference (see Upsample2x).
         return layers.Upsample2x(
-            features, self.upsample, transpose_kernel_size=4, name=f"up{level}"
+            features, self.upsample, transpose_kernel_size=4, pad_mode="zero", name=f"up{level}"
         )
 
 

@@ -27,6 +27,7 @@ BIAS_INIT = nn.initializers.zeros
 
 Norm = Literal["instance", "none"]
 Upsample = Literal["resize", "transpose"]
+PadMode = Literal["reflect", "zero"]
 
 INSTANCE_NORM_EPS = 1e-5  # torch.nn.InstanceNorm2d's default
 
@@ -66,7 +67,7 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
     """Nearest-neighbour upsampling by broadcasting and reshaping.
 
     Not jax.image.resize: a broadcast's gradient is a plain reshape and sum,
-    whereas resize's gradient is a general (and on CPU much slower) scatter.
+    about 5x cheaper on CPU than resize's gradient.
     """
     n, h, w, c = x.shape
     x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, factor, w, factor, c))
@@ -96,53 +97,60 @@ def conv(
     )
 
 
-class ReflectConv(nn.Module):
-    """Reflection padding followed by an unpadded conv (ReflectionPad2d+Conv2d)."""
+class PaddedConv(nn.Module):
+    """An unpadded conv after reflect or zero padding of `pad` pixels.
+
+    Reflection (torch's ReflectionPad2d) is what the ResNet generator uses to
+    avoid dark borders; zero padding is what the UNet uses.
+    """
 
     features: int
     kernel_size: int
     pad: int
+    pad_mode: PadMode = "reflect"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = reflect_pad(x, self.pad)
-        return conv(self.features, self.kernel_size, name="conv")(x)
+        if self.pad_mode == "reflect":
+            x = reflect_pad(x, self.pad)
+            return conv(self.features, self.kernel_size, name="conv")(x)
+        if self.pad_mode == "zero":
+            return conv(self.features, self.kernel_size, padding=self.pad, name="conv")(x)
+        raise ValueError(f"unknown pad_mode {self.pad_mode!r}; expected 'reflect' or 'zero'")
 
 
-def _polyphase_taps(kernel_size: int) -> np.ndarray:
-    """0/1 map from a transposed-conv kernel to its four stride-1 phases.
+def _phase_taps(kernel_size: int, phase: int) -> list[tuple[int, int]]:
+    """(input offset d, kernel tap j) pairs feeding output rows 2m + phase.
 
-    For PyTorch's ConvTranspose2d(stride 2, padding 1, output_padding
-    4 - kernel) the output is (H - 1) * 2 - 2 + kernel + output_padding = 2H.
-    In lax terms that is the stride-dilated input padded by
-    low = kernel - 2 (and high = 2) and correlated with the kernel, so output
-    row 2m + a reads input row m + d through kernel tap j = 2d + low - a.
-    Returns S[d, e, a, b, j, l] = 1 where tap (j, l) links input offset
-    (d, e) to output phase (a, b); offsets run from -(low // 2) upwards.
+    PyTorch's ConvTranspose2d(stride 2, padding 1, output_padding
+    4 - kernel) gives (H - 1) * 2 - 2 + kernel + output_padding = 2H rows. In
+    lax terms it correlates the stride-dilated input, padded by
+    low = kernel - 2 (and high = 2), with the kernel; so row 2m + a reads
+    input row m + d through tap j = 2d + low - a.
     """
     low = kernel_size - 2
-    offsets = range(-(low // 2), (low + 1) // 2 + 1)
-    taps = np.zeros((len(offsets), 2, kernel_size), np.float32)
-    for i, d in enumerate(offsets):
-        for a in (0, 1):
-            j = 2 * d + low - a
-            if 0 <= j < kernel_size:
-                taps[i, a, j] = 1.0
-    # Rows and columns choose their taps independently.
-    return np.einsum("paj,qbl->pqabjl", taps, taps)
+    taps = []
+    for d in range(-(low // 2), (low + 1) // 2 + 1):
+        j = 2 * d + low - phase
+        if 0 <= j < kernel_size:
+            taps.append((d, j))
+    return taps
 
 
 class TransposeConv2x(nn.Module):
     """The reference's ConvTranspose2d(kernel, stride 2, padding 1), exactly 2x.
 
-    Computed in its polyphase form: one stride-1 conv of the input producing
-    the four output phases as channels, then depth-to-space. This is the same
-    function as nn.ConvTranspose with padding (low, low + 4 - kernel) and the
-    same (kernel, kernel, in, out) parameter, but XLA on CPU computes the
-    kernel gradient of a transposed conv (a conv with a dilated input) about
-    7x slower than that of an ordinary conv, and this layer's backward pass
-    is the training hot spot. The kernel is the spatial flip of PyTorch's
-    weight; the function family and init distribution are the same.
+    Same function as nn.ConvTranspose with padding (low, low + 4 - kernel) and
+    the same (kernel, kernel, in, out) parameter, computed in polyphase form:
+    each of the four output phases (even/odd row, even/odd column) is a
+    matmul of shifted copies of the input with the taps that reach it, and
+    the phases are interleaved. Why not lax.conv_transpose: XLA on CPU
+    computes its kernel gradient (a conv with a dilated input) 6-7x slower
+    than this form's backward pass, and the backward pass is the training
+    hot spot. Why matmuls rather than one stride-1 conv: XLA's CPU conv is
+    pathologically slow (~50x) on the UNet's 2x2 maps with many channels.
+    The kernel is the spatial flip of PyTorch's weight; the function family
+    and init distribution are the same.
     """
 
     features: int
@@ -150,50 +158,63 @@ class TransposeConv2x(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        if self.kernel_size not in (3, 4):
-            raise ValueError(f"kernel_size must be 3 or 4, got {self.kernel_size}")
         k = self.kernel_size
-        in_features = x.shape[-1]
+        if k not in (3, 4):
+            raise ValueError(f"kernel_size must be 3 or 4, got {k}")
+        batch, height, width, in_features = x.shape
         kernel = self.param("kernel", CONV_INIT, (k, k, in_features, self.features))
         bias = self.param("bias", BIAS_INIT, (self.features,))
 
-        taps = _polyphase_taps(k)
-        n_offsets = taps.shape[0]
-        phase_kernel = jnp.einsum("pqabjl,jlio->pqiabo", taps, kernel).reshape(
-            n_offsets, n_offsets, in_features, 4 * self.features
-        )
         low = k - 2
-        pad = (low // 2, (low + 1) // 2)
-        y = jax.lax.conv_general_dilated(
-            x,
-            phase_kernel,
-            window_strides=(1, 1),
-            padding=(pad, pad),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-        n, h, w, _ = y.shape
-        y = y.reshape(n, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
-        return y.reshape(n, 2 * h, 2 * w, self.features) + bias
+        before, after = low // 2, (low + 1) // 2  # input offsets reach -before..after
+        x = jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
+        rows = []
+        for row_phase in (0, 1):
+            columns = []
+            for col_phase in (0, 1):
+                taps = [
+                    (d, row_tap, e, col_tap)
+                    for d, row_tap in _phase_taps(k, row_phase)
+                    for e, col_tap in _phase_taps(k, col_phase)
+                ]
+                shifted = [
+                    x[:, before + d : before + d + height, before + e : before + e + width]
+                    for d, _, e, _ in taps
+                ]
+                # The taps of one phase are every other kernel row and column
+                # in the order of `taps`, so one strided slice fetches them
+                # (and its gradient is one pad, not one per tap).
+                first_row, first_col = taps[0][1], taps[0][3]
+                weights = kernel[first_row::2, first_col::2].reshape(-1, self.features)
+                columns.append(jnp.concatenate(shifted, axis=-1) @ weights)
+            rows.append(jnp.stack(columns, axis=3))  # (batch, H, W, col_phase, C)
+        y = jnp.stack(rows, axis=2)  # (batch, H, row_phase, W, col_phase, C)
+        return y.reshape(batch, 2 * height, 2 * width, self.features) + bias
 
 
 class Upsample2x(nn.Module):
     """Doubles H and W and maps to `features` channels (no norm, no activation).
 
-    'resize' (the default) is nearest-neighbour x2 then a reflect-padded 3x3
-    conv, which avoids the checkerboard artefacts of strided transposed convs.
-    'transpose' is the reference's ConvTranspose2d (see `TransposeConv2x`),
-    kept for parity with the paper; both have the same parameter count for
-    the ResNet's 3x3 kernels.
+    'resize' (the default) is nearest-neighbour x2 then a 3x3 conv padded by
+    `pad_mode`, which avoids the checkerboard artefacts of strided transposed
+    convs. 'transpose' is the reference's ConvTranspose2d (see
+    `TransposeConv2x`), kept for parity with the paper; both have the same
+    parameter count for the ResNet's 3x3 kernels.
+
+    Zero padding matters for the UNet: its innermost level can be 1x1, and a
+    1x1 map upsampled to 2x2 and reflect-padded is constant, so the conv output
+    would be constant and the following instance norm would zero it.
     """
 
     features: int
     mode: Upsample = "resize"
     transpose_kernel_size: int = 3
+    pad_mode: PadMode = "reflect"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.mode == "resize":
-            conv_layer = ReflectConv(self.features, 3, 1, name="resize_conv")
+            conv_layer = PaddedConv(self.features, 3, 1, self.pad_mode, name="resize_conv")
             return conv_layer(upsample_nearest(x, 2))
         if self.mode == "transpose":
             conv_layer = TransposeConv2x(

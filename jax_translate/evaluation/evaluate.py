@@ -1,0 +1,189 @@
+"""Evaluates a finished sweep: translate the holdout set with every member, count flips.
+
+``evaluate_run(workdir)`` writes into the run folder:
+
+- ``results.csv`` / ``results.json``: one row per (method, target_tumor_ratio,
+  seed, source_label) with the classifier's verdicts (n_pred_tumor,
+  frac_pred_tumor and its Wilson 95% interval), pixel metrics against the
+  real paired T1 (mae, psnr, ssim) and the mask-based lesion_score;
+- ``translations.npz``: every member's translated holdout images, with what
+  is needed to re-analyse them without rerunning;
+- ``bias_curve.png`` and ``examples.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_translate.config import SweepConfig
+from jax_translate.data import domains
+from jax_translate.data.dataset import SliceSet
+from jax_translate.errors import UsageError
+from jax_translate.evaluation import classifier as classifier_lib
+from jax_translate.evaluation import figures, metrics
+from jax_translate.training import checkpoints, engine
+from jax_translate.training.members import from_model_range, to_model_range
+from jax_translate.training.methods import Method
+from jax_translate.training.sweep import RUN_FILE, load_splits
+
+COLUMNS = ("method", "target_tumor_ratio", "seed", "source_label", "status", "n_images",
+           "n_pred_tumor", "frac_pred_tumor", "ci_low", "ci_high", "mae", "psnr", "ssim",
+           "lesion_score")
+LABELS = ("healthy", "tumor")
+
+
+def check_finished_run(workdir: Path) -> SweepConfig:
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        raise UsageError(f"workdir {workdir} does not exist")
+    if not (workdir / checkpoints.CONFIG_FILE).exists():
+        raise UsageError(f"{workdir} is not a sweep run folder (no {checkpoints.CONFIG_FILE}); "
+                         "run `jax-translate sweep --workdir` first")
+    cfg = SweepConfig.load(workdir / checkpoints.CONFIG_FILE)
+    run = workdir / RUN_FILE
+    finished = run.exists() and json.loads(run.read_text()).get("finished", False)
+    if not finished:
+        raise UsageError(f"the sweep in {workdir} is not finished (no finished checkpoint); "
+                         "rerun the same sweep command to complete it")
+    return cfg
+
+
+def classifier_cache_dir(cfg: SweepConfig) -> Path:
+    from jax_translate.data import dataset
+
+    builder = dataset.get_builder(cfg.size, cfg.data_dir, cfg.brats_dir, **(
+        {} if cfg.brats_dir else dict(n_patients=cfg.n_patients,
+                                      n_train_patients=cfg.n_train_patients, seed=cfg.data_seed)))
+    return Path(builder.data_dir) / "classifier"
+
+
+def holdout_set(cfg: SweepConfig, holdout: SliceSet) -> SliceSet:
+    sizes = domains.DomainSizes(cfg.n_source, cfg.n_target, cfg.n_holdout)
+    return holdout.take(domains.holdout_indices(holdout.label, sizes, seed=cfg.data_seed))
+
+
+def translate_all(method: Method, generators, images: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """(members, N, H, W) translations in [0, 1] of (N, H, W) images in [0, 1]."""
+    fn = jax.jit(jax.vmap(lambda g, x: method.translate(g, x), in_axes=(0, None)))
+    x = to_model_range(images)
+    parts = [np.asarray(fn(generators, jnp.asarray(x[i:i + chunk])))
+             for i in range(0, len(x), chunk)]
+    return from_model_range(np.concatenate(parts, axis=1))
+
+
+def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test: SliceSet,
+                diverged: np.ndarray) -> list[dict]:
+    rows = []
+    for m, (ratio, seed) in enumerate(cfg.members):
+        counts = metrics.flip_counts(pred[m], test.label)
+        for label_value, name in enumerate(LABELS):
+            sel = test.label == label_value
+            x, y = translated[m][sel], test.t1[sel]
+            n, k = counts[name]["n_images"], counts[name]["n_pred_tumor"]
+            low, high = metrics.wilson_interval(k, n) if n else (np.nan, np.nan)
+            lesion = metrics.lesion_score(x, y, test.label[sel], test.tumor_mask[sel],
+                                          test.brain_mask[sel]) if n else np.array([np.nan])
+            rows.append({
+                "method": cfg.method, "target_tumor_ratio": ratio, "seed": seed,
+                "source_label": name, "status": "diverged" if diverged[m] else "ok",
+                "n_images": n, "n_pred_tumor": k, "frac_pred_tumor": counts[name]["frac_pred_tumor"],
+                "ci_low": low, "ci_high": high,
+                "mae": float(np.mean(metrics.mae(x, y))) if n else np.nan,
+                "psnr": float(np.mean(metrics.psnr(x, y))) if n else np.nan,
+                "ssim": float(np.mean(metrics.ssim(x, y))) if n else np.nan,
+                "lesion_score": float(np.nanmean(lesion)) if np.isfinite(lesion).any() else np.nan,
+            })
+    return rows
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return out.getvalue()
+
+
+@dataclasses.dataclass
+class Evaluation:
+    rows: list[dict]
+    classifier_metrics: dict
+    outputs: dict[str, Path]
+
+
+def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
+                 classifier=None, progress: bool = True) -> Evaluation:
+    """Evaluates the finished sweep in ``workdir`` and writes its outputs there."""
+    workdir = Path(workdir).resolve()
+    cfg = check_finished_run(workdir)
+    splits = splits if splits is not None else load_splits(cfg)
+    if classifier is None:
+        classifier = classifier_lib.load_or_train(classifier_cache_dir(cfg), splits,
+                                                  progress=progress)
+    method = Method(cfg)
+    template = engine.init_states(method, np.asarray([s for _, s in cfg.members]),
+                                  splits["train"].t1.shape[1:])
+    step, states = checkpoints.restore_latest(checkpoints.manager(workdir), template)
+    if states is None or step < cfg.steps:
+        raise UsageError(f"no final checkpoint in {workdir}/checkpoints (latest: step {step}); "
+                         "rerun the same sweep command to complete it")
+    test = holdout_set(cfg, splits["holdout"])
+    translated = translate_all(method, states.generator, test.flair)
+    pred = np.stack([classifier.predict(t) for t in translated])
+    diverged = np.asarray(states.diverged)
+    rows = member_rows(cfg, translated, pred, test, diverged)
+
+    outputs = {name: workdir / name for name in
+               ("results.csv", "results.json", "translations.npz", "bias_curve.png", "examples.png")}
+    checkpoints.atomic_write_text(outputs["results.csv"], rows_to_csv(rows))
+    checkpoints.atomic_write_json(outputs["results.json"], {
+        "rows": rows, "aggregate": metrics.aggregate_over_seeds(rows),
+        "classifier": classifier.metrics, "config": json.loads(cfg.to_json())})
+    tmp = workdir / ".translations.tmp.npz"
+    np.savez_compressed(
+        tmp, translated=translated.astype(np.float16), source=test.flair.astype(np.float16),
+        real_target=test.t1.astype(np.float16), label=test.label, tumor_mask=test.tumor_mask,
+        brain_mask=test.brain_mask, patient_id=test.patient_id, slice_index=test.slice_index,
+        target_tumor_ratio=np.asarray([r for r, _ in cfg.members]),
+        seed=np.asarray([s for _, s in cfg.members]), pred_tumor=pred, method=cfg.method)
+    tmp.replace(outputs["translations.npz"])
+    figures.bias_curves(rows, outputs["bias_curve.png"])
+    figures.example_grid(translated, test, cfg.members, cfg.method, outputs["examples.png"])
+    return Evaluation(rows, classifier.metrics, outputs)
+
+
+def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
+    """Per method and ratio: fraction of holdout images predicted tumor, per source label.
+
+    Counts are pooled over seeds; brackets hold the Wilson 95% interval of the
+    pooled fraction. ``healthy`` columns are tumors *added*, ``tumor`` columns
+    tumors *kept* (1 - removed).
+    """
+    pooled: dict[tuple, list[int]] = {}
+    for r in rows:
+        if r.get("status", "ok") != "ok":
+            continue
+        key = (r["method"], r["target_tumor_ratio"], r["source_label"])
+        k_n = pooled.setdefault(key, [0, 0])
+        k_n[0] += int(r["n_pred_tumor"]); k_n[1] += int(r["n_images"])
+    header = f"{'method':9s} {'ratio':>5s}  {'healthy->tumor':>22s}  {'tumor->tumor':>22s}"
+    lines = [header]
+    for method, ratio in dict.fromkeys((m, r) for m, r, _ in pooled):
+        if ratios is not None and not any(abs(ratio - x) < 1e-9 for x in ratios):
+            continue
+        cells = []
+        for label in LABELS:
+            k, n = pooled.get((method, ratio, label), (0, 0))
+            low, high = metrics.wilson_interval(k, n) if n else (np.nan, np.nan)
+            cells.append(f"{k / n if n else np.nan:.2f} [{low:.2f}, {high:.2f}]")
+        lines.append(f"{method:9s} {ratio:5.2f}  {cells[0]:>22s}  {cells[1]:>22s}")
+    return "\n".join(lines)
