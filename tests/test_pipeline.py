@@ -1,0 +1,130 @@
+"""End to end on tiny data: sweep -> evaluate -> outputs; reproduce; the CLI's errors."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from jax_translate import cli
+from jax_translate.evaluation import classifier as classifier_lib
+from jax_translate.evaluation import evaluate
+from jax_translate.training.sweep import train_sweep
+
+
+class ThresholdClassifier:
+    """Calls an image 'tumor' when enough of its brain is darker than 0.5.
+
+    Deterministic, so the flip counts of a run can be checked by hand.
+    """
+
+    metrics = {"accuracy": 1.0, "sensitivity": 1.0, "specificity": 1.0}
+
+    def predict(self, images):
+        images = np.asarray(images)
+        return ((images > 0.05) & (images < 0.5)).reshape(len(images), -1).sum(1) > 6
+
+
+def test_evaluate_writes_every_output(tmp_path, tiny_splits):
+    cfg = tiny_config("cyclegan", seeds=2)
+    train_sweep(cfg, tmp_path, tiny_splits, progress=False)
+    result = evaluate.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier(), progress=False)
+
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert set(evaluate.COLUMNS) <= set(rows[0])
+    assert len(rows) == len(cfg.members) * 2
+    assert {(float(r["target_tumor_ratio"]), int(r["seed"]), r["source_label"]) for r in rows} == {
+        (ratio, seed, label) for ratio, seed in cfg.members for label in ("healthy", "tumor")}
+    npz = np.load(tmp_path / "translations.npz")
+    assert npz["translated"].shape == (len(cfg.members), cfg.n_holdout, 16, 16)
+    # the flip counts are the classifier's verdicts on the stored translations
+    for m, (ratio, seed) in enumerate(cfg.members):
+        pred = ThresholdClassifier().predict(npz["translated"][m].astype(np.float32))
+        for label_value, name in enumerate(("healthy", "tumor")):
+            row = next(r for r in result.rows if r["target_tumor_ratio"] == ratio
+                       and r["seed"] == seed and r["source_label"] == name)
+            assert row["n_pred_tumor"] == int(pred[npz["label"] == label_value].sum())
+            assert row["n_images"] == int((npz["label"] == label_value).sum())
+            assert row["ci_low"] <= row["frac_pred_tumor"] <= row["ci_high"]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["aggregate"][0]["n_seeds"] == 2
+    for name in ("bias_curve.png", "examples.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_evaluate_refuses_unfinished_or_foreign_folders(tmp_path, tiny_splits):
+    with pytest.raises(Exception, match="not a sweep run folder"):
+        evaluate.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier())
+    cfg = tiny_config("l1", steps=6)
+    train_sweep(cfg, tmp_path, tiny_splits, progress=False, stop_after=3)
+    with pytest.raises(Exception, match="not finished"):
+        evaluate.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier())
+
+
+def test_flip_table_pools_seeds():
+    rows = [dict(method="gan", target_tumor_ratio=0.0, seed=s, source_label=label, status="ok",
+                 n_images=10, n_pred_tumor=k) for s, label, k in
+            [(0, "healthy", 1), (1, "healthy", 3), (0, "tumor", 10), (1, "tumor", 8)]]
+    table = evaluate.flip_table(rows)
+    assert "0.20 [" in table and "0.90 [" in table
+
+
+def test_classifier_reaches_its_bar_on_simulated_slices(tmp_path):
+    """Trained on a few simulated patients' real T1, tested on other patients."""
+    from jax_translate.data import dataset
+
+    splits = dataset.load("64", tmp_path, n_patients=8, n_train_patients=6, seed=1)
+    clf = classifier_lib.load_or_train(
+        tmp_path / "clf", splits, classifier_lib.ClassifierConfig(steps=400), progress=False)
+    clear = _clear_cut(splits["holdout"])
+    pred = clf.predict(splits["holdout"].t1[clear])
+    acc = (pred == (splits["holdout"].label[clear] == 1)).mean()
+    assert acc >= 0.95, (acc, clf.metrics)
+    # cached: loading again gives the same predictions without training
+    again = classifier_lib.load_or_train(
+        tmp_path / "clf", splits, classifier_lib.ClassifierConfig(steps=400), progress=False)
+    np.testing.assert_array_equal(again.predict(splits["holdout"].t1), clf.predict(
+        splits["holdout"].t1))
+
+
+def _clear_cut(s):
+    """Slices far from the 1% label threshold (none, or > 3% of the brain)."""
+    frac = s.tumor_mask.reshape(len(s), -1).sum(1) / s.brain_mask.reshape(len(s), -1).sum(1)
+    return (frac == 0) | (frac > 0.03)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["sweep", "--method", "cyclegan", "--ratios", "0,1.5", "--workdir", "{tmp}/w"], "outside [0, 1]"),
+    (["sweep", "--method", "cyclegan", "--ratios", "0,a", "--workdir", "{tmp}/w"], "comma-separated"),
+    (["sweep", "--method", "cyclegan", "--ratios", "0.5,0.5", "--workdir", "{tmp}/w"], "duplicate"),
+    (["sweep", "--method", "pix2pix", "--workdir", "{tmp}/w"], "invalid choice"),
+    (["sweep", "--method", "l1", "--seeds", "0", "--workdir", "{tmp}/w"], "must be >= 1"),
+    (["sweep", "--method", "l1", "--steps", "-3", "--workdir", "{tmp}/w"], "must be >= 1"),
+    (["sweep", "--method", "l1", "--preset", "huge", "--workdir", "{tmp}/w"], "invalid choice"),
+    (["sweep", "--method", "l1", "--workdir", "{tmp}/afile"], "is a file"),
+    (["data", "--size", "65"], "invalid choice"),
+    (["data", "--data-dir", "{tmp}/afile"], "is a file"),
+    (["data", "--brats-dir", "{tmp}/nothing"], "does not exist"),
+    (["preview", "--out", "{tmp}/nofolder/x.png"], "does not exist"),
+    (["preview", "--out", "{tmp}/x.jpg"], "must end in .png"),
+    (["evaluate", "--workdir", "{tmp}"], "not a sweep run folder"),
+    (["reproduce", "--preset", "nope"], "invalid choice"),
+])
+def test_cli_errors_are_one_line_with_status_2(argv, message, tmp_path, capsys):
+    (tmp_path / "afile").write_text("keep me")
+    code = cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_sweep_refuses_a_folder_of_another_config(tmp_path, tiny_splits):
+    train_sweep(tiny_config("l1", steps=2), tmp_path, tiny_splits, progress=False)
+    before = (tmp_path / "config.json").read_text()
+    with pytest.raises(Exception, match="another config"):
+        train_sweep(tiny_config("l1", steps=3), tmp_path, tiny_splits, progress=False)
+    assert (tmp_path / "config.json").read_text() == before
