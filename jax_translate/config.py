@@ -19,7 +19,7 @@ from jax_translate.models import MODEL_PRESETS, ModelConfig
 
 METHODS = ("cyclegan", "condgan", "l1", "gan")
 PAIRED_METHODS = ("condgan", "l1")
-MEMBER_AXES = ("auto", "vmap", "map")
+MEMBER_AXES = ("auto", "vmap", "map", "loop")
 CONFIG_VERSION = 1
 
 # Changing these does not change the numbers a run produces.
@@ -55,7 +55,7 @@ class SweepConfig:
     data_dir: str | None = None
     log_every: int = 50
     checkpoint_every: int = 500
-    steps_per_call: int = 25
+    steps_per_call: int = 0          # 0: auto (1 on CPU, 50 on accelerators)
     version: int = CONFIG_VERSION
 
     def __post_init__(self):
@@ -117,9 +117,11 @@ def validate(cfg: SweepConfig) -> None:
     if len(set(ratios)) != len(ratios):
         raise UsageError(f"duplicate target tumor ratios in {list(ratios)}")
     for name in ("seeds", "steps", "batch_size", "n_source", "n_target", "n_holdout",
-                 "log_every", "checkpoint_every", "steps_per_call", "n_patients"):
+                 "log_every", "checkpoint_every", "n_patients"):
         if getattr(cfg, name) < 1:
             raise UsageError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.steps_per_call < 0:
+        raise UsageError(f"steps_per_call must be >= 0 (0: auto), got {cfg.steps_per_call}")
     if not 0 < cfg.n_train_patients < cfg.n_patients:
         raise UsageError(f"n_train_patients must be in [1, n_patients), got {cfg.n_train_patients}")
     if not 0.0 <= cfg.decay_fraction <= 1.0:

@@ -34,8 +34,9 @@ class ReproducePreset:
     n_target: int = 700
     n_holdout: int = 350
     classifier_steps: int = 1500
-    steps_per_call: int = 50
+    steps_per_call: int = 0        # 0: auto (1 on CPU, 50 on accelerators)
     checkpoint_every: int = 500
+    log_every: int = 50
     notes: str = ""
 
 
@@ -46,19 +47,19 @@ PRESETS = {
     # Sized so the whole job finishes in ~15 minutes on a 2-core CPU.
     "cpu": ReproducePreset(
         model_preset="cpu", size="64", ratios=(0.0, 0.5, 1.0), seeds=1,
-        steps={"cyclegan": 1500, "gan": 1500, "condgan": 1500, "l1": 1000},
+        steps={"cyclegan": 1000, "gan": 1000, "condgan": 1000, "l1": 1000},
         notes="64x64, narrow ResNet, 3 ratios: shows the effect on a CPU in minutes"),
     # ../shared/PAPER.md: 256x128, ResNet-9 (ngf 64), 11 ratios, 200 epochs.
     "paper": ReproducePreset(
         model_preset="paper", size="256x128", ratios=ELEVEN, seeds=1,
         steps={m: PAPER_STEPS for m in METHODS}, classifier_steps=3000,
-        steps_per_call=100, checkpoint_every=5000,
+        steps_per_call=100, checkpoint_every=5000, log_every=500,
         notes="the paper's protocol; for a GPU"),
     # For tests: seconds.
     "tiny": ReproducePreset(
         model_preset="tiny", size="64", ratios=(0.0, 1.0), seeds=1,
         steps={m: 4 for m in METHODS}, n_source=20, n_target=20, n_holdout=16,
-        classifier_steps=20, steps_per_call=2, checkpoint_every=2),
+        classifier_steps=20, steps_per_call=2, checkpoint_every=2, log_every=2),
 }
 
 
@@ -72,7 +73,7 @@ def method_config(preset: ReproducePreset, method: str, **overrides) -> SweepCon
         seeds=preset.seeds, steps=preset.steps[method], n_source=preset.n_source,
         n_target=preset.n_target, n_holdout=preset.n_holdout,
         steps_per_call=min(preset.steps_per_call, preset.steps[method]),
-        checkpoint_every=preset.checkpoint_every, log_every=preset.steps_per_call, **overrides)
+        checkpoint_every=preset.checkpoint_every, log_every=preset.log_every, **overrides)
 
 
 def _is_evaluated(workdir: Path) -> bool:

@@ -54,13 +54,17 @@ def test_vmapped_sweep_equals_members_alone(method, train):
     assert float(jnp.abs(outs[0] - outs[-1]).max()) > 1e-3
 
 
-def test_map_strategy_equals_vmap(train):
+@pytest.mark.parametrize("axis,k", [("map", 3), ("loop", 3), ("loop", 1)])
+def test_member_axis_strategies_agree(axis, k, train):
     cfg = tiny_config("cyclegan", steps=3)
     m = Method(cfg)
     shared, members = build_members(cfg, train)
     init = lambda: engine.init_states(m, np.zeros(2, int), (16, 16))  # noqa: E731
     a, _ = engine.make_sweep_step(m, 3, "vmap")(shared, init(), members)
-    b, _ = engine.make_sweep_step(m, 3, "map")(shared, init(), members)
+    b = init()
+    step = engine.make_sweep_step(m, k, axis)
+    for _ in range(3 // k):
+        b, _ = step(shared, b, members)
     probe = jnp.asarray(train.flair[:2, ..., None] * 2 - 1)
     outs = [jax.vmap(lambda g: m.translate(g, probe))(s.generator) for s in (a, b)]
     chex.assert_trees_all_close(outs[0], outs[1], atol=2e-4)

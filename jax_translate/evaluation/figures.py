@@ -69,12 +69,23 @@ def bias_curves(rows: list[dict], out: Path) -> Path:
 
 
 def example_indices(test: SliceSet, per_label: int = 2) -> np.ndarray:
-    """The holdout tumor slices with the largest tumors, then healthy slices."""
+    """Tumor slices with the largest tumors, then healthy mid-brain slices, each
+    from a different patient where possible."""
+    def distinct(order):
+        chosen, seen = [], set()
+        for i in order:
+            if test.patient_id[i] not in seen:
+                seen.add(test.patient_id[i]); chosen.append(i)
+            if len(chosen) == per_label:
+                break
+        return chosen
+
     tumor = np.flatnonzero(test.label == 1)
     area = test.tumor_mask[tumor].reshape(len(tumor), -1).sum(1)
     healthy = np.flatnonzero(test.label == 0)
-    return np.concatenate([tumor[np.argsort(-area, kind="stable")][:per_label],
-                           healthy[:: max(1, len(healthy) // per_label)][:per_label]])
+    brain = test.brain_mask[healthy].reshape(len(healthy), -1).sum(1)
+    return np.asarray(distinct(tumor[np.argsort(-area, kind="stable")])
+                      + distinct(healthy[np.argsort(-brain, kind="stable")]), np.int64)
 
 
 def example_grid(translated: np.ndarray, test: SliceSet, members: list[tuple[float, int]],

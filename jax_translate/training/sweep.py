@@ -104,12 +104,12 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     start, restored = checkpoints.restore_latest(mngr, states)
     states = restored if restored is not None else states
     axis = engine.resolve_member_axis(cfg.member_axis)
-    k = min(cfg.steps_per_call, cfg.steps)
+    k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
 
     t0 = time.perf_counter()
     step_fn = engine.make_sweep_step(method, k, axis).lower(shared, states, members).compile()
     compile_seconds = time.perf_counter() - t0
-    run_info = {"member_axis": axis, "backend": jax.default_backend(),
+    run_info = {"member_axis": axis, "steps_per_call": k, "backend": jax.default_backend(),
                 "devices": len(jax.devices()), "members": [
                     {"target_tumor_ratio": r, "seed": s} for r, s in cfg.members],
                 "compile_seconds": compile_seconds, "finished": start >= cfg.steps}
@@ -118,22 +118,24 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     log = _MetricsLog(workdir, cfg, start)
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     step, t_train = start, time.perf_counter()
+    synced_step, synced_at = start, t_train
     bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not progress,
                desc=f"{cfg.method} x{len(cfg.members)}", dynamic_ncols=True)
     try:
         while step < end:
-            t_call = time.perf_counter()
             states, metrics = step_fn(shared, states, members)
-            metrics = jax.device_get(metrics)  # one host sync per K steps
-            diverged = np.asarray(jax.device_get(states.diverged))
             done = min(step + k, cfg.steps)
-            rate = (done - step) * len(cfg.members) / (time.perf_counter() - t_call)
-            if done // cfg.log_every > step // cfg.log_every or done == cfg.steps:
+            # Host syncs only every log_every steps (and at the end).
+            if done // cfg.log_every > step // cfg.log_every or done >= end:
+                metrics = jax.device_get(metrics)
+                diverged = np.asarray(jax.device_get(states.diverged))
                 log.write(done, metrics, diverged)
+                rate = (done - synced_step) * len(cfg.members) / (time.perf_counter() - synced_at)
+                synced_step, synced_at = done, time.perf_counter()
+                bar.set_postfix_str(_summary(metrics, diverged, rate), refresh=False)
             if done // cfg.checkpoint_every > step // cfg.checkpoint_every or done >= end:
                 checkpoints.save(mngr, done, states)
             bar.update(done - step)
-            bar.set_postfix_str(_summary(metrics, diverged, rate))
             step = done
     except KeyboardInterrupt:
         if mngr.latest_step() != step and step > start:
