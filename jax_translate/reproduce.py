@@ -37,6 +37,8 @@ class ReproducePreset:
     steps_per_call: int = 0        # 0: auto (1 on CPU, 50 on accelerators)
     checkpoint_every: int = 500
     log_every: int = 50
+    n_patients: int = 50
+    n_train_patients: int = 30
     notes: str = ""
 
 
@@ -59,7 +61,8 @@ PRESETS = {
     "tiny": ReproducePreset(
         model_preset="tiny", size="64", ratios=(0.0, 1.0), seeds=1,
         steps={m: 4 for m in METHODS}, n_source=20, n_target=20, n_holdout=16,
-        classifier_steps=20, steps_per_call=2, checkpoint_every=2, log_every=2),
+        classifier_steps=20, steps_per_call=2, checkpoint_every=2, log_every=2,
+        n_patients=5, n_train_patients=3),
 }
 
 
@@ -73,7 +76,8 @@ def method_config(preset: ReproducePreset, method: str, **overrides) -> SweepCon
         seeds=preset.seeds, steps=preset.steps[method], n_source=preset.n_source,
         n_target=preset.n_target, n_holdout=preset.n_holdout,
         steps_per_call=min(preset.steps_per_call, preset.steps[method]),
-        checkpoint_every=preset.checkpoint_every, log_every=preset.log_every, **overrides)
+        checkpoint_every=preset.checkpoint_every, log_every=preset.log_every,
+        n_patients=preset.n_patients, n_train_patients=preset.n_train_patients, **overrides)
 
 
 def _is_evaluated(workdir: Path) -> bool:

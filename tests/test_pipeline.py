@@ -128,3 +128,31 @@ def test_sweep_refuses_a_folder_of_another_config(tmp_path, tiny_splits):
     with pytest.raises(Exception, match="another config"):
         train_sweep(tiny_config("l1", steps=3), tmp_path, tiny_splits, progress=False)
     assert (tmp_path / "config.json").read_text() == before
+
+
+def test_reproduce_tiny_preset_end_to_end(tmp_path, capsys):
+    from jax_translate.reproduce import reproduce
+
+    out = tmp_path / "out"
+    code = cli.main(["reproduce", "--preset", "tiny", "--out", str(out),
+                     "--data-dir", str(tmp_path / "data")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "healthy->tumor" in printed and "bias_curves.png" in printed
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["method"] for r in rows} == {"cyclegan", "gan", "condgan", "l1"}
+    assert len(rows) == 4 * 2 * 2  # methods x ratios x source labels
+    for r in rows:
+        assert 0.0 <= float(r["frac_pred_tumor"]) <= 1.0
+        assert float(r["ci_low"]) <= float(r["frac_pred_tumor"]) <= float(r["ci_high"])
+    summary = json.loads((out / "results.json").read_text())
+    assert "cyclegan" in summary["flip_table"]
+    assert (out / "bias_curves.png").stat().st_size > 1000
+    for method in ("cyclegan", "gan", "condgan", "l1"):
+        for name in ("results.csv", "translations.npz", "examples.png", "bias_curve.png"):
+            assert (out / method / name).exists(), (method, name)
+    # a rerun reuses everything: no method is trained again
+    again = reproduce("tiny", out, data_dir=str(tmp_path / "data"), progress=False,
+                      log=lambda *a: None)
+    assert again["timings"] == {}
