@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jax
 
+from jax_translate import io_utils
 from jax_translate.config import METHODS, SweepConfig, make_config
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import classifier as classifier_lib
@@ -116,12 +117,12 @@ def reproduce(preset_name: str, out: str | Path, methods=METHODS, data_dir: str 
         rows += json.loads((workdir / "results.json").read_text())["rows"]
         log(f"{method}: done in {time.perf_counter() - t:.0f}s ({workdir})")
 
-    checkpoints.atomic_write_text(out / "results.csv", evaluate.rows_to_csv(rows))
+    io_utils.atomic_write_text(out / "results.csv", evaluate.rows_to_csv(rows))
     table = evaluate.flip_table(rows)
     summary = {"preset": preset_name, "rows": rows, "aggregate": metrics.aggregate_over_seeds(rows),
                "classifier": clf.metrics, "timings": timings, "flip_table": table,
                "wall_seconds_this_call": time.perf_counter() - t0}
-    checkpoints.atomic_write_json(out / "results.json", summary)
+    io_utils.atomic_write_json(out / "results.json", summary)
     figure = figures.bias_curves(rows, out / "bias_curves.png")
     log(f"\nfraction of holdout translations predicted tumor [Wilson 95% CI]:\n{table}")
     log(f"\nfigures: {figure} and {out}/<method>/examples.png; table: {out}/results.csv")

@@ -41,6 +41,12 @@ def _features(size: str) -> tfds.features.FeaturesDict:
     })
 
 
+def _info(builder) -> tfds.core.DatasetInfo:
+    # Built here rather than from metadata files: neither builder ships any.
+    return tfds.core.DatasetInfo(builder=builder, description=builder.__doc__,
+                                 features=_features(builder.builder_config.size))
+
+
 # --------------------------------------------------------------------------
 # Simulated data.
 
@@ -82,9 +88,7 @@ class SimulatedBrats(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [simulated_config(size) for size in SIZES]
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self, description=self.__doc__,
-            features=_features(self.builder_config.size))
+        return _info(self)
 
     def _split_generators(self, dl_manager):
         cfg = self.builder_config
@@ -189,9 +193,7 @@ class RealBrats(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [RealBratsConfig(name=size, size=size) for size in SIZES]
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self, description=self.__doc__,
-            features=_features(self.builder_config.size))
+        return _info(self)
 
     def _split_generators(self, dl_manager):
         cfg = self.builder_config

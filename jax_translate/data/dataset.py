@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_translate.errors import UsageError
+from jax_translate.io_utils import writable_dir
 
 DATA_DIR_ENV = "JAX_TRANSLATE_DATA_DIR"
 SPLITS = ("train", "holdout")
@@ -59,26 +60,13 @@ def check_size(size: str) -> str:
     return size
 
 
-def _writable_dir(path: Path) -> Path:
-    path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"data dir {path} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create data dir {path}: {err.strerror}") from None
-    if not os.access(path, os.W_OK):
-        raise UsageError(f"data dir {path} is not writable")
-    return path
-
-
 def get_builder(size: str = "64", data_dir: str | Path | None = None,
                 brats_dir: str | Path | None = None, **sim_kwargs):
     """The TFDS builder: real BraTS when ``brats_dir`` is given, else simulated."""
     from jax_translate.data import builders
 
     check_size(size)
-    data_dir = _writable_dir(Path(data_dir) if data_dir else default_data_dir())
+    data_dir = writable_dir(Path(data_dir) if data_dir else default_data_dir(), "data dir")
     if brats_dir is not None:
         builders.patient_folders(Path(brats_dir))  # fails early with a clear message
         return builders.RealBrats(data_dir=str(data_dir), config=size,

@@ -246,7 +246,7 @@ def load_or_train(cache_dir: Path, splits: dict[str, SliceSet],
     metrics = scores(predict_tumor(params, holdout.t1, threshold, cfg.width), holdout.label)
     metrics["train_seconds"] = time.perf_counter() - t0
     cache_dir.mkdir(parents=True, exist_ok=True)
-    from jax_translate.training.checkpoints import atomic_write_json
+    from jax_translate.io_utils import atomic_write_json
 
     tmp = params_path.with_name(".params.tmp")
     tmp.write_bytes(flax.serialization.to_bytes(params))

@@ -26,6 +26,7 @@ import numpy as np
 from jax_translate.config import SweepConfig
 from jax_translate.data import domains
 from jax_translate.data.dataset import SliceSet
+from jax_translate import io_utils
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import figures, metrics
@@ -144,8 +145,8 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
 
     outputs = {name: workdir / name for name in
                ("results.csv", "results.json", "translations.npz", "bias_curve.png", "examples.png")}
-    checkpoints.atomic_write_text(outputs["results.csv"], rows_to_csv(rows))
-    checkpoints.atomic_write_json(outputs["results.json"], {
+    io_utils.atomic_write_text(outputs["results.csv"], rows_to_csv(rows))
+    io_utils.atomic_write_json(outputs["results.json"], {
         "rows": rows, "aggregate": metrics.aggregate_over_seeds(rows),
         "classifier": classifier.metrics, "config": json.loads(cfg.to_json())})
     tmp = workdir / ".translations.tmp.npz"

@@ -16,7 +16,6 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import linen as nn
 
 # The reference initialises every Conv and ConvTranspose weight from

@@ -7,8 +7,6 @@ folder never mixes two experiments.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import jax
@@ -16,33 +14,13 @@ import orbax.checkpoint as ocp
 
 from jax_translate.config import SweepConfig
 from jax_translate.errors import UsageError
+from jax_translate.io_utils import atomic_write_text, writable_dir
 
 CONFIG_FILE = "config.json"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write then rename, so a crash never leaves a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
-
-
 def check_workdir(workdir: Path) -> Path:
-    workdir = Path(workdir).expanduser().resolve()
-    if workdir.exists() and not workdir.is_dir():
-        raise UsageError(f"workdir {workdir} is a file, not a folder")
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create workdir {workdir}: {err.strerror}") from None
-    if not os.access(workdir, os.W_OK):
-        raise UsageError(f"workdir {workdir} is not writable")
-    return workdir
+    return writable_dir(workdir, "workdir")
 
 
 def bind_config(workdir: Path, cfg: SweepConfig) -> bool:

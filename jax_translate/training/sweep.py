@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jax_translate import io_utils
 from jax_translate.config import SweepConfig
 from jax_translate.data.dataset import SliceSet
 from jax_translate.training import checkpoints, engine
@@ -60,7 +61,7 @@ class _MetricsLog:
             if path.exists():
                 kept = [line for line in path.read_text().splitlines()
                         if line.strip() and json.loads(line)["step"] <= resume_step]
-                checkpoints.atomic_write_text(path, "".join(k + "\n" for k in kept))
+                io_utils.atomic_write_text(path, "".join(k + "\n" for k in kept))
 
     def write(self, step: int, metrics: dict, diverged: np.ndarray) -> None:
         for i, path in enumerate(self.paths):
@@ -113,7 +114,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
                 "devices": len(jax.devices()), "members": [
                     {"target_tumor_ratio": r, "seed": s} for r, s in cfg.members],
                 "compile_seconds": compile_seconds, "finished": start >= cfg.steps}
-    checkpoints.atomic_write_json(workdir / RUN_FILE, run_info)
+    io_utils.atomic_write_json(workdir / RUN_FILE, run_info)
 
     log = _MetricsLog(workdir, cfg, start)
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
@@ -147,6 +148,6 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     mngr.wait_until_finished()
     if step >= cfg.steps:
         run_info["finished"] = True
-        checkpoints.atomic_write_json(workdir / RUN_FILE, run_info)
+        io_utils.atomic_write_json(workdir / RUN_FILE, run_info)
     return SweepResult(cfg, states, axis, compile_seconds,
                        time.perf_counter() - t_train, step - start)

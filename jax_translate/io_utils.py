@@ -1,0 +1,35 @@
+"""Small file-system helpers: folders checked before any work, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from jax_translate.errors import UsageError
+
+
+def writable_dir(path: str | Path, what: str) -> Path:
+    """Creates ``path`` if needed; a one-line UsageError if it cannot be used."""
+    path = Path(path).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create {what} {path}: {err.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"{what} {path} is not writable")
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write then rename, so a crash never leaves a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
