@@ -70,6 +70,14 @@ class SweepConfig:
         """(target_tumor_ratio, seed) of each member, ratio-major."""
         return [(r, s) for r in self.target_tumor_ratios for s in range(self.seeds)]
 
+    @property
+    def simulator_kwargs(self) -> dict:
+        """What picks the simulated dataset (none for real BraTS data)."""
+        if self.brats_dir:
+            return {}
+        return dict(n_patients=self.n_patients, n_train_patients=self.n_train_patients,
+                    seed=self.data_seed)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 

@@ -60,9 +60,7 @@ def check_finished_run(workdir: Path) -> SweepConfig:
 def classifier_cache_dir(cfg: SweepConfig) -> Path:
     from jax_translate.data import dataset
 
-    builder = dataset.get_builder(cfg.size, cfg.data_dir, cfg.brats_dir, **(
-        {} if cfg.brats_dir else dict(n_patients=cfg.n_patients,
-                                      n_train_patients=cfg.n_train_patients, seed=cfg.data_seed)))
+    builder = dataset.get_builder(cfg.size, cfg.data_dir, cfg.brats_dir, **cfg.simulator_kwargs)
     return Path(builder.data_dir) / "classifier"
 
 

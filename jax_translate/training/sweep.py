@@ -34,9 +34,7 @@ def member_name(ratio: float, seed: int) -> str:
 def load_splits(cfg: SweepConfig) -> dict[str, SliceSet]:
     from jax_translate.data import dataset
 
-    sim = {} if cfg.brats_dir else dict(n_patients=cfg.n_patients,
-                                        n_train_patients=cfg.n_train_patients, seed=cfg.data_seed)
-    return dataset.load(cfg.size, cfg.data_dir, cfg.brats_dir, **sim)
+    return dataset.load(cfg.size, cfg.data_dir, cfg.brats_dir, **cfg.simulator_kwargs)
 
 
 @dataclasses.dataclass
