@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
-    from jax_translate.data.builders import SIZES
+    from jax_translate.data.slices import SIZES
 
     parser.add_argument("--size", default="64", choices=SIZES,
                         help="slice size: 64 (default, CPUs), 128, or the paper's 256x128")

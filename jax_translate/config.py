@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from jax_translate.data.builders import SIZES
+from jax_translate.data.slices import SIZES
 from jax_translate.errors import UsageError
 from jax_translate.models import MODEL_PRESETS, ModelConfig
 

@@ -19,13 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jax_translate.data import slices
-
-SIZES = ("64", "128", "256x128")
-
-
-def image_shape(size: str) -> tuple[int, int]:
-    height, _, width = size.partition("x")
-    return int(height), int(width or height)
+from jax_translate.data.slices import SIZES, image_shape  # noqa: F401  (re-exported)
 
 
 def _features(size: str) -> tfds.features.FeaturesDict:

@@ -53,7 +53,7 @@ def default_data_dir() -> Path:
 
 
 def check_size(size: str) -> str:
-    from jax_translate.data.builders import SIZES
+    from jax_translate.data.slices import SIZES
 
     if size not in SIZES:
         raise UsageError(f"unknown image size {size!r}; choose one of {', '.join(SIZES)}")
