@@ -13,6 +13,9 @@ import jax
 # compiles ~2 s per distinct random-draw shape; model init draws a dozen
 # shapes. The classic threefry compiles in a fraction of that. It only
 # changes which random numbers a key gives, never their distribution.
-jax.config.update("jax_threefry_partitionable", False)
+try:
+    jax.config.update("jax_threefry_partitionable", False)
+except AttributeError:  # a jax without the option has only one threefry
+    pass
 
 __version__ = "0.1.0"

@@ -12,6 +12,9 @@ All tensors are NHWC float32.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 from typing import Literal
 
 import jax
@@ -73,27 +76,90 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
     return x.reshape(n, h * factor, w * factor, c)
 
 
+ConvImpl = Literal["xla", "patches"]
+CONV_IMPLS = ("xla", "patches")
+_CONV_IMPL: contextvars.ContextVar[str] = contextvars.ContextVar("conv_impl", default="xla")
+
+
+@contextlib.contextmanager
+def conv_impl(impl: ConvImpl):
+    """Computes the convolutions of models traced inside as ``impl``.
+
+    'xla' is lax.conv (cuDNN on GPUs). 'patches' is shifted slices and
+    matmuls (:func:`conv_as_matmuls`): same function and parameters, but when
+    a sweep is vmapped over members (each with its own weights) the matmuls
+    batch into batched GEMMs, where lax.conv would become a grouped
+    convolution, which is slow on GPUs and CPUs alike (benchmarks/).
+    """
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
+    token = _CONV_IMPL.set(impl)
+    try:
+        yield
+    finally:
+        _CONV_IMPL.reset(token)
+
+
+@functools.partial(jax.checkpoint, static_argnums=(2, 3))
+def conv_as_matmuls(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """lax.conv (NHWC, HWIO, symmetric zero padding) as one matmul per kernel row.
+
+    Each kernel row i multiplies the input's strided slices at column
+    offsets 0..k-1, concatenated on channels, by kernel[i]; summing the rows
+    gives the convolution. Per-row patches hold k, not k*k, copies of the
+    input, and jax.checkpoint rebuilds them in the backward pass instead of
+    keeping them (slices are cheap; keeping them made 11 paper-sized
+    cyclegan members need over 40 GB on an H100), so only x is saved, as
+    lax.conv saves.
+    """
+    k = kernel.shape[0]
+    if padding:
+        x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    height = (x.shape[1] - k) // stride + 1
+    width = (x.shape[2] - k) // stride + 1
+    rows_end, cols_end = stride * (height - 1) + 1, stride * (width - 1) + 1
+    out = 0.0
+    for i in range(k):
+        row = x[:, i : i + rows_end : stride]
+        patches = jnp.concatenate([row[:, :, j : j + cols_end : stride] for j in range(k)], -1)
+        out = out + patches @ kernel[i].reshape(-1, kernel.shape[-1])
+    return out
+
+
+class Conv2d(nn.Module):
+    """nn.Conv's parameters ('kernel' HWIO, 'bias') with a switchable kernel (conv_impl)."""
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, s, p = self.kernel_size, self.stride, self.padding
+        kernel = self.param("kernel", CONV_INIT, (k, k, x.shape[-1], self.features))
+        bias = self.param("bias", BIAS_INIT, (self.features,))
+        if _CONV_IMPL.get() == "patches":
+            y = conv_as_matmuls(x, kernel, s, p)
+        else:
+            y = jax.lax.conv_general_dilated(
+                x, kernel, (s, s), ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + bias
+
+
 def conv(
     features: int,
     kernel_size: int,
     stride: int = 1,
     padding: int = 0,
     name: str | None = None,
-) -> nn.Conv:
+) -> Conv2d:
     """A Conv2d with the reference's init and symmetric zero padding.
 
     Every conv keeps its bias: with affine-free instance norm the reference sets
     use_bias=True, and the layers without norm have a bias by default anyway.
     """
-    return nn.Conv(
-        features,
-        (kernel_size, kernel_size),
-        strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
-        kernel_init=CONV_INIT,
-        bias_init=BIAS_INIT,
-        name=name,
-    )
+    return Conv2d(features, kernel_size, stride, padding, name=name)
 
 
 class PaddedConv(nn.Module):

@@ -1,0 +1,135 @@
+"""The JAX side of the benchmarks: one sweep step, timed, costed and sized.
+
+Data are synthetic slices (smooth random images, half of them labelled
+tumor): speed does not depend on what the images show, and the device
+machine has no dataset. Members and the compiled step come from the package
+itself, so what is timed is exactly what ``jax-translate sweep`` runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_translate.config import make_config
+from jax_translate.data.dataset import SliceSet
+from jax_translate.data.slices import image_shape
+from jax_translate.training import engine
+from jax_translate.training.members import build_members
+from jax_translate.training.methods import Method
+
+
+def synthetic_slices(size: str = "64", n_patients: int = 50, per_patient: int = 60,
+                     seed: int = 0) -> SliceSet:
+    """Enough slices for 700-image domains at any ratio, from disjoint patients."""
+    h, w = image_shape(size)
+    n = n_patients * per_patient
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 1, (n, h // 8, w // 8)).astype(np.float32)
+    images = np.repeat(np.repeat(coarse, 8, 1), 8, 2)  # blocky, not white noise
+    flair = np.clip(images + 0.05 * rng.standard_normal((n, h, w)), 0, 1).astype(np.float32)
+    zeros = np.zeros((n, h, w), np.uint8)
+    return SliceSet(flair=flair, t1=1.0 - flair, tumor_mask=zeros, brain_mask=zeros + 1,
+                    label=(np.arange(n) % 2).astype(np.int32),
+                    patient_id=np.repeat(np.arange(n_patients), per_patient).astype(np.int32),
+                    slice_index=np.tile(np.arange(per_patient), n_patients).astype(np.int32))
+
+
+def sweep_config(method: str, n_members: int, preset: str, size: str):
+    ratios = tuple(float(r) for r in np.round(np.linspace(0, 1, n_members), 6))
+    return make_config(method, preset, size=size, target_tumor_ratios=ratios, steps=10**6)
+
+
+def _memory_bytes(compiled) -> int | None:
+    """Arguments + outputs + temporaries of one compiled program (XLA's estimate)."""
+    try:
+        m = compiled.memory_analysis()
+        return int(m.argument_size_in_bytes + m.output_size_in_bytes
+                   - m.alias_size_in_bytes + m.temp_size_in_bytes)
+    except Exception:  # not every backend reports it
+        return None
+
+
+def _flops(compiled) -> float | None:
+    try:
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return float(cost["flops"])
+    except Exception:
+        return None
+
+
+def flops_per_member_step(method: str, preset: str, size: str, slices: SliceSet) -> float:
+    """FLOPs of one member's training step, from XLA's cost analysis.
+
+    Counted on the loop-free single-member program (a scan body would be
+    counted once whatever its trip count), so it is the same number for
+    every strategy: the arithmetic a member-step needs. Counted on the CPU
+    backend whatever the machine: a GPU program hides its convolutions in
+    cuDNN calls that the analysis does not count (it reported 0.1 GFLOP for
+    a 4.3 GFLOP step on an H100).
+    """
+    cpu = jax.devices("cpu")[0]
+    with jax.default_device(cpu):
+        cfg = sweep_config(method, 1, preset, size)
+        m = Method(cfg)
+        shared, members = build_members(cfg, slices)
+        states = engine.init_states(m, np.zeros(1, int), slices.t1.shape[1:])
+        args = jax.device_put((shared, _first(states), _first(members)), cpu)
+        step = jax.jit(lambda sh, st, me: engine.member_steps(m, 1, sh, st, me))
+        return _flops(step.lower(*args).compile())
+
+
+def _first(tree):
+    return jax.tree_util.tree_map(lambda x: x[0], tree)
+
+
+def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
+            preset: str = "cpu", size: str = "64", min_seconds: float = 3.0,
+            conv_impl: str = "xla") -> dict:
+    """member-steps/s of the compiled sweep step, after a warm-up call."""
+    cfg = sweep_config(method, n_members, preset, size)
+    m = Method(cfg)
+    shared, members = build_members(cfg, slices)
+    states = engine.init_states(m, np.zeros(n_members, int), slices.t1.shape[1:])
+    t0 = time.perf_counter()
+    lowered = engine.make_sweep_step(m, k, axis, conv_impl).lower(shared, states, members)
+    step = lowered.compile()
+    compile_s = time.perf_counter() - t0
+    memory = _memory_bytes(lowered.compiled if axis == "loop" else step)
+    states, _ = step(shared, states, members)  # warm-up
+    jax.block_until_ready(states)
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        states, _ = step(shared, states, members)
+        calls += 1
+        jax.block_until_ready(states)
+        if time.perf_counter() - t0 >= min_seconds and calls >= 2:
+            break
+    seconds = time.perf_counter() - t0
+    return {"method": method, "members": n_members, "member_axis": axis, "conv_impl": conv_impl,
+            "steps_per_call": k,
+            "member_steps_per_s": calls * k * n_members / seconds, "compile_s": compile_s,
+            "memory_bytes": memory}
+
+
+def matmul_peak_flops(n: int | None = None, repeats: int = 10) -> float:
+    """Measured FLOP/s of a large float32 matmul at the default precision.
+
+    The default precision is what training uses (on GPUs it allows TF32), so
+    utilisation compares like with like.
+    """
+    n = n or (2048 if jax.default_backend() == "cpu" else 8192)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    a, b = (jax.random.normal(key, (n, n), jnp.float32) for key in keys)
+    mm = jax.jit(jnp.matmul)
+    mm(a, b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        mm(a, b).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / float(np.median(times))

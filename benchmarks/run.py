@@ -1,0 +1,261 @@
+"""How fast is a sweep? Member-axis strategies, PyTorch eager and the machine's peak.
+
+One command, everything side by side in one process (see README.md here):
+
+1. member-steps/s of the sweep step per strategy (vmap, map, loop) and N;
+2. PyTorch eager training the same members one after another (the
+   reference implementation's way), and the JAX/PyTorch ratio at the largest N
+   with the strategy ``auto`` picks;
+3. FLOPs per member-step from XLA's cost analysis, over time, against a
+   measured matmul peak;
+4. compile time and XLA's memory estimate per strategy and N.
+
+Writes ``--out`` (JSON) and the same name with ``.md`` (a table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import jax_side  # noqa: E402
+
+from jax_translate.training import engine  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--methods", default="cyclegan", help="comma-separated")
+    p.add_argument("--members", default="1,2,4,8,11,22", help="comma-separated N")
+    p.add_argument("--strategies", default="loop,vmap,map",
+                   help="member axis[/conv impl], e.g. 'loop,vmap/xla,vmap/patches' "
+                        "(impl defaults to what 'auto' picks for that axis)")
+    p.add_argument("--only", default="",
+                   help="restrict strategies to some N, e.g. 'map=11;loop=1,11,22' "
+                        "(default: every strategy at every N)")
+    p.add_argument("--preset", default="cpu", help="model preset (cpu, paper, tiny)")
+    p.add_argument("--size", default="64", help="image size (64, 128, 256x128)")
+    p.add_argument("--steps-per-call", type=int, default=0, help="0: auto for the backend")
+    p.add_argument("--min-seconds", type=float, default=3.0, help="timed seconds per row")
+    p.add_argument("--torch", default="auto", choices=("auto", "cpu", "cuda", "none"),
+                   help="device of the PyTorch baseline (auto: JAX's backend)")
+    p.add_argument("--compare-members", type=int, default=11,
+                   help="N at which JAX (auto strategy) is compared with PyTorch")
+    p.add_argument("--torch-steps", type=int, default=20, help="timed steps per torch member")
+    p.add_argument("--budget-s", type=float, default=0,
+                   help="skip rows once this many seconds have passed (0: no limit)")
+    p.add_argument("--machine", default=None, help="name for the results (default: guessed)")
+    p.add_argument("--out", default=None, help="JSON to write (and .md beside it)")
+    return p.parse_args(argv)
+
+
+def describe_machine() -> str:
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    return f"{getattr(dev, 'device_kind', dev.platform)} x{jax.device_count()}"
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version(), "jax": jax.__version__}
+    for name in ("jaxlib", "flax", "optax", "torch"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return out
+
+
+class Results:
+    """Accumulates rows and rewrites the JSON after each one (a killed run keeps them)."""
+
+    def __init__(self, args):
+        self.args, self.t0 = args, time.perf_counter()
+        self.data = {
+            "machine": args.machine or describe_machine(),
+            "backend": jax.default_backend(),
+            "versions": versions(),
+            "model": {"preset": args.preset, "size": args.size,
+                      "config": _model_dict(args.preset)},
+            "command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]),
+            "auto_strategy": strategy_label(engine.resolve_member_axis("auto")),
+            "steps_per_call": engine.resolve_steps_per_call(args.steps_per_call),
+            "members": [int(n) for n in args.members.split(",")],
+            "member_steps_per_s": {}, "compile_s": {}, "memory_bytes": {},
+            "torch_member_steps_per_s": {}, "jax_over_torch": {}, "flops_per_member_step": {},
+            "flops_utilisation": {}, "torch_flops_utilisation": {}, "skipped": [],
+            "rows": [],
+        }
+
+    def over_budget(self) -> bool:
+        b = self.args.budget_s
+        return bool(b) and time.perf_counter() - self.t0 > b
+
+    def save(self):
+        if self.args.out:
+            out = Path(self.args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(self.data, indent=2) + "\n")
+            out.with_suffix(".md").write_text(markdown(self.data))
+
+
+def strategy_label(spec: str) -> str:
+    """'vmap' -> 'vmap/patches' (the conv impl auto picks); 'vmap/xla' unchanged."""
+    axis, _, impl = spec.partition("/")
+    return f"{axis}/{engine.resolve_conv_impl(impl or 'auto', axis)}"
+
+
+def _model_dict(preset: str) -> dict:
+    import dataclasses
+
+    from jax_translate.models import MODEL_PRESETS
+
+    return dataclasses.asdict(MODEL_PRESETS[preset])
+
+
+def run(args) -> dict:
+    res = Results(args)
+    d = res.data
+    k = d["steps_per_call"]
+    slices = jax_side.synthetic_slices(args.size)
+    print(f"{d['machine']} | backend {d['backend']} | auto: {d['auto_strategy']}, "
+          f"K={k} | preset {args.preset} {args.size}", flush=True)
+    d["matmul_peak_flops"] = jax_side.matmul_peak_flops()
+    print(f"matmul peak: {d['matmul_peak_flops'] / 1e9:.1f} GFLOP/s", flush=True)
+    strategies = [strategy_label(x) for x in args.strategies.split(",")]
+    only = {strategy_label(spec): {int(n) for n in ns.split(",")}
+            for spec, _, ns in (part.partition("=") for part in args.only.split(";") if part)}
+    torch_device = None if args.torch == "none" else (
+        ("cpu" if d["backend"] == "cpu" else "cuda") if args.torch == "auto" else args.torch)
+    n_compare = args.compare_members
+
+    for method in args.methods.split(","):
+        for key in ("member_steps_per_s", "compile_s", "memory_bytes"):
+            d[key][method] = {}
+        flops = jax_side.flops_per_member_step(method, args.preset, args.size, slices)
+        d["flops_per_member_step"][method] = flops
+        if torch_device:  # first: cheap, and the comparison must not fall to the budget
+            rate = _torch_rate(method, n_compare, args, slices, torch_device)
+            d["torch_member_steps_per_s"][method] = {"members": n_compare,
+                                                     "device": torch_device, "value": rate}
+            print(f"{method}: PyTorch eager ({torch_device}) {rate:.2f} member-steps/s "
+                  f"at N={n_compare}", flush=True)
+        for n in d["members"]:
+            for label in strategies:
+                if label in only and n not in only[label]:
+                    continue
+                if res.over_budget():
+                    d["skipped"].append(f"{method} N={n} {label}: over --budget-s")
+                    continue
+                axis, impl = label.split("/")
+                try:
+                    row = jax_side.measure(method, n, axis, k, slices, args.preset, args.size,
+                                           args.min_seconds, impl)
+                except Exception as err:  # e.g. out of memory: keep the other rows
+                    d["skipped"].append(f"{method} N={n} {label}: {type(err).__name__}: "
+                                        f"{str(err).splitlines()[0][:200]}")
+                    print(d["skipped"][-1], flush=True)
+                    continue
+                row["strategy"], row["ratio_to_loop"] = label, None
+                d["rows"].append(row)
+                for key in ("member_steps_per_s", "compile_s", "memory_bytes"):
+                    d[key][method].setdefault(label, {})[str(n)] = row[key]
+                print(json.dumps(row), flush=True)
+                res.save()
+        _summarise(d, method, n_compare)
+        res.save()
+    d["wall_s"] = time.perf_counter() - res.t0
+    res.save()
+    print(markdown(d))
+    return d
+
+
+def _summarise(d, method, n):
+    """Ratios to the loop; auto vs PyTorch and vs the loop at N=n; utilisation."""
+    rates = d["member_steps_per_s"][method]
+    loop = {label: r for label, r in rates.items() if label.startswith("loop/")}
+    loop = next(iter(loop.values()), {})
+    for row in d["rows"]:
+        base = loop.get(str(row["members"]))
+        if row["method"] == method and base:
+            row["ratio_to_loop"] = row["member_steps_per_s"] / base
+    auto = rates.get(d["auto_strategy"], {}).get(str(n))
+    flops, peak = d["flops_per_member_step"].get(method), d["matmul_peak_flops"]
+    if auto and loop.get(str(n)):
+        d.setdefault("auto_over_loop", {})[method] = {"members": n, "value": auto / loop[str(n)]}
+    if auto and flops:
+        d["flops_utilisation"][method] = flops * auto / peak
+    torch_rate = d["torch_member_steps_per_s"].get(method, {}).get("value")
+    if torch_rate:
+        if auto:
+            d["jax_over_torch"][method] = auto / torch_rate
+        if flops:
+            d["torch_flops_utilisation"][method] = flops * torch_rate / peak
+
+
+def _torch_rate(method, n, args, slices, device) -> float:
+    import torch
+
+    import torch_baseline
+
+    # Same threads as XLA's CPU client, which uses every core.
+    torch.set_num_threads(os.cpu_count())
+    cfg = jax_side.sweep_config(method, n, args.preset, args.size)
+    if device == "cpu":
+        err = torch_baseline.check_equivalent(cfg)
+        if err > 1e-3:
+            raise SystemExit(f"torch and JAX networks differ (max |diff| {err:.2e})")
+    flair = (2 * slices.flair[:, None] - 1).astype(np.float32)
+    t1 = (2 * slices.t1[:, None] - 1).astype(np.float32)
+    return torch_baseline.member_steps_per_s(cfg, flair, t1, n, args.torch_steps, device)
+
+
+def markdown(d: dict) -> str:
+    lines = [f"# Sweep speed: {d['machine']}", "",
+             f"`{d['command']}`", "",
+             f"Backend {d['backend']}; versions {d['versions']}; model preset "
+             f"`{d['model']['preset']}` at {d['model']['size']}; K={d['steps_per_call']} steps "
+             f"per call; `auto` picks `{d['auto_strategy']}`. Matmul peak "
+             f"{d.get('matmul_peak_flops', 0) / 1e9:.1f} GFLOP/s.", "",
+             "| method | N | strategy (axis/conv) | member-steps/s | x loop | compile s "
+             "| XLA memory MB |",
+             "|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        ratio = f"{r['ratio_to_loop']:.2f}" if r.get("ratio_to_loop") else "-"
+        mem = f"{r['memory_bytes'] / 2**20:.0f}" if r.get("memory_bytes") else "-"
+        lines.append(f"| {r['method']} | {r['members']} | {r['strategy']} | "
+                     f"{r['member_steps_per_s']:.2f} | {ratio} | {r['compile_s']:.1f} | {mem} |")
+    if d["torch_member_steps_per_s"]:
+        lines += ["", f"JAX with `auto` ({d['auto_strategy']}) against PyTorch eager, members "
+                  "one after another; utilisation is FLOPs per member-step (XLA cost analysis) "
+                  "times member-steps/s over the matmul peak.", "",
+                  "| method | N | JAX member-steps/s | PyTorch eager | JAX / PyTorch "
+                  "| GFLOP per member-step | JAX utilisation | PyTorch utilisation |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for method, t in d["torch_member_steps_per_s"].items():
+            n = t["members"]
+            jax_rate = d["member_steps_per_s"][method].get(d["auto_strategy"], {}).get(str(n))
+            if jax_rate is None or method not in d["jax_over_torch"]:
+                continue
+            flops = d["flops_per_member_step"].get(method) or 0
+            lines.append(
+                f"| {method} | {n} | {jax_rate:.2f} | {t['value']:.2f} ({t['device']}) | "
+                f"{d['jax_over_torch'][method]:.2f} | {flops / 1e9:.3f} | "
+                f"{100 * d['flops_utilisation'].get(method, 0):.1f}% | "
+                f"{100 * d['torch_flops_utilisation'].get(method, 0):.1f}% |")
+    if d["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(d["skipped"])]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    run(parse_args())
