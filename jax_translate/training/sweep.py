@@ -105,27 +105,27 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     """
     from tqdm.auto import tqdm
 
+    method = Method(cfg)
+    axis = engine.resolve_member_axis(cfg.member_axis)
+    layout = sharding.MemberLayout.create(len(cfg.members))
+    k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
+    sweep_step = engine.make_sweep_step(method, k, axis, layout.mesh)  # refuses before any write
+    primary = distributed.is_primary()
     workdir = checkpoints.check_workdir(workdir)
     checkpoints.bind_config(workdir, cfg)
     splits = splits if splits is not None else load_splits(cfg)
     shared, members = build_members(cfg, splits["train"], lr_scales)
-    method = Method(cfg)
     image_shape = splits["train"].flair.shape[1:]
     seeds = np.asarray([s for _, s in cfg.members])
     states = engine.init_states(method, seeds, image_shape)
-    axis = engine.resolve_member_axis(cfg.member_axis)
-    layout = sharding.MemberLayout.create(len(cfg.members))
-    primary = distributed.is_primary()
 
     mngr = checkpoints.manager(workdir)
     start, restored = checkpoints.restore_latest(mngr, layout.unpad(states))
     states = restored if restored is not None else states
     shared, states, members = layout.place(shared, states, members)
-    k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
 
     t0 = time.perf_counter()
-    step_fn = engine.make_sweep_step(method, k, axis, layout.mesh).lower(
-        shared, states, members).compile()
+    step_fn = sweep_step.lower(shared, states, members).compile()
     compile_seconds = time.perf_counter() - t0
     run_info = {"member_axis": axis, "steps_per_call": k, "backend": jax.default_backend(),
                 "devices": layout.n_devices, "processes": jax.process_count(),
