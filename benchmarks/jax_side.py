@@ -96,7 +96,7 @@ def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
     shared, members = build_members(cfg, slices)
     states = engine.init_states(m, np.zeros(n_members, int), slices.t1.shape[1:])
     t0 = time.perf_counter()
-    lowered = engine.make_sweep_step(m, k, axis, conv_impl).lower(shared, states, members)
+    lowered = engine.make_sweep_step(m, k, axis, conv_impl=conv_impl).lower(shared, states, members)
     step = lowered.compile()
     compile_s = time.perf_counter() - t0
     memory = _memory_bytes(lowered.compiled if axis == "loop" else step)

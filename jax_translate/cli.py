@@ -68,35 +68,56 @@ def cmd_preview(args) -> None:
 
 
 def _sweep_config(args):
-    from jax_translate.config import make_config, parse_ratios
+    """The config from --config (if given) with the flags given on top of it."""
+    import dataclasses
+    import json
 
-    overrides = dict(target_tumor_ratios=parse_ratios(args.ratios), seeds=args.seeds,
-                     member_axis=args.member_axis,
-                     data_dir=str(args.data_dir) if args.data_dir else None,
-                     brats_dir=str(args.brats_dir) if args.brats_dir else None)
-    if args.size is not None:
-        overrides["size"] = args.size
-    for name in ("steps", "batch_size", "checkpoint_every", "log_every", "steps_per_call"):
+    from jax_translate.config import SweepConfig, make_config, parse_ratios
+    from jax_translate.models import MODEL_PRESETS
+
+    overrides = {}
+    if args.ratios is not None:
+        overrides["target_tumor_ratios"] = parse_ratios(args.ratios)
+    for name in ("seeds", "member_axis", "conv_impl", "size", "steps", "batch_size",
+                 "checkpoint_every", "log_every", "steps_per_call"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
-    return make_config(args.method, args.preset, **overrides)
+    for name in ("data_dir", "brats_dir"):
+        if getattr(args, name) is not None:
+            overrides[name] = str(getattr(args, name))
+    if args.config is None:
+        if args.method is None:
+            raise UsageError("the following arguments are required: --method (or --config)")
+        return make_config(args.method, args.preset or "cpu", **overrides)
+    raw = json.loads(SweepConfig.load(args.config).to_json())
+    if args.method is not None:
+        overrides["method"] = args.method
+    if args.preset is not None:
+        overrides.update(preset=args.preset, model=dataclasses.asdict(MODEL_PRESETS[args.preset]))
+    return SweepConfig.from_dict({**raw, **overrides})
 
 
 def cmd_sweep(args) -> None:
+    from jax_translate.training import distributed
     from jax_translate.training.checkpoints import check_workdir
     from jax_translate.training.sweep import train_sweep
 
     cfg = _sweep_config(args)
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     workdir = check_workdir(args.workdir)
     result = train_sweep(cfg, workdir)
-    print(f"{cfg.method}: {len(cfg.members)} members, {cfg.steps} steps, member axis "
-          f"{result.member_axis}, compiled in {result.compile_seconds:.1f}s; run folder {workdir}")
+    if distributed.is_primary():
+        print(f"{cfg.method}: {len(cfg.members)} members, {cfg.steps} steps, member axis "
+              f"{result.member_axis}, compiled in {result.compile_seconds:.1f}s; "
+              f"run folder {workdir}")
 
 
 def cmd_evaluate(args) -> None:
+    from jax_translate.evaluation.classifier import ClassifierConfig
     from jax_translate.evaluation.evaluate import evaluate_run, flip_table
 
-    result = evaluate_run(args.workdir)
+    result = evaluate_run(args.workdir, classifier_cfg=ClassifierConfig(
+        steps=args.classifier_steps))
     c = result.classifier_metrics
     print(f"classifier on real T1 holdout: accuracy {c['accuracy']:.3f}, sensitivity "
           f"{c['sensitivity']:.3f}, specificity {c['specificity']:.3f}")
@@ -111,14 +132,21 @@ def cmd_reproduce(args) -> None:
               data_dir=str(args.data_dir) if args.data_dir else None)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,17 +162,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
     p.set_defaults(func=cmd_preview)
 
-    from jax_translate.config import MEMBER_AXES, METHODS
+    from jax_translate.config import CONV_IMPLS, MEMBER_AXES, METHODS
     from jax_translate.models import MODEL_PRESETS
 
     p = sub.add_parser("sweep", help="train one method at every bias setting and seed at once")
-    p.add_argument("--method", required=True, choices=METHODS)
-    p.add_argument("--ratios", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
-                   help="target tumor ratios, comma-separated, each in [0, 1]")
-    p.add_argument("--seeds", type=_positive_int, default=1, help="seeds per ratio (0..S-1)")
+    p.add_argument("--method", choices=METHODS, help="required unless --config gives it")
+    p.add_argument("--config", type=Path, default=None,
+                   help="start from this config.json (as a run folder holds); flags override it")
+    p.add_argument("--ratios", default=None,
+                   help="target tumor ratios, comma-separated, each in [0, 1] "
+                        "(default 0,0.1,...,1)")
+    p.add_argument("--seeds", type=_positive_int, default=None,
+                   help="seeds per ratio (0..S-1; default 1)")
     p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps per member")
-    p.add_argument("--preset", default="cpu", choices=sorted(MODEL_PRESETS))
-    p.add_argument("--member-axis", default="auto", choices=MEMBER_AXES)
+    p.add_argument("--preset", default=None, choices=sorted(MODEL_PRESETS),
+                   help="model sizes (default cpu)")
+    p.add_argument("--member-axis", default=None, choices=MEMBER_AXES,
+                   help="how members share the devices (default auto)")
+    p.add_argument("--conv-impl", default=None, choices=CONV_IMPLS,
+                   help="convolutions as lax.conv (xla) or batched matmuls (patches); "
+                        "default auto: patches under vmap on accelerators")
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--checkpoint-every", type=_positive_int, default=None)
     p.add_argument("--log-every", type=_positive_int, default=None)
@@ -152,10 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps run by one compiled call (lax.scan length)")
     p.add_argument("--workdir", type=Path, required=True)
     _add_data_args(p)
+    p.add_argument("--coordinator", default=None,
+                   help="multi-host run, one process per host: host:port of process 0, or "
+                        "auto to read the cluster's environment (SLURM, Open MPI, Cloud TPU)")
+    p.add_argument("--num-processes", type=_positive_int, default=None,
+                   help="with --coordinator host:port: how many processes")
+    p.add_argument("--process-id", type=_non_negative_int, default=None,
+                   help="with --coordinator host:port: this process's id, 0..N-1")
     p.set_defaults(func=cmd_sweep, size=None)
 
     p = sub.add_parser("evaluate", help="flip counts, pixel and lesion metrics, figures of a sweep")
     p.add_argument("--workdir", type=Path, required=True)
+    p.add_argument("--classifier-steps", type=_positive_int, default=1500,
+                   help="training steps of the tumor classifier, if not cached yet")
     p.set_defaults(func=cmd_evaluate)
 
     from jax_translate.reproduce import PRESETS

@@ -20,10 +20,12 @@ from jax_translate.models import MODEL_PRESETS, ModelConfig
 METHODS = ("cyclegan", "condgan", "l1", "gan")
 PAIRED_METHODS = ("condgan", "l1")
 MEMBER_AXES = ("auto", "vmap", "map", "loop")
+CONV_IMPLS = ("auto", "xla", "patches")
 CONFIG_VERSION = 1
 
 # Changing these does not change the numbers a run produces.
-RUNTIME_FIELDS = ("member_axis", "data_dir", "log_every", "checkpoint_every", "steps_per_call")
+RUNTIME_FIELDS = ("member_axis", "conv_impl", "data_dir", "log_every", "checkpoint_every",
+                  "steps_per_call")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,7 @@ class SweepConfig:
     brats_dir: str | None = None
     # Runtime only.
     member_axis: str = "auto"
+    conv_impl: str = "auto"          # lax.conv ("xla") or batched matmuls ("patches")
     data_dir: str | None = None
     log_every: int = 50
     checkpoint_every: int = 500
@@ -114,6 +117,9 @@ def validate(cfg: SweepConfig) -> None:
         raise UsageError(f"unknown preset {cfg.preset!r}; choose one of {', '.join(MODEL_PRESETS)}")
     if cfg.size not in SIZES:
         raise UsageError(f"unknown image size {cfg.size!r}; choose one of {', '.join(SIZES)}")
+    if cfg.conv_impl not in CONV_IMPLS:
+        raise UsageError(
+            f"unknown conv impl {cfg.conv_impl!r}; choose one of {', '.join(CONV_IMPLS)}")
     if cfg.member_axis not in MEMBER_AXES:
         raise UsageError(f"unknown member axis {cfg.member_axis!r}; choose one of {', '.join(MEMBER_AXES)}")
     ratios = cfg.target_tumor_ratios

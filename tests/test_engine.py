@@ -54,20 +54,29 @@ def test_vmapped_sweep_equals_members_alone(method, train):
     assert float(jnp.abs(outs[0] - outs[-1]).max()) > 1e-3
 
 
-@pytest.mark.parametrize("axis,k", [("map", 3), ("loop", 3), ("loop", 1)])
-def test_member_axis_strategies_agree(axis, k, train):
+@pytest.mark.parametrize("axis,k,conv_impl", [("map", 3, "xla"), ("loop", 3, "xla"),
+                                              ("loop", 1, "xla"), ("vmap", 3, "patches")])
+def test_member_axis_strategies_agree(axis, k, conv_impl, train):
     cfg = tiny_config("cyclegan", steps=3)
     m = Method(cfg)
     shared, members = build_members(cfg, train)
     init = lambda: engine.init_states(m, np.zeros(2, int), (16, 16))  # noqa: E731
     a, _ = engine.make_sweep_step(m, 3, "vmap")(shared, init(), members)
     b = init()
-    step = engine.make_sweep_step(m, k, axis)
+    step = engine.make_sweep_step(m, k, axis, conv_impl=conv_impl)
     for _ in range(3 // k):
         b, _ = step(shared, b, members)
     probe = jnp.asarray(train.flair[:2, ..., None] * 2 - 1)
     outs = [jax.vmap(lambda g: m.translate(g, probe))(s.generator) for s in (a, b)]
     chex.assert_trees_all_close(outs[0], outs[1], atol=2e-4)
+
+
+def test_auto_conv_impl_batches_matmuls_only_under_vmap_on_accelerators():
+    assert engine.resolve_conv_impl("auto", "vmap", "gpu") == "patches"
+    assert engine.resolve_conv_impl("auto", "vmap", "tpu") == "patches"
+    assert engine.resolve_conv_impl("auto", "loop", "gpu") == "xla"
+    assert engine.resolve_conv_impl("auto", "vmap", "cpu") == "xla"
+    assert engine.resolve_conv_impl("xla", "vmap", "gpu") == "xla"
 
 
 def test_resume_equals_uninterrupted(tmp_path, tiny_splits):

@@ -285,3 +285,41 @@ def test_generator_under_vmap_over_members():
     for m in range(3):
         one = apply_one(jax.tree.map(lambda p: p[m], members), x)
         chex.assert_trees_all_close(stacked[m], one, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size,stride,padding", [(3, 1, 0), (3, 2, 1), (4, 2, 1),
+                                                        (4, 1, 1), (7, 1, 0)])
+def test_conv_as_matmuls_matches_lax_conv_and_its_gradients(kernel_size, stride, padding):
+    rng = np.random.default_rng(kernel_size + stride)
+    x = jnp.asarray(rng.standard_normal((2, 13, 11, 3)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((kernel_size, kernel_size, 3, 5)), jnp.float32)
+
+    def xla(x, kernel):
+        return jax.lax.conv_general_dilated(x, kernel, (stride, stride), [(padding, padding)] * 2,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def patches(x, kernel):
+        return layers.conv_as_matmuls(x, kernel, stride, padding)
+
+    want, got = xla(x, kernel), patches(x, kernel)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))  # noqa: E731
+    for g_want, g_got in zip(jax.grad(loss(xla), (0, 1))(x, kernel),
+                             jax.grad(loss(patches), (0, 1))(x, kernel)):
+        np.testing.assert_allclose(g_got, g_want, atol=1e-3)
+
+
+def test_conv_impl_switches_the_computation_not_the_parameters():
+    net = build_generator(MODEL_PRESETS["tiny"])
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 1)), jnp.float32)
+    params = net.init(jax.random.PRNGKey(0), x)
+    with layers.conv_impl("patches"):
+        jaxpr = str(jax.make_jaxpr(net.apply)(params, x))
+        patched = net.apply(params, x)
+    assert "conv_general_dilated" not in jaxpr
+    assert "conv_general_dilated" in str(jax.make_jaxpr(net.apply)(params, x))
+    np.testing.assert_allclose(patched, net.apply(params, x), atol=1e-5)
+    with pytest.raises(ValueError, match="conv impl"):
+        with layers.conv_impl("cudnn"):
+            pass

@@ -111,6 +111,11 @@ def _clear_cut(s):
     (["preview", "--out", "{tmp}/x.jpg"], "must end in .png"),
     (["evaluate", "--workdir", "{tmp}"], "not a sweep run folder"),
     (["reproduce", "--preset", "nope"], "invalid choice"),
+    (["sweep", "--method", "l1", "--coordinator", "node0", "--workdir", "{tmp}/w"], "host:port or auto"),
+    (["sweep", "--method", "l1", "--num-processes", "2", "--workdir", "{tmp}/w"], "need --coordinator"),
+    (["sweep", "--method", "l1", "--coordinator", "localhost:1", "--num-processes", "2",
+      "--process-id", "2", "--workdir", "{tmp}/w"], "must be in [0, 2)"),
+    (["sweep", "--config", "{tmp}/afile", "--workdir", "{tmp}/w"], "cannot read config"),
 ])
 def test_cli_errors_are_one_line_with_status_2(argv, message, tmp_path, capsys):
     (tmp_path / "afile").write_text("keep me")

@@ -120,14 +120,21 @@ class Evaluation:
 
 
 def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
-                 classifier=None, progress: bool = True) -> Evaluation:
-    """Evaluates the finished sweep in ``workdir`` and writes its outputs there."""
+                 classifier=None, progress: bool = True,
+                 classifier_cfg: classifier_lib.ClassifierConfig = classifier_lib.ClassifierConfig()
+                 ) -> Evaluation:
+    """Evaluates the finished sweep in ``workdir`` and writes its outputs there.
+
+    ``classifier`` defaults to the cached one of ``classifier_cfg`` (trained if
+    absent). ``results.csv`` and ``results.json`` are written last, each
+    atomically: once both exist, every other output is complete too.
+    """
     workdir = Path(workdir).resolve()
     cfg = check_finished_run(workdir)
     splits = splits if splits is not None else load_splits(cfg)
     if classifier is None:
         classifier = classifier_lib.load_or_train(classifier_cache_dir(cfg), splits,
-                                                  progress=progress)
+                                                  classifier_cfg, progress=progress)
     method = Method(cfg)
     template = engine.init_states(method, np.asarray([s for _, s in cfg.members]),
                                   splits["train"].t1.shape[1:])
@@ -143,10 +150,6 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
 
     outputs = {name: workdir / name for name in
                ("results.csv", "results.json", "translations.npz", "bias_curve.png", "examples.png")}
-    io_utils.atomic_write_text(outputs["results.csv"], rows_to_csv(rows))
-    io_utils.atomic_write_json(outputs["results.json"], {
-        "rows": rows, "aggregate": metrics.aggregate_over_seeds(rows),
-        "classifier": classifier.metrics, "config": json.loads(cfg.to_json())})
     tmp = workdir / ".translations.tmp.npz"
     np.savez_compressed(
         tmp, translated=translated.astype(np.float16), source=test.flair.astype(np.float16),
@@ -157,6 +160,10 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     tmp.replace(outputs["translations.npz"])
     figures.bias_curves(rows, outputs["bias_curve.png"])
     figures.example_grid(translated, test, cfg.members, cfg.method, outputs["examples.png"])
+    io_utils.atomic_write_text(outputs["results.csv"], rows_to_csv(rows))
+    io_utils.atomic_write_json(outputs["results.json"], {
+        "rows": rows, "aggregate": metrics.aggregate_over_seeds(rows),
+        "classifier": classifier.metrics, "config": json.loads(cfg.to_json())})
     return Evaluation(rows, classifier.metrics, outputs)
 
 

@@ -2,7 +2,8 @@
 
 A rerun of the same command in the same folder resumes from the latest
 checkpoint; a different config is refused with the fields that differ, so a
-folder never mixes two experiments.
+folder never mixes two experiments. Checkpoints hold the real members only
+(never a sharded run's padding), so they do not depend on the device count.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jax_translate.config import SweepConfig
 from jax_translate.errors import UsageError
 from jax_translate.io_utils import atomic_write_text, writable_dir
+from jax_translate.training import distributed
 
 CONFIG_FILE = "config.json"
 
@@ -26,11 +29,14 @@ def check_workdir(workdir: Path) -> Path:
 def bind_config(workdir: Path, cfg: SweepConfig) -> bool:
     """Writes cfg into a new run folder, or checks it against the folder's.
 
-    Returns True when the folder already held this run (a resume).
+    Returns True when the folder already held this run (a resume). In a
+    multi-process run every process reads the folder before process 0 writes
+    to it, so they all take the same branch.
     """
     path = Path(workdir) / CONFIG_FILE
-    if path.exists():
-        stored = SweepConfig.load(path)
+    stored = SweepConfig.load(path) if path.exists() else None
+    distributed.barrier("bind_config:read")
+    if stored is not None:
         diff = cfg.differences(stored)
         if diff:
             details = ", ".join(f"{k}: {getattr(stored, k)!r} -> {getattr(cfg, k)!r}"
@@ -38,7 +44,9 @@ def bind_config(workdir: Path, cfg: SweepConfig) -> bool:
             raise UsageError(f"workdir {workdir} holds a run with another config ({details}); "
                              "use a new --workdir or the same arguments")
         return True
-    atomic_write_text(path, cfg.to_json() + "\n")
+    if distributed.is_primary():
+        atomic_write_text(path, cfg.to_json() + "\n")
+    distributed.barrier("bind_config:written")
     return False
 
 
@@ -52,13 +60,18 @@ def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
 
 
 def restore_latest(mngr: ocp.CheckpointManager, template):
-    """(step, state) of the latest checkpoint, or (0, None) when there is none."""
+    """(step, state) of the latest checkpoint, or (0, None) when there is none.
+
+    The state comes back as ``template``'s leaves are: device arrays, or numpy
+    arrays (what a sharded run restores, then pads and places itself).
+    """
     step = mngr.latest_step()
     if step is None:
         return 0, None
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+    target = jax.tree_util.tree_map(
+        lambda x: x if isinstance(x, np.ndarray) else ocp.utils.to_shape_dtype_struct(x), template)
     try:
-        state = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+        state = mngr.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as err:  # orbax raises many types for a damaged folder
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
         raise UsageError(f"checkpoint {mngr.directory}/{step} cannot be read ({reason}); "

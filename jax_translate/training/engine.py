@@ -6,7 +6,8 @@ The single-member step (:func:`methods.train_step`) is written first; a
 (members one after another inside the same program, which can be faster on a
 CPU, where vmapping convolutions over their weights turns them into grouped
 convolutions). Ratios and seeds are data, so one compile serves any grid with
-the same number of members.
+the same number of members. Given a mesh, ``vmap`` and ``map`` run on each
+device's block of members (:mod:`sharding`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_translate.errors import UsageError
 from jax_translate.models import layers
+from jax_translate.training import sharding
 from jax_translate.training.members import MemberData, SharedData, sample_batch
 from jax_translate.training.methods import Method, TrainState, train_step
 
@@ -62,12 +65,16 @@ def _take(tree, i):
     return jax.tree_util.tree_map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), tree)
 
 
-def make_sweep_step(method: Method, n_steps: int, member_axis: str, conv_impl: str = "xla"):
+def make_sweep_step(method: Method, n_steps: int, member_axis: str, mesh=None,
+                    conv_impl: str = "xla"):
     """(shared, states, members) -> (states, metrics) for every member, states donated.
 
-    ``vmap`` and ``map`` are one jitted program. ``loop`` is a host loop that
-    calls one compiled single-member program per member (the member index is
-    traced, so it compiles once), updating the stacked state in place.
+    ``vmap`` and ``map`` are one jitted program, split over ``mesh``'s member
+    axis when given. ``loop`` is a host loop that calls one compiled
+    single-member program per member (the member index is traced, so it
+    compiles once), updating the stacked state in place; it uses one device.
+    ``conv_impl`` says how convolutions are computed (see
+    :func:`resolve_conv_impl`).
     """
     def single(shared, state, member):
         with layers.conv_impl(conv_impl):  # read while tracing
@@ -80,6 +87,10 @@ def make_sweep_step(method: Method, n_steps: int, member_axis: str, conv_impl: s
         def sweep(shared, states, members):
             return jax.lax.map(lambda sm: single(shared, *sm), (states, members))
     elif member_axis == "loop":
+        if mesh is not None:
+            raise UsageError(f"member axis 'loop' runs on one device, not {mesh.size}; "
+                             "use vmap, map or auto to spread members over devices")
+
         @functools.partial(jax.jit, donate_argnums=(1,))
         def one(shared, states, members, i):
             state, metrics = single(shared, _take(states, i), _take(members, i))
@@ -92,6 +103,8 @@ def make_sweep_step(method: Method, n_steps: int, member_axis: str, conv_impl: s
         return run
     else:
         raise ValueError(f"member_axis must be 'vmap', 'map' or 'loop', got {member_axis!r}")
+    if mesh is not None:
+        sweep = sharding.shard_members(sweep, mesh)
     return jax.jit(sweep, donate_argnums=(1,))
 
 
@@ -121,18 +134,21 @@ class _Lowered:
         return functools.partial(_host_loop, self.compiled)
 
 
-def resolve_member_axis(member_axis: str, backend: str | None = None) -> str:
-    """'auto' -> 'vmap' on accelerators, 'loop' on CPU.
+def resolve_member_axis(member_axis: str, backend: str | None = None,
+                        n_devices: int | None = None) -> str:
+    """'auto' -> 'loop' on a single CPU device, 'vmap' otherwise.
 
     On a 2-core CPU (benchmarks/), one cyclegan member-step of the cpu preset
     took 59 ms run alone, 123 ms per member under vmap (vmapping convolutions
     over their weights makes grouped convolutions), and ~600 ms inside any
     XLA loop (lax.map or scan), so the CPU gets a host loop of one-step calls.
+    Several devices (even CPU ones) get vmap, which can be split over them.
     """
     if member_axis != "auto":
         return member_axis
     backend = backend or jax.default_backend()
-    return "loop" if backend == "cpu" else "vmap"
+    n_devices = jax.device_count() if n_devices is None else n_devices
+    return "loop" if backend == "cpu" and n_devices == 1 else "vmap"
 
 
 def resolve_conv_impl(conv_impl: str, member_axis: str, backend: str | None = None) -> str:

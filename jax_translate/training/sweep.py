@@ -4,7 +4,9 @@
 bind the config to the run folder, put the data on the device, initialise or
 restore the stacked state, compile once, then call the compiled K-step
 function until done, logging and checkpointing between calls. Rerunning it on
-the same folder resumes; Ctrl-C saves a checkpoint first.
+the same folder resumes; Ctrl-C saves a checkpoint first. With several
+devices (or hosts) the members are split over them (:mod:`sharding`); only
+process 0 writes the folder's files (:mod:`distributed`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from jax_translate import io_utils
 from jax_translate.config import SweepConfig
 from jax_translate.data.dataset import SliceSet
-from jax_translate.training import checkpoints, engine
+from jax_translate.training import checkpoints, distributed, engine, sharding
 from jax_translate.training.members import build_members
 from jax_translate.training.methods import Method, TrainState
 
@@ -40,7 +42,7 @@ def load_splits(cfg: SweepConfig) -> dict[str, SliceSet]:
 @dataclasses.dataclass
 class SweepResult:
     cfg: SweepConfig
-    states: TrainState        # stacked on the member axis
+    states: TrainState        # stacked on the member axis (real members only)
     member_axis: str
     compile_seconds: float
     train_seconds: float      # wall time of the steps run by this call
@@ -50,23 +52,36 @@ class SweepResult:
 class _MetricsLog:
     """One JSONL file per member under ``workdir/metrics``."""
 
-    def __init__(self, workdir: Path, cfg: SweepConfig, resume_step: int):
+    def __init__(self, workdir: Path, cfg: SweepConfig, resume_step: int, enabled: bool = True):
+        self.enabled = enabled
         self.folder = Path(workdir) / "metrics"
-        self.folder.mkdir(exist_ok=True)
         self.paths = [self.folder / (member_name(r, s).replace("/", "_") + ".jsonl")
                       for r, s in cfg.members]
+        if not enabled:
+            return
+        self.folder.mkdir(exist_ok=True)
         for path in self.paths:  # drop lines written after the checkpoint we resume from
             if path.exists():
                 kept = [line for line in path.read_text().splitlines()
-                        if line.strip() and json.loads(line)["step"] <= resume_step]
+                        if (row := _parse_row(line)) is not None and row["step"] <= resume_step]
                 io_utils.atomic_write_text(path, "".join(k + "\n" for k in kept))
 
     def write(self, step: int, metrics: dict, diverged: np.ndarray) -> None:
+        if not self.enabled:
+            return
         for i, path in enumerate(self.paths):
             row = {"step": step, **{f"train/{k}": float(v[i]) for k, v in metrics.items()},
                    "diverged": bool(diverged[i])}
             with path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
+
+
+def _parse_row(line: str) -> dict | None:
+    """A metrics line, or None for a blank one or one cut short by a killed process."""
+    try:
+        return json.loads(line) if line.strip() else None
+    except json.JSONDecodeError:
+        return None
 
 
 def _summary(metrics: dict, diverged: np.ndarray, member_steps_per_s: float) -> str:
@@ -90,35 +105,44 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     """
     from tqdm.auto import tqdm
 
+    method = Method(cfg)
+    axis = engine.resolve_member_axis(cfg.member_axis)
+    layout = sharding.MemberLayout.create(len(cfg.members))
+    k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
+    conv_impl = engine.resolve_conv_impl(cfg.conv_impl, axis)
+    sweep_step = engine.make_sweep_step(method, k, axis, layout.mesh,  # refuses before any write
+                                        conv_impl=conv_impl)
+    primary = distributed.is_primary()
     workdir = checkpoints.check_workdir(workdir)
     checkpoints.bind_config(workdir, cfg)
     splits = splits if splits is not None else load_splits(cfg)
     shared, members = build_members(cfg, splits["train"], lr_scales)
-    method = Method(cfg)
     image_shape = splits["train"].flair.shape[1:]
     seeds = np.asarray([s for _, s in cfg.members])
     states = engine.init_states(method, seeds, image_shape)
 
     mngr = checkpoints.manager(workdir)
-    start, restored = checkpoints.restore_latest(mngr, states)
+    start, restored = checkpoints.restore_latest(mngr, layout.unpad(states))
     states = restored if restored is not None else states
-    axis = engine.resolve_member_axis(cfg.member_axis)
-    k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
+    shared, states, members = layout.place(shared, states, members)
 
     t0 = time.perf_counter()
-    step_fn = engine.make_sweep_step(method, k, axis).lower(shared, states, members).compile()
+    step_fn = sweep_step.lower(shared, states, members).compile()
     compile_seconds = time.perf_counter() - t0
-    run_info = {"member_axis": axis, "steps_per_call": k, "backend": jax.default_backend(),
-                "devices": len(jax.devices()), "members": [
+    run_info = {"member_axis": axis, "conv_impl": conv_impl, "steps_per_call": k,
+                "backend": jax.default_backend(),
+                "devices": layout.n_devices, "processes": jax.process_count(),
+                "padded_members": layout.n_padded, "members": [
                     {"target_tumor_ratio": r, "seed": s} for r, s in cfg.members],
                 "compile_seconds": compile_seconds, "finished": start >= cfg.steps}
-    io_utils.atomic_write_json(workdir / RUN_FILE, run_info)
+    if primary:
+        io_utils.atomic_write_json(workdir / RUN_FILE, run_info)
 
-    log = _MetricsLog(workdir, cfg, start)
+    log = _MetricsLog(workdir, cfg, start, enabled=primary)
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     step, t_train = start, time.perf_counter()
     synced_step, synced_at = start, t_train
-    bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not progress,
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not (progress and primary),
                desc=f"{cfg.method} x{len(cfg.members)}", dynamic_ncols=True)
     try:
         while step < end:
@@ -126,26 +150,26 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
             done = min(step + k, cfg.steps)
             # Host syncs only every log_every steps (and at the end).
             if done // cfg.log_every > step // cfg.log_every or done >= end:
-                metrics = jax.device_get(metrics)
-                diverged = np.asarray(jax.device_get(states.diverged))
+                metrics = layout.to_host(metrics)
+                diverged = layout.to_host(states.diverged)
                 log.write(done, metrics, diverged)
                 rate = (done - synced_step) * len(cfg.members) / (time.perf_counter() - synced_at)
                 synced_step, synced_at = done, time.perf_counter()
                 bar.set_postfix_str(_summary(metrics, diverged, rate), refresh=False)
             if done // cfg.checkpoint_every > step // cfg.checkpoint_every or done >= end:
-                checkpoints.save(mngr, done, states)
+                checkpoints.save(mngr, done, layout.unpad(states))
             bar.update(done - step)
             step = done
     except KeyboardInterrupt:
         if mngr.latest_step() != step and step > start:
-            checkpoints.save(mngr, step, states)
+            checkpoints.save(mngr, step, layout.unpad(states))
         mngr.wait_until_finished()
         raise
     finally:
         bar.close()
     mngr.wait_until_finished()
-    if step >= cfg.steps:
+    if step >= cfg.steps and primary:
         run_info["finished"] = True
         io_utils.atomic_write_json(workdir / RUN_FILE, run_info)
-    return SweepResult(cfg, states, axis, compile_seconds,
+    return SweepResult(cfg, layout.unpad(states), axis, compile_seconds,
                        time.perf_counter() - t_train, step - start)

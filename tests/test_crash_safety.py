@@ -1,0 +1,147 @@
+"""Killed runs resume to the same results; damaged checkpoints are refused, untouched.
+
+The sweep and evaluate commands run as subprocesses of the real CLI on a
+small simulated dataset, and get SIGKILLed at a point chosen by polling the
+run folder: the uninterrupted reference runs in this process.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import chex
+import numpy as np
+import pytest
+
+from jax_translate import cli
+from jax_translate.config import make_config
+from jax_translate.evaluation.classifier import ClassifierConfig
+from jax_translate.evaluation.evaluate import evaluate_run
+from jax_translate.training import checkpoints, engine
+from jax_translate.training.methods import Method
+from jax_translate.training.sweep import load_splits, train_sweep
+
+CLASSIFIER_STEPS = 20
+
+
+@pytest.fixture(scope="module")
+def run_config(tmp_path_factory):
+    """A config file of a short l1 sweep on a 5-patient simulated dataset (built here)."""
+    folder = tmp_path_factory.mktemp("crash")
+    cfg = make_config("l1", "tiny", target_tumor_ratios=(0.0, 1.0), steps=120, n_source=20,
+                      n_target=20, n_holdout=16, steps_per_call=1, checkpoint_every=10,
+                      log_every=5, n_patients=5, n_train_patients=3,
+                      data_dir=str(folder / "data"))
+    path = folder / "sweep.json"
+    path.write_text(cfg.to_json())
+    return cfg, path, load_splits(cfg)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(run_config, tmp_path_factory):
+    cfg, _, splits = run_config
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    train_sweep(cfg, workdir, splits, progress=False)
+    evaluate_run(workdir, splits, classifier_cfg=ClassifierConfig(steps=CLASSIFIER_STEPS),
+                 progress=False)
+    return workdir
+
+
+def _start(args, cache: Path) -> subprocess.Popen:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache)}
+    return subprocess.Popen([sys.executable, "-m", "jax_translate.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_when(proc: subprocess.Popen, ready, check=lambda: None, timeout=240) -> None:
+    """SIGKILLs ``proc`` as soon as ``ready()``, calling ``check()`` on each poll."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        check()
+        assert proc.poll() is None, f"finished before the kill: {proc.stderr.read()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    check()
+
+
+def _finish(args, cache: Path) -> None:
+    proc = _start(args, cache)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+
+
+def _final_states(cfg, workdir: Path):
+    template = engine.init_states(Method(cfg), np.zeros(len(cfg.members), int), (64, 64))
+    step, states = checkpoints.restore_latest(checkpoints.manager(workdir), template)
+    assert step == cfg.steps
+    return states
+
+
+def test_sigkilled_sweep_and_evaluate_resume_to_the_same_results(run_config, uninterrupted,
+                                                                 tmp_path):
+    cfg, config_file, _ = run_config
+    workdir, cache = tmp_path / "run", tmp_path / "cache"
+    sweep = ["sweep", "--config", str(config_file), "--workdir", str(workdir)]
+
+    # Killed right after its first checkpoint is committed, mid-training.
+    first = workdir / "checkpoints" / str(cfg.checkpoint_every)
+    _kill_when(_start(sweep, cache), lambda: (first / "commit_success.txt").exists()
+               or (first / "_CHECKPOINT_METADATA").exists())
+    assert not json.loads((workdir / "run.json").read_text())["finished"]
+    _finish(sweep, cache)
+
+    chex.assert_trees_all_equal(_final_states(cfg, uninterrupted), _final_states(cfg, workdir))
+    for path in sorted((uninterrupted / "metrics").glob("*.jsonl")):
+        assert (workdir / "metrics" / path.name).read_text() == path.read_text(), path.name
+
+    # Evaluate killed once its first output exists; results are whole or absent.
+    evaluate = ["evaluate", "--workdir", str(workdir), "--classifier-steps", str(CLASSIFIER_STEPS)]
+    results = workdir / "results.json"
+
+    def results_whole_or_absent():
+        if results.exists():
+            assert len(json.loads(results.read_text())["rows"]) == 2 * len(cfg.members)
+
+    _kill_when(_start(evaluate, cache), (workdir / "translations.npz").exists,
+               results_whole_or_absent)
+    _finish(evaluate, cache)
+    for name in ("results.csv", "results.json"):
+        assert (workdir / name).read_text() == (uninterrupted / name).read_text(), name
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("damage", ["truncate_data", "garble_metadata"])
+def test_damaged_checkpoint_is_refused_and_the_folder_untouched(damage, run_config, tmp_path,
+                                                                capsys):
+    cfg, config_file, splits = run_config
+    cfg = make_config(**{**json.loads(cfg.to_json()), "steps": 20, "model": cfg.model})
+    train_sweep(cfg, tmp_path, splits, progress=False, stop_after=10)
+    step_dir = tmp_path / "checkpoints" / "10"
+    if damage == "truncate_data":
+        files = [p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"]
+        for p in files:
+            p.write_bytes(p.read_bytes()[:7])
+    else:
+        files = [step_dir / "default" / "_METADATA"]
+        files[0].write_text("{not json")
+    assert files
+    before = _snapshot(tmp_path)
+
+    code = cli.main(["sweep", "--config", str(tmp_path / "config.json"),
+                     "--workdir", str(tmp_path)])
+    err = capsys.readouterr().err
+    print(err)
+    assert code == 2
+    assert err.startswith("error: checkpoint ") and err.count("\n") == 1, err
+    assert "cannot be read" in err
+    assert _snapshot(tmp_path) == before
