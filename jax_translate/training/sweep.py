@@ -21,6 +21,7 @@ import numpy as np
 
 from jax_translate import io_utils
 from jax_translate.config import SweepConfig
+from jax_translate.errors import UsageError
 from jax_translate.data.dataset import SliceSet
 from jax_translate.training import checkpoints, distributed, engine, sharding
 from jax_translate.training.members import build_members
@@ -160,6 +161,14 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
                 checkpoints.save(mngr, done, layout.unpad(states))
             bar.update(done - step)
             step = done
+    except jax.errors.JaxRuntimeError as err:
+        if "RESOURCE_EXHAUSTED" not in str(err):
+            raise
+        mngr.wait_until_finished()
+        raise UsageError(
+            f"out of device memory training {len(cfg.members)} members ({axis}, conv "
+            f"{conv_impl}); try --conv-impl xla, more devices, or fewer members; "
+            f"checkpointed steps: {mngr.latest_step() or 0}") from None
     except KeyboardInterrupt:
         if mngr.latest_step() != step and step > start:
             checkpoints.save(mngr, step, layout.unpad(states))
