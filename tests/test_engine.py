@@ -1,5 +1,6 @@
 """The training engine: vmapped sweep == members alone, resume, sampling, losses."""
 
+import dataclasses
 import functools
 
 import chex
@@ -54,10 +55,12 @@ def test_vmapped_sweep_equals_members_alone(method, train):
     assert float(jnp.abs(outs[0] - outs[-1]).max()) > 1e-3
 
 
-@pytest.mark.parametrize("axis,k,conv_impl", [("map", 3, "xla"), ("loop", 3, "xla"),
-                                              ("loop", 1, "xla"), ("vmap", 3, "patches")])
-def test_member_axis_strategies_agree(axis, k, conv_impl, train):
+@pytest.mark.parametrize("axis,k,conv_impl,dropout", [
+    ("map", 3, "xla", 0.0), ("loop", 3, "xla", 0.0), ("loop", 1, "xla", 0.0),
+    ("vmap", 3, "patches", 0.0), ("loop", 1, "xla", 0.5)])
+def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, train):
     cfg = tiny_config("cyclegan", steps=3)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=dropout))
     m = Method(cfg)
     shared, members = build_members(cfg, train)
     init = lambda: engine.init_states(m, np.zeros(2, int), (16, 16))  # noqa: E731

@@ -1,5 +1,7 @@
 """Tests of the translation networks against the PyTorch reference's design."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -323,3 +325,21 @@ def test_conv_impl_switches_the_computation_not_the_parameters():
     with pytest.raises(ValueError, match="conv impl"):
         with layers.conv_impl("cudnn"):
             pass
+
+
+def test_resnet_dropout_acts_in_training_only():
+    cfg = ModelConfig(generator="resnet", ngf=4, n_blocks=2, ndf=4, dropout=0.5)
+    net = build_generator(cfg)
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, 16, 16, 1)), jnp.float32)
+    params = net.init(jax.random.PRNGKey(0), x)
+    plain = build_generator(dataclasses.replace(cfg, dropout=0.0))
+    # Same parameters with and without dropout; at test time the same function.
+    chex.assert_trees_all_equal_shapes(params, plain.init(jax.random.PRNGKey(0), x))
+    np.testing.assert_allclose(net.apply(params, x), plain.apply(params, x), atol=1e-6)
+    a, b = (net.apply(params, x, train=True, rngs={"dropout": jax.random.PRNGKey(k)})
+            for k in (1, 2))
+    assert float(jnp.abs(a - b).max()) > 1e-4
+    with pytest.raises(UsageError, match="dropout"):
+        ModelConfig(dropout=1.0)
+    with pytest.raises(UsageError, match="ResNet"):
+        ModelConfig(generator="unet", dropout=0.5)

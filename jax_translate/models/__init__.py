@@ -35,6 +35,7 @@ class ModelConfig:
     upsample: str = "resize"
     ndf: int = 64
     n_disc_layers: int = 3
+    dropout: float = 0.0  # ResNet blocks only: the reference's use_dropout (0.5)
 
     def __post_init__(self):
         if self.generator not in GENERATORS:
@@ -48,6 +49,10 @@ class ModelConfig:
             raise UsageError(f"n_blocks must be >= 0, got {self.n_blocks}")
         if self.num_downs < 5:
             raise UsageError(f"num_downs must be >= 5 (the pix2pix UNet), got {self.num_downs}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.dropout and self.generator != "resnet":
+            raise UsageError("dropout is implemented for the ResNet generator only")
 
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
@@ -73,7 +78,8 @@ def build_generator(cfg: ModelConfig, out_channels: int = 1) -> nn.Module:
     """The generator named by cfg (input channels follow the input)."""
     if cfg.generator == "resnet":
         return ResnetGenerator(
-            out_channels=out_channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, upsample=cfg.upsample
+            out_channels=out_channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, upsample=cfg.upsample,
+            dropout=cfg.dropout,
         )
     return UnetGenerator(
         out_channels=out_channels, ngf=cfg.ngf, num_downs=cfg.num_downs, upsample=cfg.upsample

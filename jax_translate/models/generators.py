@@ -7,11 +7,10 @@ networks. One deliberate change is the default upsampling, nearest-neighbour
 x2 + 3x3 conv instead of a transposed conv (see `layers.Upsample2x`); the
 reference's transposed conv is upsample='transpose'.
 
-Dropout is left out by design, which keeps the generator deterministic and
-the training step free of an extra RNG stream. Beware that the authors' run
+Dropout is off unless ``dropout`` is set (ResNet only). The authors' run
 scripts do not pass `--no_dropout`, and the 2017 code then puts Dropout(0.5)
-between the two convs of every residual block (and in the UNet's inner
-levels), so the paper's generators most likely trained with dropout.
+between the two convs of every residual block, so the paper's generators
+most likely trained with it; it is active only in training steps.
 
 Inputs and outputs are NHWC float32 in [-1, 1].
 """
@@ -26,15 +25,18 @@ from jax_translate.models import layers
 
 
 class ResnetBlock(nn.Module):
-    """x + (reflect pad, conv3x3, norm, ReLU, reflect pad, conv3x3, norm)(x)."""
+    """x + (reflect pad, conv3x3, norm, ReLU, [dropout], reflect pad, conv3x3, norm)(x)."""
 
     features: int
     norm: layers.Norm = "instance"
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         y = layers.PaddedConv(self.features, 3, 1, name="conv1")(x)
         y = nn.relu(layers.normalize(y, self.norm))
+        if self.dropout:
+            y = nn.Dropout(self.dropout, deterministic=not train)(y)
         y = layers.PaddedConv(self.features, 3, 1, name="conv2")(y)
         # No activation after the sum, as in the reference.
         return x + layers.normalize(y, self.norm)
@@ -53,9 +55,11 @@ class ResnetGenerator(nn.Module):
     n_blocks: int = 9
     upsample: layers.Upsample = "resize"
     norm: layers.Norm = "instance"
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """``train`` turns dropout on (it then needs a 'dropout' rng)."""
         _check_divisible(x, 4, "ResnetGenerator")
         h = layers.PaddedConv(self.ngf, 7, 3, name="stem")(x)
         h = nn.relu(layers.normalize(h, self.norm))
@@ -65,7 +69,7 @@ class ResnetGenerator(nn.Module):
             h = nn.relu(layers.normalize(h, self.norm))
 
         for i in range(self.n_blocks):
-            h = ResnetBlock(self.ngf * 4, self.norm, name=f"block{i}")(h)
+            h = ResnetBlock(self.ngf * 4, self.norm, self.dropout, name=f"block{i}")(h, train)
 
         for i, features in enumerate((self.ngf * 2, self.ngf)):
             h = layers.Upsample2x(

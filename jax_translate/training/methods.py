@@ -116,18 +116,30 @@ class Method:
 
     # ---------------------------------------------------------------- losses
 
-    def translate(self, generator: Params, images: jnp.ndarray, name: str = "ab") -> jnp.ndarray:
-        return self.generator_net.apply({"params": generator[name]}, images)
+    def translate(self, generator: Params, images: jnp.ndarray, name: str = "ab",
+                  dropout_key: jax.Array | None = None) -> jnp.ndarray:
+        """Generator ``name`` on images; a ``dropout_key`` (training only) turns dropout on."""
+        variables = {"params": generator[name]}
+        if dropout_key is None or not self.cfg.model.dropout:
+            return self.generator_net.apply(variables, images)
+        return self.generator_net.apply(variables, images, train=True,
+                                        rngs={"dropout": dropout_key})
 
     def _score(self, discriminator: Params, name: str, images, source=None):
         if self.name == "condgan":
             images = jnp.concatenate([source, images], -1)
         return self.discriminator_net.apply({"params": discriminator[name]}, images)
 
-    def generator_loss(self, generator: Params, discriminator: Params, batch: Batch):
+    def generator_loss(self, generator: Params, discriminator: Params, batch: Batch,
+                       dropout_key: jax.Array | None = None):
         """(loss, (metrics, fakes)); fakes are what the discriminators train on."""
         a, b = batch.source, batch.target
-        fake_b = self.translate(generator, a, "ab")
+        keys = iter(jax.random.split(dropout_key, 6)) if dropout_key is not None else None
+
+        def translate(images, name):
+            return self.translate(generator, images, name, next(keys) if keys else None)
+
+        fake_b = translate(a, "ab")
         metrics, fakes = {}, {}
         if self.name == "l1":
             metrics["l1_loss"] = l1_loss(fake_b, b)
@@ -136,13 +148,13 @@ class Method:
         adv = self.gan_loss(self._score(discriminator, "b", fake_b, a), True)
         if self.name == "cyclegan":
             lam, lam_id = self.cfg.lambda_cycle, self.cfg.lambda_identity * self.cfg.lambda_cycle
-            fake_a = self.translate(generator, b, "ba")
+            fake_a = translate(b, "ba")
             fakes["a"] = fake_a
             adv = adv + self.gan_loss(self._score(discriminator, "a", fake_a), True)
-            metrics["cycle_loss"] = (l1_loss(self.translate(generator, fake_b, "ba"), a)
-                                     + l1_loss(self.translate(generator, fake_a, "ab"), b))
-            metrics["identity_loss"] = (l1_loss(self.translate(generator, b, "ab"), b)
-                                        + l1_loss(self.translate(generator, a, "ba"), a))
+            metrics["cycle_loss"] = (l1_loss(translate(fake_b, "ba"), a)
+                                     + l1_loss(translate(fake_a, "ab"), b))
+            metrics["identity_loss"] = (l1_loss(translate(b, "ab"), b)
+                                        + l1_loss(translate(a, "ba"), a))
             metrics["adversarial_loss"] = adv
             loss = adv + lam * metrics["cycle_loss"] + lam_id * metrics["identity_loss"]
         else:
@@ -184,7 +196,8 @@ def train_step(method: Method, state: TrainState, batch: Batch, lr_scale: jnp.nd
     opt = method.optimizer()
     key = jax.random.fold_in(state.key, state.step)
     (g_loss, (metrics, fakes)), g_grads = jax.value_and_grad(
-        method.generator_loss, has_aux=True)(state.generator, state.discriminator, batch)
+        method.generator_loss, has_aux=True)(state.generator, state.discriminator, batch,
+                                             jax.random.fold_in(key, 7919))
     generator, generator_opt = _scaled_update(
         state.generator, g_grads, state.generator_opt, opt, lr_scale)
     metrics = {"generator_loss": g_loss, **metrics}
