@@ -74,13 +74,18 @@ def flops_per_member_step(method: str, preset: str, size: str, slices: SliceSet)
     """
     cpu = jax.devices("cpu")[0]
     with jax.default_device(cpu):
-        cfg = sweep_config(method, 1, preset, size)
-        m = Method(cfg)
-        shared, members = build_members(cfg, slices)
-        states = engine.init_states(m, np.zeros(1, int), slices.t1.shape[1:])
+        m, shared, states, members = _sweep(method, 1, preset, size, slices)
         args = jax.device_put((shared, _first(states), _first(members)), cpu)
         step = jax.jit(lambda sh, st, me: engine.member_steps(m, 1, sh, st, me))
         return _flops(step.lower(*args).compile())
+
+
+def _sweep(method: str, n_members: int, preset: str, size: str, slices: SliceSet):
+    """(method, shared data, stacked initial states, member data) of an N-member sweep."""
+    m = Method(sweep_config(method, n_members, preset, size))
+    shared, members = build_members(m.cfg, slices)
+    states = engine.init_states(m, np.zeros(n_members, int), slices.t1.shape[1:])
+    return m, shared, states, members
 
 
 def _first(tree):
@@ -91,15 +96,12 @@ def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
             preset: str = "cpu", size: str = "64", min_seconds: float = 3.0,
             conv_impl: str = "xla") -> dict:
     """member-steps/s of the compiled sweep step, after a warm-up call."""
-    cfg = sweep_config(method, n_members, preset, size)
-    m = Method(cfg)
-    shared, members = build_members(cfg, slices)
-    states = engine.init_states(m, np.zeros(n_members, int), slices.t1.shape[1:])
+    m, shared, states, members = _sweep(method, n_members, preset, size, slices)
     t0 = time.perf_counter()
-    lowered = engine.make_sweep_step(m, k, axis, conv_impl=conv_impl).lower(shared, states, members)
-    step = lowered.compile()
+    step = engine.make_sweep_step(m, k, axis, conv_impl=conv_impl).lower(
+        shared, states, members).compile()
     compile_s = time.perf_counter() - t0
-    memory = _memory_bytes(lowered.compiled if axis == "loop" else step)
+    memory = _memory_bytes(step)
     states, _ = step(shared, states, members)  # warm-up
     jax.block_until_ready(states)
     calls, t0 = 0, time.perf_counter()

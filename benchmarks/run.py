@@ -16,6 +16,7 @@ Writes ``--out`` (JSON) and the same name with ``.md`` (a table).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax_side  # noqa: E402
 
+from jax_translate.models import MODEL_PRESETS  # noqa: E402
 from jax_translate.training import engine  # noqa: E402
 
 
@@ -85,7 +87,7 @@ class Results:
             "backend": jax.default_backend(),
             "versions": versions(),
             "model": {"preset": args.preset, "size": args.size,
-                      "config": _model_dict(args.preset)},
+                      "config": dataclasses.asdict(MODEL_PRESETS[args.preset])},
             "command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]),
             "auto_strategy": strategy_label(engine.resolve_member_axis("auto")),
             "steps_per_call": engine.resolve_steps_per_call(args.steps_per_call),
@@ -112,14 +114,6 @@ def strategy_label(spec: str) -> str:
     """'vmap' -> 'vmap/patches' (the conv impl auto picks); 'vmap/xla' unchanged."""
     axis, _, impl = spec.partition("/")
     return f"{axis}/{engine.resolve_conv_impl(impl or 'auto', axis)}"
-
-
-def _model_dict(preset: str) -> dict:
-    import dataclasses
-
-    from jax_translate.models import MODEL_PRESETS
-
-    return dataclasses.asdict(MODEL_PRESETS[preset])
 
 
 def run(args) -> dict:
@@ -182,8 +176,7 @@ def run(args) -> dict:
 def _summarise(d, method, n):
     """Ratios to the loop; auto vs PyTorch and vs the loop at N=n; utilisation."""
     rates = d["member_steps_per_s"][method]
-    loop = {label: r for label, r in rates.items() if label.startswith("loop/")}
-    loop = next(iter(loop.values()), {})
+    loop = next((r for label, r in rates.items() if label.startswith("loop/")), {})
     for row in d["rows"]:
         base = loop.get(str(row["members"]))
         if row["method"] == method and base:

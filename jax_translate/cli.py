@@ -116,8 +116,9 @@ def cmd_evaluate(args) -> None:
     from jax_translate.evaluation.classifier import ClassifierConfig
     from jax_translate.evaluation.evaluate import evaluate_run, flip_table
 
-    result = evaluate_run(args.workdir, classifier_cfg=ClassifierConfig(
-        steps=args.classifier_steps))
+    clf_cfg = (ClassifierConfig() if args.classifier_steps is None
+               else ClassifierConfig(steps=args.classifier_steps))
+    result = evaluate_run(args.workdir, classifier_cfg=clf_cfg)
     c = result.classifier_metrics
     print(f"classifier on real T1 holdout: accuracy {c['accuracy']:.3f}, sensitivity "
           f"{c['sensitivity']:.3f}, specificity {c['specificity']:.3f}")
@@ -200,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="flip counts, pixel and lesion metrics, figures of a sweep")
     p.add_argument("--workdir", type=Path, required=True)
-    p.add_argument("--classifier-steps", type=_positive_int, default=1500,
-                   help="training steps of the tumor classifier, if not cached yet")
+    p.add_argument("--classifier-steps", type=_positive_int, default=None,
+                   help="training steps of the tumor classifier, if not cached yet "
+                        "(default: ClassifierConfig's)")
     p.set_defaults(func=cmd_evaluate)
 
     from jax_translate.reproduce import PRESETS

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from jax_translate.data.slices import SIZES
 from jax_translate.errors import UsageError
-from jax_translate.models import MODEL_PRESETS, ModelConfig
+from jax_translate.models import MODEL_PRESETS, ModelConfig, layers
 
 METHODS = ("cyclegan", "condgan", "l1", "gan")
 PAIRED_METHODS = ("condgan", "l1")
 MEMBER_AXES = ("auto", "vmap", "map", "loop")
-CONV_IMPLS = ("auto", "xla", "patches")
+CONV_IMPLS = ("auto", *layers.CONV_IMPLS)
 CONFIG_VERSION = 1
 
 # Changing these does not change the numbers a run produces.

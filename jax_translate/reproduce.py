@@ -34,7 +34,7 @@ class ReproducePreset:
     n_source: int = 700
     n_target: int = 700
     n_holdout: int = 350
-    classifier_steps: int = 1500
+    classifier_steps: int = classifier_lib.ClassifierConfig.steps
     steps_per_call: int = 0        # 0: auto (1 on CPU, 50 on accelerators)
     checkpoint_every: int = 500
     log_every: int = 50

@@ -118,20 +118,35 @@ def _host_loop(one, shared, states, members):
 
 
 class _Lowered:
-    """Lets the host-loop strategy be compiled ahead of time like a jitted function.
-
-    ``compile()`` returns the host loop over the compiled single-member
-    program, which it also keeps as ``compiled`` (for cost and memory analysis).
-    """
+    """Lets the host-loop strategy be compiled ahead of time like a jitted function."""
 
     def __init__(self, one, args):
         self.one, self.args = one, args
-        self.compiled = None
 
-    def compile(self):
+    def compile(self) -> "_CompiledLoop":
         shared, states, members = self.args
-        self.compiled = self.one.lower(shared, states, members, jnp.int32(0)).compile()
-        return functools.partial(_host_loop, self.compiled)
+        return _CompiledLoop(self.one.lower(shared, states, members, jnp.int32(0)).compile())
+
+
+class _CompiledLoop:
+    """The host loop over a compiled single-member program.
+
+    Like a compiled jitted function it is called with (shared, states,
+    members) and answers XLA's memory and cost analyses, which are those of
+    the single-member program.
+    """
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+
+    def __call__(self, shared, states, members):
+        return _host_loop(self.compiled, shared, states, members)
+
+    def memory_analysis(self):
+        return self.compiled.memory_analysis()
+
+    def cost_analysis(self):
+        return self.compiled.cost_analysis()
 
 
 def resolve_member_axis(member_axis: str, backend: str | None = None,

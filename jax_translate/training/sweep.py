@@ -21,8 +21,8 @@ import numpy as np
 
 from jax_translate import io_utils
 from jax_translate.config import SweepConfig
-from jax_translate.errors import UsageError
 from jax_translate.data.dataset import SliceSet
+from jax_translate.errors import UsageError
 from jax_translate.training import checkpoints, distributed, engine, sharding
 from jax_translate.training.members import build_members
 from jax_translate.training.methods import Method, TrainState
