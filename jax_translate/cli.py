@@ -68,12 +68,8 @@ def cmd_preview(args) -> None:
 
 
 def _sweep_config(args):
-    """The config from --config (if given) with the flags given on top of it."""
-    import dataclasses
-    import json
-
-    from jax_translate.config import SweepConfig, make_config, parse_ratios
-    from jax_translate.models import MODEL_PRESETS
+    """--preset (or --config's preset and fields), then the flags given on top of it."""
+    from jax_translate.config import Experiment, make_config, parse_ratios
 
     overrides = {}
     if args.ratios is not None:
@@ -89,12 +85,7 @@ def _sweep_config(args):
         if args.method is None:
             raise UsageError("the following arguments are required: --method (or --config)")
         return make_config(args.method, args.preset or "cpu", **overrides)
-    raw = json.loads(SweepConfig.load(args.config).to_json())
-    if args.method is not None:
-        overrides["method"] = args.method
-    if args.preset is not None:
-        overrides.update(preset=args.preset, model=dataclasses.asdict(MODEL_PRESETS[args.preset]))
-    return SweepConfig.from_dict({**raw, **overrides})
+    return Experiment.load(args.config).with_preset(args.preset).config(args.method, **overrides)
 
 
 def cmd_sweep(args) -> None:
@@ -127,10 +118,16 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
+    from jax_translate.config import METHODS, Experiment
     from jax_translate.reproduce import default_preset, reproduce
 
-    reproduce(args.preset or default_preset(), args.out,
-              data_dir=str(args.data_dir) if args.data_dir else None)
+    if args.config is not None:
+        experiment = Experiment.load(args.config).with_preset(args.preset)
+    else:
+        experiment = Experiment(args.preset, tuple(METHODS), {})
+    if experiment.preset is None:
+        experiment = experiment.with_preset(default_preset())
+    reproduce(experiment, args.out, data_dir=str(args.data_dir) if args.data_dir else None)
 
 
 def _int_at_least(minimum: int):
@@ -164,20 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_preview)
 
     from jax_translate.config import CONV_IMPLS, MEMBER_AXES, METHODS
-    from jax_translate.models import MODEL_PRESETS
+    from jax_translate.presets import PRESETS
 
     p = sub.add_parser("sweep", help="train one method at every bias setting and seed at once")
     p.add_argument("--method", choices=METHODS, help="required unless --config gives it")
     p.add_argument("--config", type=Path, default=None,
-                   help="start from this config.json (as a run folder holds); flags override it")
+                   help="start from this config.json (a run folder's or an experiment's, "
+                        "see experiments/README.md); flags override it")
     p.add_argument("--ratios", default=None,
                    help="target tumor ratios, comma-separated, each in [0, 1] "
                         "(default 0,0.1,...,1)")
     p.add_argument("--seeds", type=_positive_int, default=None,
                    help="seeds per ratio (0..S-1; default 1)")
     p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps per member")
-    p.add_argument("--preset", default=None, choices=sorted(MODEL_PRESETS),
-                   help="model sizes (default cpu)")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="what the flags start from (jax_translate/presets.py; default cpu)")
     p.add_argument("--member-axis", default=None, choices=MEMBER_AXES,
                    help="how members share the devices (default auto)")
     p.add_argument("--conv-impl", default=None, choices=CONV_IMPLS,
@@ -206,11 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: ClassifierConfig's)")
     p.set_defaults(func=cmd_evaluate)
 
-    from jax_translate.reproduce import PRESETS
-
     p = sub.add_parser("reproduce", help="the paper's experiment: every method, evaluation, figures")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="cpu (default on CPU) or paper (default on GPU/TPU)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="an experiment config (experiments/<figure>/config.json): a preset, "
+                        "its methods and overrides")
     p.add_argument("--out", type=Path, default=Path("runs/reproduce"))
     p.add_argument("--data-dir", type=Path, default=None)
     p.set_defaults(func=cmd_reproduce)

@@ -1,4 +1,9 @@
-"""One config object per sweep, with presets, validation and a JSON form.
+"""One config object per sweep, built from a preset, with validation and a JSON form.
+
+``make_config(method, preset, **overrides)`` is the only way a preset
+(:mod:`jax_translate.presets`) is applied; :class:`Experiment` reads a config
+file (a run folder's, or an ``experiments/<figure>/config.json``) as a preset
+plus overrides.
 
 A run folder keeps the resolved config in ``config.json`` so every result can
 be traced to exactly what made it, and so a rerun can check that it resumes
@@ -16,6 +21,7 @@ from pathlib import Path
 from jax_translate.data.slices import SIZES
 from jax_translate.errors import UsageError
 from jax_translate.models import MODEL_PRESETS, ModelConfig, layers
+from jax_translate.presets import EXTRA_KEYS, PRESETS
 
 METHODS = ("cyclegan", "condgan", "l1", "gan")
 PAIRED_METHODS = ("condgan", "l1")
@@ -98,11 +104,7 @@ class SweepConfig:
 
     @classmethod
     def load(cls, path: Path) -> "SweepConfig":
-        try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise UsageError(f"cannot read config {path}: {err}") from None
-        return cls.from_dict(raw)
+        return cls.from_dict(read_config_file(path))
 
     def differences(self, other: "SweepConfig") -> list[str]:
         """Fields (other than runtime ones) whose values differ."""
@@ -110,11 +112,21 @@ class SweepConfig:
         return [k for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]]
 
 
+def read_config_file(path: Path) -> dict:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UsageError(f"cannot read config {path}: {err}") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"config {path} is not a JSON object")
+    return raw
+
+
 def validate(cfg: SweepConfig) -> None:
     if cfg.method not in METHODS:
         raise UsageError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
-    if cfg.preset not in MODEL_PRESETS:
-        raise UsageError(f"unknown preset {cfg.preset!r}; choose one of {', '.join(MODEL_PRESETS)}")
+    if cfg.preset not in PRESETS:
+        raise UsageError(f"unknown preset {cfg.preset!r}; choose one of {', '.join(PRESETS)}")
     if cfg.size not in SIZES:
         raise UsageError(f"unknown image size {cfg.size!r}; choose one of {', '.join(SIZES)}")
     if cfg.conv_impl not in CONV_IMPLS:
@@ -157,12 +169,75 @@ def parse_ratios(text: str) -> tuple[float, ...]:
     return ratios
 
 
+def preset_settings(preset: str, **overrides) -> dict:
+    """The preset's overrides with ``overrides`` on top (EXTRA_KEYS included)."""
+    if preset not in PRESETS:
+        raise UsageError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return {**PRESETS[preset], **overrides}
+
+
 def make_config(method: str, preset: str = "cpu", **overrides) -> SweepConfig:
-    """A config for ``method`` with the model of ``preset`` and any overrides."""
-    if preset not in MODEL_PRESETS:
-        raise UsageError(f"unknown preset {preset!r}; choose one of {', '.join(MODEL_PRESETS)}")
-    base = dict(method=method, preset=preset, model=MODEL_PRESETS[preset])
-    if preset == "paper":
-        base.update(size="256x128")
-    base.update(overrides)
-    return SweepConfig(**base)
+    """``method``'s config: SweepConfig defaults, then ``preset``, then ``overrides``.
+
+    The one place a preset is applied. ``overrides`` may hold the preset-only
+    keys (``classifier_steps``, ``notes``; dropped here) and ``steps`` as a
+    ``{method: steps}`` dict.
+    """
+    fields = preset_settings(preset, **overrides)
+    for key in EXTRA_KEYS:
+        fields.pop(key, None)
+    if isinstance(fields.get("steps"), dict):
+        if method not in fields["steps"]:
+            raise UsageError(f"steps gives no value for method {method!r}")
+        fields["steps"] = fields["steps"][method]
+    if isinstance(fields.get("model"), ModelConfig):
+        fields["model"] = dataclasses.asdict(fields["model"])
+    return SweepConfig.from_dict({**fields, "method": method, "preset": preset})
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A config file: a preset, the methods to run and overrides of the preset.
+
+    A run folder's ``config.json`` (every field) and an experiment's
+    ``config.json`` (``{"preset": "cpu", "methods": [...], ...}``) are both one.
+    """
+
+    preset: str | None     # None: the file names none (cpu unless a flag picks one)
+    methods: tuple[str, ...]
+    overrides: dict
+
+    @classmethod
+    def load(cls, path: Path) -> "Experiment":
+        raw = read_config_file(path)
+        known = {f.name for f in dataclasses.fields(SweepConfig)} | set(EXTRA_KEYS) | {"methods"}
+        unknown = set(raw) - known
+        if unknown:
+            raise UsageError(f"config {path} has unknown fields {sorted(unknown)}")
+        methods = raw.pop("methods", None) or ([raw.pop("method")] if "method" in raw else METHODS)
+        for method in methods:
+            if method not in METHODS:
+                raise UsageError(f"config {path}: unknown method {method!r}")
+        return cls(raw.pop("preset", None), tuple(methods), raw)
+
+    def with_preset(self, preset: str | None) -> "Experiment":
+        """This experiment on ``preset`` (a --preset flag); refused if the file names another."""
+        if preset is None or preset == self.preset:
+            return self
+        if self.preset is not None:
+            raise UsageError(f"the config is built on preset {self.preset!r}, not {preset!r}; "
+                             "drop --preset or edit the config's \"preset\"")
+        return dataclasses.replace(self, preset=preset)
+
+    def settings(self) -> dict:
+        """The preset's values with the file's on top, EXTRA_KEYS included."""
+        return preset_settings(self.preset or "cpu", **self.overrides)
+
+    def config(self, method: str | None = None, **overrides) -> SweepConfig:
+        """The SweepConfig of ``method`` (the file's only method if None)."""
+        if method is None:
+            if len(self.methods) != 1:
+                raise UsageError(f"the config runs methods {', '.join(self.methods)}: "
+                                 "pick one with --method")
+            method = self.methods[0]
+        return make_config(method, self.preset or "cpu", **{**self.overrides, **overrides})

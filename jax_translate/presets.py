@@ -1,0 +1,45 @@
+"""The presets: named overrides of the :class:`~jax_translate.config.SweepConfig` defaults.
+
+Every knob a preset sets is here, and only here. ``config.make_config(method,
+preset, **overrides)`` applies one: SweepConfig defaults, then the preset,
+then the overrides (a config file's fields, then command-line flags).
+
+Keys are SweepConfig fields, with two more: ``classifier_steps`` (training
+steps of the evaluation classifier) and ``notes`` (one line for logs).
+``steps`` may be one number or a ``{method: steps}`` dict.
+"""
+
+from __future__ import annotations
+
+from jax_translate.models import MODEL_PRESETS
+
+ELEVEN = tuple(round(0.1 * i, 1) for i in range(11))
+PAPER_STEPS = 200 * 700  # 200 epochs of 700 images at batch 1
+
+# Keys a preset (or an experiment config) may hold that are not SweepConfig fields.
+EXTRA_KEYS = ("classifier_steps", "notes")
+
+PRESETS: dict[str, dict] = {
+    # Sized so the whole `reproduce` job finishes in ~15 minutes on a 2-core CPU.
+    "cpu": dict(
+        model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=(0.0, 0.5, 1.0), seeds=1,
+        steps={"cyclegan": 1000, "gan": 1000, "condgan": 1000, "l1": 1000},
+        n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
+        classifier_steps=1500, steps_per_call=0, checkpoint_every=500, log_every=50,
+        notes="64x64, narrow ResNet, 3 ratios: shows the effect on a CPU in minutes"),
+    # ../shared/PAPER.md: 256x128, ResNet-9 (ngf 64), 11 ratios, 200 epochs.
+    "paper": dict(
+        model=MODEL_PRESETS["paper"], size="256x128", target_tumor_ratios=ELEVEN, seeds=1,
+        steps={"cyclegan": PAPER_STEPS, "gan": PAPER_STEPS, "condgan": PAPER_STEPS,
+               "l1": PAPER_STEPS},
+        n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
+        classifier_steps=3000, steps_per_call=100, checkpoint_every=5000, log_every=500,
+        notes="the paper's protocol; for a GPU"),
+    # For tests: seconds.
+    "tiny": dict(
+        model=MODEL_PRESETS["tiny"], size="64", target_tumor_ratios=(0.0, 1.0), seeds=1,
+        steps={"cyclegan": 4, "gan": 4, "condgan": 4, "l1": 4},
+        n_source=20, n_target=20, n_holdout=16, n_patients=5, n_train_patients=3,
+        classifier_steps=20, steps_per_call=2, checkpoint_every=2, log_every=2,
+        notes="tiny networks and data, for tests"),
+}

@@ -1,0 +1,81 @@
+"""Presets as overrides of one SweepConfig, and the config files that build on them."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from jax_translate import cli
+from jax_translate.config import METHODS, Experiment, SweepConfig, make_config
+from jax_translate.errors import UsageError
+from jax_translate.models import MODEL_PRESETS
+from jax_translate.presets import PRESETS
+
+EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*/config.json"))
+
+
+def test_presets_override_the_defaults():
+    paper = make_config("cyclegan", "paper")
+    assert (paper.size, paper.model, paper.steps, len(paper.target_tumor_ratios)) == (
+        "256x128", MODEL_PRESETS["paper"], 200 * 700, 11)
+    cpu = make_config("l1", "cpu", steps=7, seeds=2)
+    assert (cpu.steps, cpu.seeds, cpu.target_tumor_ratios) == (7, 2, (0.0, 0.5, 1.0))
+    assert make_config("gan", "tiny", steps={"gan": 3, "l1": 9}).steps == 3
+    with pytest.raises(UsageError, match="unknown preset"):
+        make_config("l1", "huge")
+    with pytest.raises(UsageError, match="no value for method"):
+        make_config("gan", "tiny", steps={"l1": 9})
+
+
+def test_a_run_folders_config_rebuilds_the_same_run(tmp_path):
+    cfg = make_config("condgan", "tiny", seeds=3, target_tumor_ratios=(0.2, 0.7))
+    (tmp_path / "config.json").write_text(cfg.to_json())
+    assert Experiment.load(tmp_path / "config.json").config() == cfg
+    assert SweepConfig.load(tmp_path / "config.json") == cfg
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.parent.name)
+def test_every_experiment_config_loads(path, tmp_path, monkeypatch):
+    experiment = Experiment.load(path)
+    for preset in PRESETS:
+        for method in experiment.methods:
+            cfg = experiment.with_preset(preset).config(method)
+            assert cfg.method == method and cfg.preset == preset
+    # `sweep --config` builds the config it would train ...
+    args = cli.build_parser().parse_args(
+        ["sweep", "--config", str(path), "--method", "l1", "--steps", "5",
+         "--workdir", str(tmp_path)])
+    cfg = cli._sweep_config(args)
+    assert (cfg.method, cfg.steps) == ("l1", 5)
+    assert cfg == make_config("l1", "cpu", **{**experiment.overrides, "steps": 5})
+    # ... and `reproduce --config` hands the experiment to reproduce()
+    seen = []
+    monkeypatch.setattr("jax_translate.reproduce.reproduce", lambda exp, out, **kw: seen.append(exp))
+    assert cli.main(["reproduce", "--config", str(path), "--preset", "tiny",
+                     "--out", str(tmp_path / "out")]) == 0
+    assert seen[0].preset == "tiny" and seen[0].methods == experiment.methods
+
+
+def test_config_files_are_checked(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"preset": "cpu", "methods": ["cyclegan", "l1"], "bogus": 1}))
+    with pytest.raises(UsageError, match="unknown fields"):
+        Experiment.load(path)
+    path.write_text(json.dumps({"preset": "cpu", "methods": ["cyclegan", "l1"]}))
+    with pytest.raises(UsageError, match="pick one with --method"):
+        Experiment.load(path).config()
+    with pytest.raises(UsageError, match="built on preset 'cpu'"):
+        Experiment.load(path).with_preset("paper")
+    assert Experiment.load(path).settings()["classifier_steps"] == PRESETS["cpu"]["classifier_steps"]
+
+
+def test_preset_values_are_unchanged():
+    """The values the presets had before they moved to presets.py."""
+    cpu, paper, tiny = (make_config("cyclegan", p) for p in ("cpu", "paper", "tiny"))
+    assert dataclasses.replace(cpu, target_tumor_ratios=SweepConfig().target_tumor_ratios) == \
+        SweepConfig()
+    assert (paper.steps_per_call, paper.checkpoint_every, paper.log_every) == (100, 5000, 500)
+    assert (tiny.steps, tiny.n_source, tiny.n_holdout, tiny.n_patients) == (4, 20, 16, 5)
+    assert [PRESETS[p]["classifier_steps"] for p in ("cpu", "paper", "tiny")] == [1500, 3000, 20]
+    assert set(METHODS) == set(PRESETS["cpu"]["steps"])
