@@ -89,15 +89,17 @@ def _sweep_config(args):
 
 
 def cmd_sweep(args) -> None:
+    from jax_translate.run_folder import RunFolder
     from jax_translate.training import distributed
-    from jax_translate.training.checkpoints import check_workdir
     from jax_translate.training.sweep import train_sweep
 
     cfg = _sweep_config(args)
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    workdir = check_workdir(args.workdir)
+    workdir = RunFolder.create(args.workdir).path
     result = train_sweep(cfg, workdir)
-    if distributed.is_primary():
+    if distributed.is_primary() and result.steps_run == 0 and result.states is None:
+        print(f"{cfg.method}: already finished ({cfg.steps} steps); run folder {workdir}")
+    elif distributed.is_primary():
         print(f"{cfg.method}: {len(cfg.members)} members, {cfg.steps} steps, member axis "
               f"{result.member_axis}, compiled in {result.compile_seconds:.1f}s; "
               f"run folder {workdir}")
@@ -170,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "see experiments/README.md); flags override it")
     p.add_argument("--ratios", default=None,
                    help="target tumor ratios, comma-separated, each in [0, 1] "
-                        "(default 0,0.1,...,1)")
+                        "(default: the preset's)")
     p.add_argument("--seeds", type=_positive_int, default=None,
                    help="seeds per ratio (0..S-1; default 1)")
     p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps per member")

@@ -8,7 +8,6 @@ evaluations are kept, an unfinished sweep continues from its checkpoint.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -18,16 +17,12 @@ from jax_translate import io_utils
 from jax_translate.config import METHODS, Experiment, make_config, preset_settings
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import evaluate, figures, metrics
-from jax_translate.training import checkpoints
-from jax_translate.training.sweep import load_splits, train_sweep
+from jax_translate.run_folder import RESULTS_CSV, RESULTS_JSON, RunFolder, load_splits
+from jax_translate.training.sweep import train_sweep
 
 
 def default_preset(backend: str | None = None) -> str:
     return "cpu" if (backend or jax.default_backend()) == "cpu" else "paper"
-
-
-def _is_evaluated(workdir: Path) -> bool:
-    return (workdir / "results.json").exists() and (workdir / "bias_curve.png").exists()
 
 
 def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | None = None,
@@ -40,7 +35,7 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
         experiment = Experiment(experiment, METHODS, {})
     preset_name = experiment.preset or default_preset()
     settings = preset_settings(preset_name, **experiment.overrides)
-    out = checkpoints.check_workdir(out)
+    out = RunFolder.create(out).path
     t0 = time.perf_counter()
     overrides = {**experiment.overrides, **({"data_dir": data_dir} if data_dir else {})}
     configs = {m: make_config(m, preset_name, **overrides) for m in experiment.methods}
@@ -59,22 +54,23 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
 
     rows, timings = [], {}
     for method, cfg in configs.items():
-        workdir = out / method
+        folder = RunFolder(out / method)
+        workdir = folder.path
         t = time.perf_counter()
-        if not _is_evaluated(workdir):
+        if not folder.is_evaluated():
             result = train_sweep(cfg, workdir, splits, progress=progress)
             timings[method] = {"compile_s": result.compile_seconds,
                                "train_s": result.train_seconds, "steps_run": result.steps_run}
             evaluate.evaluate_run(workdir, splits, clf, progress=progress)
-        rows += json.loads((workdir / "results.json").read_text())["rows"]
+        rows += folder.results()["rows"]
         log(f"{method}: done in {time.perf_counter() - t:.0f}s ({workdir})")
 
-    io_utils.atomic_write_text(out / "results.csv", evaluate.rows_to_csv(rows))
+    io_utils.atomic_write_text(out / RESULTS_CSV, evaluate.rows_to_csv(rows))
     table = evaluate.flip_table(rows)
     summary = {"preset": preset_name, "rows": rows, "aggregate": metrics.aggregate_over_seeds(rows),
                "classifier": clf.metrics, "timings": timings, "flip_table": table,
                "wall_seconds_this_call": time.perf_counter() - t0}
-    io_utils.atomic_write_json(out / "results.json", summary)
+    io_utils.atomic_write_json(out / RESULTS_JSON, summary)
     figure = figures.bias_curves(rows, out / "bias_curves.png")
     log(f"\nfraction of holdout translations predicted tumor [Wilson 95% CI]:\n{table}")
     log(f"\nfigures: {figure} and {out}/<method>/examples.png; table: {out}/results.csv")

@@ -14,16 +14,14 @@ import time
 from pathlib import Path
 
 import chex
-import numpy as np
 import pytest
 
 from jax_translate import cli
 from jax_translate.config import make_config
 from jax_translate.evaluation.classifier import ClassifierConfig
 from jax_translate.evaluation.evaluate import evaluate_run
-from jax_translate.training import checkpoints, engine
-from jax_translate.training.methods import Method
-from jax_translate.training.sweep import load_splits, train_sweep
+from jax_translate.run_folder import RunFolder, load_splits
+from jax_translate.training.sweep import train_sweep
 
 CLASSIFIER_STEPS = 20
 
@@ -76,13 +74,6 @@ def _finish(args, cache: Path) -> None:
     assert proc.returncode == 0, err
 
 
-def _final_states(cfg, workdir: Path):
-    template = engine.init_states(Method(cfg), np.zeros(len(cfg.members), int), (64, 64))
-    step, states = checkpoints.restore_latest(checkpoints.manager(workdir), template)
-    assert step == cfg.steps
-    return states
-
-
 def test_sigkilled_sweep_and_evaluate_resume_to_the_same_results(run_config, uninterrupted,
                                                                  tmp_path):
     cfg, config_file, _ = run_config
@@ -96,7 +87,7 @@ def test_sigkilled_sweep_and_evaluate_resume_to_the_same_results(run_config, uni
     assert not json.loads((workdir / "run.json").read_text())["finished"]
     _finish(sweep, cache)
 
-    chex.assert_trees_all_equal(_final_states(cfg, uninterrupted), _final_states(cfg, workdir))
+    chex.assert_trees_all_equal(RunFolder(uninterrupted).restore_final(cfg), RunFolder(workdir).restore_final(cfg))
     for path in sorted((uninterrupted / "metrics").glob("*.jsonl")):
         assert (workdir / "metrics" / path.name).read_text() == path.read_text(), path.name
 

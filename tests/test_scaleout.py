@@ -14,12 +14,11 @@ from pathlib import Path
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from conftest import tiny_config
 from tiny_sweep_worker import SWEEP
-from jax_translate.training import checkpoints, engine
+from jax_translate.run_folder import RunFolder
 from jax_translate.training.methods import Method
 from jax_translate.training.sweep import train_sweep
 
@@ -57,13 +56,11 @@ def _assert_same_run(reference: Path, other: Path, splits, ratios: str):
     assert json.loads((other / "run.json").read_text())["finished"]
     cfg = tiny_config(target_tumor_ratios=ratios, **SWEEP)
     method = Method(cfg)
-    template = engine.init_states(method, np.zeros(len(ratios), int), (16, 16))
     probe = jnp.asarray(splits["holdout"].flair[:4, ..., None] * 2 - 1)
     translate = jax.jit(jax.vmap(lambda g: method.translate(g, probe)))
     outs = []
     for workdir in (reference, other):
-        step, states = checkpoints.restore_latest(checkpoints.manager(workdir), template)
-        assert step == cfg.steps
+        states = RunFolder(workdir).restore_final(cfg)
         outs.append(translate(states.generator))
     chex.assert_trees_all_close(outs[0], outs[1], atol=1e-4)
 

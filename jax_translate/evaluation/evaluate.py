@@ -27,34 +27,16 @@ from jax_translate.config import SweepConfig
 from jax_translate.data import domains
 from jax_translate.data.dataset import SliceSet
 from jax_translate import io_utils
-from jax_translate.errors import UsageError
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import figures, metrics
-from jax_translate.training import checkpoints, engine
+from jax_translate.run_folder import RESULTS_CSV, RESULTS_JSON, RunFolder, load_splits
 from jax_translate.training.members import from_model_range, to_model_range
 from jax_translate.training.methods import Method
-from jax_translate.training.sweep import RUN_FILE, load_splits
 
 COLUMNS = ("method", "target_tumor_ratio", "seed", "source_label", "status", "n_images",
            "n_pred_tumor", "frac_pred_tumor", "ci_low", "ci_high", "mae", "psnr", "ssim",
            "lesion_score")
 LABELS = ("healthy", "tumor")
-
-
-def check_finished_run(workdir: Path) -> SweepConfig:
-    workdir = Path(workdir)
-    if not workdir.is_dir():
-        raise UsageError(f"workdir {workdir} does not exist")
-    if not (workdir / checkpoints.CONFIG_FILE).exists():
-        raise UsageError(f"{workdir} is not a sweep run folder (no {checkpoints.CONFIG_FILE}); "
-                         "run `jax-translate sweep --workdir` first")
-    cfg = SweepConfig.load(workdir / checkpoints.CONFIG_FILE)
-    run = workdir / RUN_FILE
-    finished = run.exists() and json.loads(run.read_text()).get("finished", False)
-    if not finished:
-        raise UsageError(f"the sweep in {workdir} is not finished (no finished checkpoint); "
-                         "rerun the same sweep command to complete it")
-    return cfg
 
 
 def classifier_cache_dir(cfg: SweepConfig) -> Path:
@@ -129,27 +111,23 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     absent). ``results.csv`` and ``results.json`` are written last, each
     atomically: once both exist, every other output is complete too.
     """
-    workdir = Path(workdir).resolve()
-    cfg = check_finished_run(workdir)
+    folder = RunFolder.existing(workdir)
+    cfg = folder.finished_config()
     splits = splits if splits is not None else load_splits(cfg)
     if classifier is None:
         classifier = classifier_lib.load_or_train(classifier_cache_dir(cfg), splits,
                                                   classifier_cfg, progress=progress)
     method = Method(cfg)
-    template = engine.init_states(method, np.asarray([s for _, s in cfg.members]),
-                                  splits["train"].t1.shape[1:])
-    step, states = checkpoints.restore_latest(checkpoints.manager(workdir), template)
-    if states is None or step < cfg.steps:
-        raise UsageError(f"no final checkpoint in {workdir}/checkpoints (latest: step {step}); "
-                         "rerun the same sweep command to complete it")
+    states = folder.restore_final(cfg)
     test = holdout_set(cfg, splits["holdout"])
     translated = translate_all(method, states.generator, test.flair)
     pred = np.stack([classifier.predict(t) for t in translated])
     diverged = np.asarray(states.diverged)
     rows = member_rows(cfg, translated, pred, test, diverged)
 
+    workdir = folder.path
     outputs = {name: workdir / name for name in
-               ("results.csv", "results.json", "translations.npz", "bias_curve.png", "examples.png")}
+               (RESULTS_CSV, RESULTS_JSON, "translations.npz", "bias_curve.png", "examples.png")}
     tmp = workdir / ".translations.tmp.npz"
     np.savez_compressed(
         tmp, translated=translated.astype(np.float16), source=test.flair.astype(np.float16),
@@ -160,8 +138,8 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     tmp.replace(outputs["translations.npz"])
     figures.bias_curves(rows, outputs["bias_curve.png"])
     figures.example_grid(translated, test, cfg.members, cfg.method, outputs["examples.png"])
-    io_utils.atomic_write_text(outputs["results.csv"], rows_to_csv(rows))
-    io_utils.atomic_write_json(outputs["results.json"], {
+    io_utils.atomic_write_text(outputs[RESULTS_CSV], rows_to_csv(rows))
+    io_utils.atomic_write_json(outputs[RESULTS_JSON], {
         "rows": rows, "aggregate": metrics.aggregate_over_seeds(rows),
         "classifier": classifier.metrics, "config": json.loads(cfg.to_json())})
     return Evaluation(rows, classifier.metrics, outputs)

@@ -1,9 +1,9 @@
-"""Run folders: the config they hold, and Orbax checkpoints of the stacked state.
+"""Orbax checkpoints of the stacked state of a sweep.
 
 A rerun of the same command in the same folder resumes from the latest
-checkpoint; a different config is refused with the fields that differ, so a
-folder never mixes two experiments. Checkpoints hold the real members only
-(never a sharded run's padding), so they do not depend on the device count.
+checkpoint (:mod:`jax_translate.run_folder` binds the folder to one config).
+Checkpoints hold the real members only (never a sharded run's padding), so
+they do not depend on the device count.
 """
 
 from __future__ import annotations
@@ -14,45 +14,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jax_translate.config import SweepConfig
 from jax_translate.errors import UsageError
-from jax_translate.io_utils import atomic_write_text, writable_dir
-from jax_translate.training import distributed
-
-CONFIG_FILE = "config.json"
 
 
-def check_workdir(workdir: Path) -> Path:
-    return writable_dir(workdir, "workdir")
-
-
-def bind_config(workdir: Path, cfg: SweepConfig) -> bool:
-    """Writes cfg into a new run folder, or checks it against the folder's.
-
-    Returns True when the folder already held this run (a resume). In a
-    multi-process run every process reads the folder before process 0 writes
-    to it, so they all take the same branch.
-    """
-    path = Path(workdir) / CONFIG_FILE
-    stored = SweepConfig.load(path) if path.exists() else None
-    distributed.barrier("bind_config:read")
-    if stored is not None:
-        diff = cfg.differences(stored)
-        if diff:
-            details = ", ".join(f"{k}: {getattr(stored, k)!r} -> {getattr(cfg, k)!r}"
-                                for k in diff[:4])
-            raise UsageError(f"workdir {workdir} holds a run with another config ({details}); "
-                             "use a new --workdir or the same arguments")
-        return True
-    if distributed.is_primary():
-        atomic_write_text(path, cfg.to_json() + "\n")
-    distributed.barrier("bind_config:written")
-    return False
-
-
-def manager(workdir: Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
+def manager(directory: Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
+    """The Orbax manager of a run folder's ``checkpoints/`` (see :mod:`run_folder`)."""
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-    return ocp.CheckpointManager(Path(workdir).resolve() / "checkpoints", options=options)
+    return ocp.CheckpointManager(Path(directory).resolve(), options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state) -> None:

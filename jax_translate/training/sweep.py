@@ -26,24 +26,12 @@ from jax_translate.errors import UsageError
 from jax_translate.training import checkpoints, distributed, engine, sharding
 from jax_translate.training.members import build_members
 from jax_translate.training.methods import Method, TrainState
-
-RUN_FILE = "run.json"
-
-
-def member_name(ratio: float, seed: int) -> str:
-    return f"ratio={ratio:g}/seed={seed}"
-
-
-def load_splits(cfg: SweepConfig) -> dict[str, SliceSet]:
-    from jax_translate.data import dataset
-
-    return dataset.load(cfg.size, cfg.data_dir, cfg.brats_dir, **cfg.simulator_kwargs)
-
+from jax_translate.run_folder import RunFolder, load_splits
 
 @dataclasses.dataclass
 class SweepResult:
     cfg: SweepConfig
-    states: TrainState        # stacked on the member axis (real members only)
+    states: TrainState | None  # stacked (real members only); None if already finished
     member_axis: str
     compile_seconds: float
     train_seconds: float      # wall time of the steps run by this call
@@ -51,16 +39,15 @@ class SweepResult:
 
 
 class _MetricsLog:
-    """One JSONL file per member under ``workdir/metrics``."""
+    """One JSONL file per member under the run folder's ``metrics/``."""
 
-    def __init__(self, workdir: Path, cfg: SweepConfig, resume_step: int, enabled: bool = True):
+    def __init__(self, folder: RunFolder, cfg: SweepConfig, resume_step: int,
+                 enabled: bool = True):
         self.enabled = enabled
-        self.folder = Path(workdir) / "metrics"
-        self.paths = [self.folder / (member_name(r, s).replace("/", "_") + ".jsonl")
-                      for r, s in cfg.members]
+        self.paths = [folder.metrics_path(r, s) for r, s in cfg.members]
         if not enabled:
             return
-        self.folder.mkdir(exist_ok=True)
+        folder.metrics_dir.mkdir(exist_ok=True)
         for path in self.paths:  # drop lines written after the checkpoint we resume from
             if path.exists():
                 kept = [line for line in path.read_text().splitlines()
@@ -114,15 +101,16 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     sweep_step = engine.make_sweep_step(method, k, axis, layout.mesh,  # refuses before any write
                                         conv_impl=conv_impl)
     primary = distributed.is_primary()
-    workdir = checkpoints.check_workdir(workdir)
-    checkpoints.bind_config(workdir, cfg)
+    folder = RunFolder.create(workdir)
+    if folder.bind(cfg) and folder.is_finished() and folder.manager().latest_step() == cfg.steps:
+        return SweepResult(cfg, None, axis, 0.0, 0.0, 0)  # nothing to compile or load
     splits = splits if splits is not None else load_splits(cfg)
     shared, members = build_members(cfg, splits["train"], lr_scales)
     image_shape = splits["train"].flair.shape[1:]
     seeds = np.asarray([s for _, s in cfg.members])
     states = engine.init_states(method, seeds, image_shape)
 
-    mngr = checkpoints.manager(workdir)
+    mngr = folder.manager()
     start, restored = checkpoints.restore_latest(mngr, layout.unpad(states))
     states = restored if restored is not None else states
     shared, states, members = layout.place(shared, states, members)
@@ -131,15 +119,14 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     step_fn = sweep_step.lower(shared, states, members).compile()
     compile_seconds = time.perf_counter() - t0
     run_info = {"member_axis": axis, "conv_impl": conv_impl, "steps_per_call": k,
-                "backend": jax.default_backend(),
+                "backend": jax.default_backend(), "image_shape": list(image_shape),
                 "devices": layout.n_devices, "processes": jax.process_count(),
                 "padded_members": layout.n_padded, "members": [
                     {"target_tumor_ratio": r, "seed": s} for r, s in cfg.members],
                 "compile_seconds": compile_seconds, "finished": start >= cfg.steps}
-    if primary:
-        io_utils.atomic_write_json(workdir / RUN_FILE, run_info)
+    folder.write_run_info(run_info)
 
-    log = _MetricsLog(workdir, cfg, start, enabled=primary)
+    log = _MetricsLog(folder, cfg, start, enabled=primary)
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     step, t_train = start, time.perf_counter()
     synced_step, synced_at = start, t_train
@@ -177,8 +164,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     finally:
         bar.close()
     mngr.wait_until_finished()
-    if step >= cfg.steps and primary:
-        run_info["finished"] = True
-        io_utils.atomic_write_json(workdir / RUN_FILE, run_info)
+    if step >= cfg.steps:
+        folder.write_run_info({**run_info, "finished": True})
     return SweepResult(cfg, layout.unpad(states), axis, compile_seconds,
                        time.perf_counter() - t_train, step - start)
