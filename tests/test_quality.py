@@ -146,3 +146,106 @@ def test_undertrained_warning_line():
     line = quality.undertrained_warning("cyclegan", 0.5, 0, 0.5412)
     assert line == ("warning: cyclegan ratio=0.5/seed=0 is undertrained: fidelity r 0.54 < 0.85; "
                     "its flips are not the paper's effect")
+
+
+# ------------------------------------------------------- in results and figures
+
+
+def _member_rows(method, translations, members):
+    from types import SimpleNamespace
+
+    from conftest import tiny_slices
+    from jax_translate.evaluation import evaluate
+
+    test = tiny_slices(n_patients=2, seed=1)
+    translated = np.stack([getattr(test, name) for name in translations])
+    cfg = SimpleNamespace(method=method, members=members)
+    rows = evaluate.member_rows(cfg, translated, np.zeros(translated.shape[:2], bool), test,
+                                np.zeros(len(members), bool))
+    return rows, test
+
+
+def test_results_rows_carry_fidelity_and_the_members_verdict():
+    from jax_translate.evaluation import evaluate
+
+    rows, test = _member_rows("cyclegan", ["t1", "flair"], [(0.0, 0), (1.0, 0)])
+    assert set(evaluate.COLUMNS) <= set(rows[0])
+    faithful, flair = rows[:2], rows[2:]
+    assert [r["source_label"] for r in rows] == ["healthy", "tumor"] * 2
+    for row in faithful:
+        assert row["fidelity_r"] == pytest.approx(1.0)
+        assert row["fidelity_ssim"] == pytest.approx(1.0, abs=1e-5)
+        assert row["quality"] == "ok"
+    healthy = test.label == 0
+    expected = np.nanmean(quality.pearson_in_brain(
+        test.flair[healthy], test.t1[healthy], test.brain_mask[healthy]))
+    assert flair[0]["fidelity_r"] == pytest.approx(expected) and expected < 0
+    # tumor rows: over the tumor sources, for reference; the verdict is the member's
+    tumor = ~healthy
+    assert flair[1]["fidelity_r"] == pytest.approx(np.nanmean(quality.pearson_in_brain(
+        test.flair[tumor], test.t1[tumor], test.brain_mask[tumor])))
+    assert [r["quality"] for r in flair] == ["undertrained"] * 2
+
+    gan_rows, _ = _member_rows("gan", ["flair"], [(0.5, 0)])
+    assert [r["quality"] for r in gan_rows] == ["not_gated"] * 2
+
+
+def test_one_warning_line_per_undertrained_member(capsys):
+    rows, _ = _member_rows("cyclegan", ["t1", "flair", "flair"], [(0.0, 0), (0.5, 0), (1.0, 0)])
+    rows[4]["status"] = rows[5]["status"] = "diverged"  # its status already says ignore it
+    quality.print_undertrained(rows)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("warning: cyclegan ratio=0.5/seed=0 is undertrained: fidelity r -")
+    assert err[0].endswith("< 0.85; its flips are not the paper's effect")
+
+
+def test_flip_table_and_aggregate_show_quality():
+    from jax_translate.evaluation import evaluate
+
+    rows, _ = _member_rows("cyclegan", ["t1", "flair", "t1", "t1"],
+                           [(0.0, 0), (0.0, 1), (1.0, 0), (1.0, 1)])
+    lines = evaluate.flip_table(rows).splitlines()
+    assert lines[0].endswith("fidelity r, quality")
+    zero, one = lines[1], lines[2]
+    assert zero.endswith("undertrained 1/2") and one.endswith("1.00 ok")
+    # the fidelity shown is the mean over seeds of the healthy rows' r
+    r_mean = np.mean([r["fidelity_r"] for r in rows[:4] if r["source_label"] == "healthy"])
+    assert f"{r_mean:.2f} undertrained 1/2" in zero
+
+    out = metrics.aggregate_over_seeds(rows)
+    assert [(a["target_tumor_ratio"], a["source_label"], a["n_undertrained"]) for a in out] == [
+        (0.0, "healthy", 1), (0.0, "tumor", 1), (1.0, "healthy", 0), (1.0, "tumor", 0)]
+    assert out[0]["fidelity_r_mean"] == pytest.approx(r_mean)
+    assert out[2]["fidelity_ssim_mean"] == pytest.approx(1.0, abs=1e-5)
+    assert all(a["n_diverged"] == 0 for a in out)
+
+
+def _curve_rows(verdicts):
+    return [dict(method=method, target_tumor_ratio=ratio, seed=0, source_label=label,
+                 status="ok", frac_pred_tumor=0.5, ci_low=0.4, ci_high=0.6, quality=verdict)
+            for method, by_ratio in verdicts.items() for ratio, verdict in by_ratio.items()
+            for label in ("healthy", "tumor")]
+
+
+def test_bias_curves_mark_undertrained_members():
+    from jax_translate.evaluation import figures
+
+    fig = figures.bias_curve_figure(_curve_rows({
+        "cyclegan": {0.0: "ok", 0.5: "undertrained", 1.0: "ok"},
+        "gan": {0.0: "not_gated", 0.5: "not_gated", 1.0: "not_gated"}}))
+    cyclegan, gan = fig.axes
+    hollow = [line for line in cyclegan.lines if line.get_markerfacecolor() == "none"]
+    assert [list(line.get_xdata()) for line in hollow] == [[50.0], [50.0]]  # both sources
+    filled = [line for line in cyclegan.lines
+              if line.get_marker() == "o" and line.get_markerfacecolor() != "none"]
+    assert [list(line.get_xdata()) for line in filled] == [[0.0, 100.0]] * 2
+    assert not [line for line in gan.lines if line.get_markerfacecolor() == "none"]
+    legend = [t.get_text() for t in cyclegan.get_legend().get_texts()]
+    assert "undertrained (fidelity r < 0.85)" in legend
+    figures._pyplot().close(fig)
+
+    fig = figures.bias_curve_figure(_curve_rows({"l1": {0.0: "ok", 1.0: "ok"}}))
+    assert not [line for line in fig.axes[0].lines if line.get_markerfacecolor() == "none"]
+    assert not any("undertrained" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    figures._pyplot().close(fig)

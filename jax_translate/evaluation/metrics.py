@@ -349,6 +349,8 @@ def lesion_score(
 # ------------------------------------------------------ aggregation over seeds
 
 GROUP_KEYS = ("method", "target_tumor_ratio", "source_label")
+# Text columns whose bad values are counted per group, as n_<value>.
+COUNTED_VALUES = (("status", "diverged"), ("quality", "undertrained"))
 
 
 def _is_number(value) -> bool:
@@ -364,8 +366,10 @@ def aggregate_over_seeds(
 
     Every other numeric (non-boolean) column m becomes `m_mean` and `m_std`
     (sample std, ddof 1: NaN with one seed) over the rows of the group whose
-    m is not NaN; non-numeric columns are dropped. `n_seeds` counts the
-    group's rows. Groups keep the order of their first row. Two rows with the
+    m is not NaN (so also fidelity_r, fidelity_ssim); non-numeric columns
+    are dropped, except that `n_seeds` counts the group's rows and, for each
+    (column, value) of `COUNTED_VALUES` that the rows carry, `n_<value>` counts
+    those holding it (`n_diverged`, `n_undertrained`). Groups keep the order of their first row. Two rows with the
     same seed in one group raise ValueError: that is a bookkeeping bug.
     """
     groups: dict[tuple, list[Mapping]] = {}
@@ -377,6 +381,9 @@ def aggregate_over_seeds(
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"repeated seed in group {dict(zip(group_keys, key))}: {seeds}")
         result = dict(zip(group_keys, key), n_seeds=len(members))
+        for column, value in COUNTED_VALUES:
+            if any(column in row for row in members):
+                result[f"n_{value}"] = sum(row.get(column) == value for row in members)
         columns = dict.fromkeys(name for row in members for name in row)
         for m in (c for c in columns if c not in group_keys and c != seed_key):
             values = [row[m] for row in members if m in row]

@@ -19,6 +19,8 @@ per-image float64 results of shape (N,).
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -105,3 +107,21 @@ def undertrained_warning(method: str, ratio: float, seed: int, healthy_fidelity_
     """The one line `evaluate` prints for an undertrained member."""
     return (f"warning: {method} ratio={ratio:g}/seed={seed} is undertrained: fidelity r "
             f"{healthy_fidelity_r:.2f} < {gate:g}; its flips are not the paper's effect")
+
+
+def undertrained_warnings(rows: Iterable[Mapping]) -> list[str]:
+    """One `undertrained_warning` per undertrained member of results rows.
+
+    A member is read from its healthy row. Diverged members are left out:
+    their `status` already says to ignore them.
+    """
+    return [undertrained_warning(row["method"], row["target_tumor_ratio"], row["seed"],
+                                 row["fidelity_r"])
+            for row in rows
+            if row["source_label"] == "healthy" and row.get("quality") == UNDERTRAINED
+            and row.get("status", "ok") == "ok"]
+
+
+def print_undertrained(rows: Iterable[Mapping], file=None) -> None:
+    for line in undertrained_warnings(rows):
+        print(line, file=sys.stderr if file is None else file, flush=True)
