@@ -5,7 +5,9 @@
 - ``results.csv`` / ``results.json``: one row per (method, target_tumor_ratio,
   seed, source_label) with the classifier's verdicts (n_pred_tumor,
   frac_pred_tumor and its Wilson 95% interval), pixel metrics against the
-  real paired T1 (mae, psnr, ssim) and the mask-based lesion_score;
+  real paired T1 (mae, psnr, ssim), the mask-based lesion_score, fidelity
+  inside the brain (fidelity_r, fidelity_ssim) and the member's quality
+  (``quality.quality_verdict`` on its healthy rows' fidelity_r);
 - ``translations.npz``: every member's translated holdout images, with what
   is needed to re-analyse them without rerunning;
 - ``bias_curve.png`` and ``examples.png``.
@@ -28,14 +30,14 @@ from jax_translate.data import domains
 from jax_translate.data.dataset import SliceSet
 from jax_translate import io_utils
 from jax_translate.evaluation import classifier as classifier_lib
-from jax_translate.evaluation import figures, metrics
+from jax_translate.evaluation import figures, metrics, quality
 from jax_translate.run_folder import RESULTS_CSV, RESULTS_JSON, RunFolder, load_splits
 from jax_translate.training.members import from_model_range, to_model_range
 from jax_translate.training.methods import Method
 
 COLUMNS = ("method", "target_tumor_ratio", "seed", "source_label", "status", "n_images",
            "n_pred_tumor", "frac_pred_tumor", "ci_low", "ci_high", "mae", "psnr", "ssim",
-           "lesion_score")
+           "lesion_score", "fidelity_r", "fidelity_ssim", "quality")
 LABELS = ("healthy", "tumor")
 
 
@@ -60,10 +62,15 @@ def translate_all(method: Method, generators, images: np.ndarray, chunk: int = 6
     return from_model_range(np.concatenate(parts, axis=1))
 
 
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
+
+
 def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test: SliceSet,
                 diverged: np.ndarray) -> list[dict]:
     rows = []
     for m, (ratio, seed) in enumerate(cfg.members):
+        member = []
         counts = metrics.flip_counts(pred[m], test.label)
         for label_value, name in enumerate(LABELS):
             sel = test.label == label_value
@@ -72,7 +79,8 @@ def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test
             low, high = metrics.wilson_interval(k, n) if n else (np.nan, np.nan)
             lesion = metrics.lesion_score(x, y, test.label[sel], test.tumor_mask[sel],
                                           test.brain_mask[sel]) if n else np.array([np.nan])
-            rows.append({
+            brain = test.brain_mask[sel]
+            member.append({
                 "method": cfg.method, "target_tumor_ratio": ratio, "seed": seed,
                 "source_label": name, "status": "diverged" if diverged[m] else "ok",
                 "n_images": n, "n_pred_tumor": k, "frac_pred_tumor": counts[name]["frac_pred_tumor"],
@@ -80,8 +88,14 @@ def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test
                 "mae": float(np.mean(metrics.mae(x, y))) if n else np.nan,
                 "psnr": float(np.mean(metrics.psnr(x, y))) if n else np.nan,
                 "ssim": float(np.mean(metrics.ssim(x, y))) if n else np.nan,
-                "lesion_score": float(np.nanmean(lesion)) if np.isfinite(lesion).any() else np.nan,
+                "lesion_score": _nanmean(lesion),
+                "fidelity_r": _nanmean(quality.pearson_in_brain(x, y, brain)) if n else np.nan,
+                "fidelity_ssim": _nanmean(quality.ssim_in_brain(x, y, brain)) if n else np.nan,
             })
+        # the gate reads the healthy row (LABELS[0]) only: there, a lesion the bias
+        # pasted or erased cannot lower fidelity; tumor rows' is for reference
+        verdict = quality.quality_verdict(cfg.method, member[0]["fidelity_r"])
+        rows += [dict(row, quality=verdict) for row in member]
     return rows
 
 
@@ -124,6 +138,7 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     pred = np.stack([classifier.predict(t) for t in translated])
     diverged = np.asarray(states.diverged)
     rows = member_rows(cfg, translated, pred, test, diverged)
+    quality.print_undertrained(rows)
 
     workdir = folder.path
     outputs = {name: workdir / name for name in
@@ -145,23 +160,47 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     return Evaluation(rows, classifier.metrics, outputs)
 
 
+def _quality_cell(rows: list[dict]) -> str:
+    """Mean healthy-source fidelity r over seeds and the members' verdicts,
+    e.g. ``0.91 ok``, ``0.62 undertrained`` or ``0.80 undertrained 1/2``."""
+    healthy = [r for r in rows if r["source_label"] == "healthy" and "quality" in r]
+    if not healthy:
+        return "-"  # results written before the quality columns existed
+    fidelity = np.asarray([r["fidelity_r"] for r in healthy], float)
+    verdicts = [r["quality"] for r in healthy]
+    n_bad = verdicts.count(quality.UNDERTRAINED)
+    if n_bad:
+        verdict = quality.UNDERTRAINED + (f" {n_bad}/{len(verdicts)}" if n_bad < len(verdicts)
+                                          else "")
+    else:
+        verdict = verdicts[0]
+    r_mean = np.nanmean(fidelity) if np.isfinite(fidelity).any() else np.nan
+    return f"{r_mean:.2f} {verdict}"
+
+
 def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
     """Per method and ratio: fraction of holdout images predicted tumor, per source label.
 
     Counts are pooled over seeds; brackets hold the Wilson 95% interval of the
     pooled fraction. ``healthy`` columns are tumors *added*, ``tumor`` columns
-    tumors *kept* (1 - removed).
+    tumors *kept* (1 - removed). The last column is the mean fidelity r on
+    healthy sources and the quality gate's verdict (``undertrained k/n`` when
+    k of n seeds fail it): flips of undertrained members are not the paper's
+    effect.
     """
     pooled: dict[tuple, list[int]] = {}
+    members: dict[tuple, list[dict]] = {}
     for r in rows:
         if r.get("status", "ok") != "ok":
             continue
         key = (r["method"], r["target_tumor_ratio"], r["source_label"])
         k_n = pooled.setdefault(key, [0, 0])
         k_n[0] += int(r["n_pred_tumor"]); k_n[1] += int(r["n_images"])
-    header = f"{'method':9s} {'ratio':>5s}  {'healthy->tumor':>22s}  {'tumor->tumor':>22s}"
+        members.setdefault(key[:2], []).append(r)
+    header = (f"{'method':9s} {'ratio':>5s}  {'healthy->tumor':>22s}  {'tumor->tumor':>22s}  "
+              "fidelity r, quality")
     lines = [header]
-    for method, ratio in dict.fromkeys((m, r) for m, r, _ in pooled):
+    for method, ratio in members:
         if ratios is not None and not any(abs(ratio - x) < 1e-9 for x in ratios):
             continue
         cells = []
@@ -169,5 +208,6 @@ def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
             k, n = pooled.get((method, ratio, label), (0, 0))
             low, high = metrics.wilson_interval(k, n) if n else (np.nan, np.nan)
             cells.append(f"{k / n if n else np.nan:.2f} [{low:.2f}, {high:.2f}]")
-        lines.append(f"{method:9s} {ratio:5.2f}  {cells[0]:>22s}  {cells[1]:>22s}")
+        lines.append(f"{method:9s} {ratio:5.2f}  {cells[0]:>22s}  {cells[1]:>22s}  "
+                     f"{_quality_cell(members[method, ratio])}")
     return "\n".join(lines)

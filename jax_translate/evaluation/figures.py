@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from jax_translate.data.dataset import SliceSet
+from jax_translate.evaluation import quality
 
+UNDERTRAINED_LABEL = f"undertrained (fidelity r < {quality.FIDELITY_GATE:g})"
 LABEL_STYLE = {"healthy": ("healthy source (tumors added)", "tab:blue"),
                "tumor": ("tumor source (tumors kept)", "tab:red")}
 
@@ -28,12 +30,22 @@ def _save(fig, out: Path) -> Path:
 
 
 def bias_curves(rows: list[dict], out: Path) -> Path:
+    """`bias_curve_figure(rows)`, saved to `out`."""
+    plt = _pyplot()
+    fig = bias_curve_figure(rows)
+    out = _save(fig, out)
+    plt.close(fig)
+    return out
+
+
+def bias_curve_figure(rows: list[dict]):
     """Fraction predicted tumor vs % tumor in the target training data.
 
     One panel per method, one line per source label (mean over seeds). The
     band is the spread over seeds (min to max) when there are several seeds,
     else the Wilson 95% interval of the single run. Diverged members are left
-    out.
+    out. A ratio with an undertrained member (quality gate) gets a hollow
+    marker: its flips are not the paper's effect.
     """
     plt = _pyplot()
     rows = [r for r in rows if r.get("status", "ok") == "ok"]
@@ -44,9 +56,10 @@ def bias_curves(rows: list[dict], out: Path) -> Path:
         for label, (name, color) in LABEL_STYLE.items():
             sel = [r for r in rows if r["method"] == method and r["source_label"] == label]
             ratios = sorted({r["target_tumor_ratio"] for r in sel})
-            mean, low, high = [], [], []
+            mean, low, high, undertrained = [], [], [], []
             for ratio in ratios:
                 at = [r for r in sel if r["target_tumor_ratio"] == ratio]
+                undertrained.append(any(r.get("quality") == quality.UNDERTRAINED for r in at))
                 fracs = np.array([r["frac_pred_tumor"] for r in at], float)
                 mean.append(np.nanmean(fracs))
                 if len(at) > 1:
@@ -54,18 +67,24 @@ def bias_curves(rows: list[dict], out: Path) -> Path:
                 else:
                     low.append(at[0]["ci_low"]); high.append(at[0]["ci_high"])
             x = 100 * np.asarray(ratios)
-            ax.plot(x, mean, "o-", color=color, label=name, ms=3)
+            mean, hollow = np.asarray(mean), np.asarray(undertrained, bool)
+            ax.plot(x, mean, "-", color=color, label=name)
+            ax.plot(x[~hollow], mean[~hollow], "o", color=color, ms=3)
+            if hollow.any():
+                ax.plot(x[hollow], mean[hollow], "o", color=color, mfc="none", ms=5)
             ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
         ax.set_title(method)
         ax.set_xlabel("% tumor in target training data")
         ax.set_xlim(-3, 103); ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("fraction of translations\npredicted tumor")
-    axes[0, 0].legend(fontsize=7, loc="best")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if any(r.get("quality") == quality.UNDERTRAINED for r in rows):
+        handles.append(plt.Line2D([], [], ls="", marker="o", color="gray", mfc="none", ms=5))
+        labels.append(UNDERTRAINED_LABEL)
+    axes[0, 0].legend(handles, labels, fontsize=7, loc="best")
     fig.tight_layout()
-    out = _save(fig, out)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def example_indices(test: SliceSet, per_label: int = 2) -> np.ndarray:

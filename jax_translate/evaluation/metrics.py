@@ -6,7 +6,9 @@ in [0, 1]; per-image metrics return float64 arrays of shape (N,).
 
 - `flip_counts`, `wilson_interval`: classifier-based flip rates with
   binomial confidence intervals.
-- `mae`, `psnr`, `ssim`: pixel agreement with the real paired target.
+- `mae`, `psnr`, `ssim`: pixel agreement with the real paired target
+  (`ssim(mask=...)`: the SSIM map averaged over a mask, e.g. the brain).
+- Fidelity inside the brain and the quality gate live in `quality.py`.
 - `lesion_preservation`, `hallucination_score`, `lesion_score`: lesion
   metrics that use the ground-truth tumor and brain masks instead of a
   classifier, so the effect can be measured without trusting one. Neither
@@ -174,7 +176,9 @@ def _gaussian_blur(images: jnp.ndarray) -> jnp.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames="data_range")
-def _ssim_batch(x: jnp.ndarray, y: jnp.ndarray, data_range: float) -> jnp.ndarray:
+def _ssim_batch(x: jnp.ndarray, y: jnp.ndarray, weight: jnp.ndarray,
+                data_range: float) -> jnp.ndarray:
+    """Per image: the SSIM map averaged with per-pixel `weight` (N, H, W)."""
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     mu_x, mu_y = _gaussian_blur(x), _gaussian_blur(y)
     var_x = _gaussian_blur(x * x) - mu_x**2
@@ -183,11 +187,10 @@ def _ssim_batch(x: jnp.ndarray, y: jnp.ndarray, data_range: float) -> jnp.ndarra
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
         (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
     )
-    r = SSIM_RADIUS
-    return ssim_map[:, r:-r, r:-r].mean(axis=(1, 2))
+    return (ssim_map * weight).sum(axis=(1, 2)) / weight.sum(axis=(1, 2))
 
 
-def ssim(translated, real_target, data_range: float = 1.0) -> np.ndarray:
+def ssim(translated, real_target, data_range: float = 1.0, mask=None) -> np.ndarray:
     """Per image: mean structural similarity (Wang et al. 2004).
 
     With mu, sigma^2, sigma_xy the local means, variances and covariance
@@ -200,18 +203,31 @@ def ssim(translated, real_target, data_range: float = 1.0) -> np.ndarray:
     lies inside the image); the filter mirrors the image at its edges. This is
     skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=L). Computed in float32.
+
+    `mask` ((N, H, W), nonzero = in) replaces that average by the mean of the
+    SSIM map over the mask's pixels, border included (e.g. the brain: see
+    `quality.ssim_in_brain`); an empty mask gives NaN.
     """
     x, y = _as_batch(translated), _as_batch(real_target)
     if x.shape != y.shape:
         raise ValueError(f"{x.shape=} differs from {y.shape=}")
     if min(x.shape[1:]) < 2 * SSIM_RADIUS + 1:
         raise ValueError(f"images must be at least 11 x 11, got {x.shape[1:]}")
+    if mask is None:
+        weight = np.zeros(x.shape[1:], np.float32)
+        weight[SSIM_RADIUS:-SSIM_RADIUS, SSIM_RADIUS:-SSIM_RADIUS] = 1
+        weight = np.broadcast_to(weight, x.shape)
+    else:
+        weight = (_as_batch(mask) > 0).astype(np.float32)
+        if weight.shape != x.shape:
+            raise ValueError(f"mask shape {weight.shape} differs from {x.shape}")
     chunks = [
-        _ssim_batch(jnp.asarray(x[i : i + _SSIM_CHUNK], jnp.float32),
-                    jnp.asarray(y[i : i + _SSIM_CHUNK], jnp.float32), float(data_range))
+        _ssim_batch(*(jnp.asarray(a[i : i + _SSIM_CHUNK], jnp.float32) for a in (x, y, weight)),
+                    float(data_range))
         for i in range(0, len(x), _SSIM_CHUNK)
     ]
-    return np.concatenate([np.asarray(c, np.float64) for c in chunks])
+    with np.errstate(invalid="ignore"):
+        return np.concatenate([np.asarray(c, np.float64) for c in chunks])
 
 
 # ----------------------------------------------------------- lesion metrics
@@ -333,6 +349,8 @@ def lesion_score(
 # ------------------------------------------------------ aggregation over seeds
 
 GROUP_KEYS = ("method", "target_tumor_ratio", "source_label")
+# Text columns whose bad values are counted per group, as n_<value>.
+COUNTED_VALUES = (("status", "diverged"), ("quality", "undertrained"))
 
 
 def _is_number(value) -> bool:
@@ -348,8 +366,10 @@ def aggregate_over_seeds(
 
     Every other numeric (non-boolean) column m becomes `m_mean` and `m_std`
     (sample std, ddof 1: NaN with one seed) over the rows of the group whose
-    m is not NaN; non-numeric columns are dropped. `n_seeds` counts the
-    group's rows. Groups keep the order of their first row. Two rows with the
+    m is not NaN (so also fidelity_r, fidelity_ssim); non-numeric columns
+    are dropped, except that `n_seeds` counts the group's rows and, for each
+    (column, value) of `COUNTED_VALUES` that the rows carry, `n_<value>` counts
+    those holding it (`n_diverged`, `n_undertrained`). Groups keep the order of their first row. Two rows with the
     same seed in one group raise ValueError: that is a bookkeeping bug.
     """
     groups: dict[tuple, list[Mapping]] = {}
@@ -361,6 +381,9 @@ def aggregate_over_seeds(
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"repeated seed in group {dict(zip(group_keys, key))}: {seeds}")
         result = dict(zip(group_keys, key), n_seeds=len(members))
+        for column, value in COUNTED_VALUES:
+            if any(column in row for row in members):
+                result[f"n_{value}"] = sum(row.get(column) == value for row in members)
         columns = dict.fromkeys(name for row in members for name in row)
         for m in (c for c in columns if c not in group_keys and c != seed_key):
             values = [row[m] for row in members if m in row]
