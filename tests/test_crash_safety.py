@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import chex
+import numpy as np
 import pytest
 
 from jax_translate import cli
@@ -111,28 +112,37 @@ def _snapshot(folder: Path) -> dict:
             for p in sorted(folder.rglob("*"))}
 
 
-@pytest.mark.parametrize("damage", ["truncate_data", "garble_metadata"])
+@pytest.mark.parametrize("damage", ["truncate_data", "garble_metadata", "random_bytes"])
 def test_damaged_checkpoint_is_refused_and_the_folder_untouched(damage, run_config, tmp_path,
                                                                 capsys):
     cfg, config_file, splits = run_config
-    cfg = make_config(**{**json.loads(cfg.to_json()), "steps": 20, "model": cfg.model})
-    train_sweep(cfg, tmp_path, splits, progress=False, stop_after=10)
-    step_dir = tmp_path / "checkpoints" / "10"
+    cfg = make_config(**{**json.loads(cfg.to_json()), "steps": 30, "model": cfg.model})
+    train_sweep(cfg, tmp_path, splits, progress=False, stop_after=20)
+    step_dir = tmp_path / "checkpoints" / "20"
+    data = [p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"]
     if damage == "truncate_data":
-        files = [p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"]
-        for p in files:
+        for p in data:
             p.write_bytes(p.read_bytes()[:7])
-    else:
-        files = [step_dir / "default" / "_METADATA"]
-        files[0].write_text("{not json")
-    assert files
+    elif damage == "garble_metadata":
+        (step_dir / "state" / "_METADATA").write_text("{not json")
+    else:  # what a bad disk does: the file keeps its size, some bytes change
+        largest = max(data, key=lambda p: p.stat().st_size)
+        raw = bytearray(largest.read_bytes())
+        middle = len(raw) // 2
+        raw[middle:middle + 100] = np.random.default_rng(0).bytes(100)
+        largest.write_bytes(bytes(raw))
+    assert data
     before = _snapshot(tmp_path)
 
-    code = cli.main(["sweep", "--config", str(tmp_path / "config.json"),
-                     "--workdir", str(tmp_path)])
-    err = capsys.readouterr().err
-    print(err)
-    assert code == 2
-    assert err.startswith("error: checkpoint ") and err.count("\n") == 1, err
-    assert "cannot be read" in err
-    assert _snapshot(tmp_path) == before
+    for argv in (["sweep", "--config", str(tmp_path / "config.json"), "--workdir", str(tmp_path)],
+                 ["evaluate", "--workdir", str(tmp_path)]):
+        code = cli.main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, argv
+        assert err.startswith(f"error: checkpoint {step_dir} ") and err.count("\n") == 1, err
+        assert "is damaged" in err if damage == "random_bytes" else "cannot be read" in err
+        assert "delete that folder to resume from step 10" in err
+        assert _snapshot(tmp_path) == before
+        (tmp_path / "run.json").write_text(  # evaluate checks a finished run's checkpoint
+            json.dumps({**json.loads((tmp_path / "run.json").read_text()), "finished": True}))
+        before = _snapshot(tmp_path)

@@ -127,12 +127,12 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     """
     folder = RunFolder.existing(workdir)
     cfg = folder.finished_config()
+    states = folder.restore_final(cfg)  # a damaged checkpoint is refused before any work
     splits = splits if splits is not None else load_splits(cfg)
     if classifier is None:
         classifier = classifier_lib.load_or_train(classifier_cache_dir(cfg), splits,
                                                   classifier_cfg, progress=progress)
     method = Method(cfg)
-    states = folder.restore_final(cfg)
     test = holdout_set(cfg, splits["holdout"])
     translated = translate_all(method, states.generator, test.flair)
     pred = np.stack([classifier.predict(t) for t in translated])

@@ -8,6 +8,7 @@ they do not depend on the device count.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import jax
@@ -23,15 +24,34 @@ def manager(directory: Path, max_to_keep: int = 2) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(Path(directory).resolve(), options=options)
 
 
+def checksums(state) -> dict[str, str]:
+    """A digest of every array of ``state``, by its path in the tree."""
+    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]
+    return {jax.tree_util.keystr(path): hashlib.blake2b(
+        np.ascontiguousarray(leaf).tobytes(), digest_size=8).hexdigest() for path, leaf in leaves}
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
-    mngr.save(step, args=ocp.args.StandardSave(state), force=True)
+    """The state and its checksums, restored and checked together by :func:`restore_latest`."""
+    mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), checksums=ocp.args.JsonSave(checksums(state))),
+        force=True)
+
+
+def _refuse(mngr: ocp.CheckpointManager, step: int, problem: str):
+    earlier = [s for s in mngr.all_steps() if s < step]
+    advice = (f"delete that folder to resume from step {max(earlier)}" if earlier else
+              f"delete {mngr.directory} to start over")
+    raise UsageError(f"checkpoint {mngr.directory}/{step} {problem}; {advice}")
 
 
 def restore_latest(mngr: ocp.CheckpointManager, template):
     """(step, state) of the latest checkpoint, or (0, None) when there is none.
 
     The state comes back as ``template``'s leaves are: device arrays, or numpy
-    arrays (what a sharded run restores, then pads and places itself).
+    arrays (what a sharded run restores, then pads and places itself). A
+    checkpoint that cannot be read, or whose arrays differ from the checksums
+    saved with them, is refused with a UsageError; no file is changed.
     """
     step = mngr.latest_step()
     if step is None:
@@ -39,9 +59,16 @@ def restore_latest(mngr: ocp.CheckpointManager, template):
     target = jax.tree_util.tree_map(
         lambda x: x if isinstance(x, np.ndarray) else ocp.utils.to_shape_dtype_struct(x), template)
     try:
-        state = mngr.restore(step, args=ocp.args.StandardRestore(target))
+        restored = mngr.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), checksums=ocp.args.JsonRestore()))
     except Exception as err:  # orbax raises many types for a damaged folder
         reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-        raise UsageError(f"checkpoint {mngr.directory}/{step} cannot be read ({reason}); "
-                         "delete that folder to resume from an earlier one") from None
+        _refuse(mngr, step, f"cannot be read ({reason})")
+    expected, state = restored.checksums, restored.state
+    found = checksums(state)
+    damaged = [name for name in found if expected.get(name) != found[name]]
+    if damaged or set(expected) != set(found):
+        what = damaged[0] if damaged else "its list of arrays"
+        _refuse(mngr, step, f"is damaged ({len(damaged) or 1} array(s) fail their checksum, "
+                            f"first {what})")
     return step, state
