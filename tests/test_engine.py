@@ -46,7 +46,7 @@ def test_vmapped_sweep_equals_members_alone(method, train):
                                     atol=2e-4)
         chex.assert_trees_all_close(metrics_i, pick(swept_metrics), rtol=1e-4, atol=1e-5)
         for d in m.discriminators:
-            score = jax.jit(lambda p: m._score(p, d, probe, probe))
+            score = jax.jit(lambda p: m._score(p, d, m._conditioned(probe, probe)))
             chex.assert_trees_all_close(score(state_i.discriminator), score(
                 pick(swept.discriminator)), atol=2e-4)
         assert int(state_i.step) == 4

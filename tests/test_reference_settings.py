@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,11 +13,13 @@ from jax_translate.config import SweepConfig, make_config
 from jax_translate.data import domains
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import evaluate
+from jax_translate.models import MODEL_PRESETS
 from jax_translate.presets import REFERENCE_INTENSITY_RANGE
 from jax_translate.training import engine
 from jax_translate.training.members import (build_members, downsample, from_model_range,
                                             sample_batch, to_model_range, upsample)
-from jax_translate.training.methods import Method
+from jax_translate.training.methods import Batch, Method, train_step
+from jax_translate.training.sweep import train_sweep
 
 REFERENCE = dict(test_dropout=True, upscale=2, intensity_range=REFERENCE_INTENSITY_RANGE,
                  domain_protocol="reference", condgan_gan_loss="lsgan", condgan_pool_size=50,
@@ -198,3 +201,84 @@ def test_paired_reference_batches_step_through_the_pairs_in_order(batch_size, tr
     firsts = [int(sample_batch(shared, member, jax.random.PRNGKey(k), uniform, jnp.int32(0))[1][0])
               for k in range(8)]
     assert len(set(firsts)) > 1
+
+
+# ---------------------------------------------------------------- condgan as the reference
+
+def _condgan_step(**overrides):
+    """One condgan train_step from a fresh state: (method, state before, batch, state after, metrics)."""
+    m = Method(tiny_config("condgan", **overrides))
+    state = m.init(jax.random.PRNGKey(3), (16, 16))
+    rng = np.random.default_rng(0)
+    a, b = (jnp.asarray(rng.uniform(-1, 1, (1, 16, 16, 1)), jnp.float32) for _ in range(2))
+    batch = Batch(a, b)
+    new, metrics = jax.jit(lambda s: train_step(m, s, batch, jnp.float32(1.0), jnp.bool_(True)))(
+        state)
+    return m, state, batch, new, metrics
+
+
+def _d(m, discriminator, x):
+    return np.asarray(m.discriminator_net.apply({"params": discriminator["b"]}, x))
+
+
+@pytest.mark.parametrize("gan_loss", ["vanilla", "lsgan"])
+def test_condgan_gan_loss_by_hand(gan_loss):
+    m, state, batch, _, metrics = _condgan_step(condgan_gan_loss=gan_loss)
+    fake = np.asarray(m.translate(state.generator, batch.source))
+    real_scores = _d(m, state.discriminator, np.concatenate([batch.source, batch.target], -1))
+    fake_scores = _d(m, state.discriminator, np.concatenate([batch.source, fake], -1))
+    if gan_loss == "lsgan":
+        expected = 0.5 * (((real_scores - 1) ** 2).mean() + (fake_scores ** 2).mean())
+    else:
+        expected = 0.5 * (np.log1p(np.exp(-real_scores)).mean()
+                          + np.log1p(np.exp(fake_scores)).mean())
+    assert float(metrics["discriminator_loss"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_condgan_pool_holds_source_output_pairs():
+    m, state, batch, new, _ = _condgan_step(condgan_pool_size=50)
+    assert state.pools["b"]["images"].shape == (50, 16, 16, 2)
+    assert int(new.pools["b"]["count"]) == 1
+    fake = m.translate(state.generator, batch.source)
+    np.testing.assert_allclose(new.pools["b"]["images"][0],
+                               np.concatenate([batch.source, fake], -1)[0], atol=1e-6)
+    assert Method(tiny_config("condgan")).init(jax.random.PRNGKey(0), (16, 16)).pools == {}
+
+
+def test_condgan_discriminator_first_scores_the_generator_with_the_updated_discriminator():
+    m, state, batch, g_first, g_first_metrics = _condgan_step(condgan_gan_loss="lsgan")
+    _, _, _, d_first, d_first_metrics = _condgan_step(condgan_gan_loss="lsgan",
+                                                      condgan_discriminator_first=True)
+    pair = np.concatenate([batch.source, m.translate(state.generator, batch.source)], -1)
+    for new, metrics, discriminator in ((g_first, g_first_metrics, state.discriminator),
+                                        (d_first, d_first_metrics, d_first.discriminator)):
+        expected = ((_d(m, discriminator, pair) - 1) ** 2).mean()
+        assert float(metrics["adversarial_loss"]) == pytest.approx(float(expected), rel=1e-5)
+    # D trains on the same fakes either way; only G sees a different D
+    chex.assert_trees_all_close(g_first.discriminator, d_first.discriminator, atol=1e-6)
+    moved = jax.tree_util.tree_map(lambda x, y: float(jnp.abs(x - y).max()),
+                                   g_first.generator, d_first.generator)
+    assert max(jax.tree_util.tree_leaves(moved)) > 1e-6
+
+
+class _DarkClassifier:
+    metrics = {"accuracy": 1.0}
+
+    def predict(self, images):
+        return (np.asarray(images) < 0.3).reshape(len(images), -1).mean(1) > 0.5
+
+
+def test_a_sweep_with_every_reference_setting_trains_resumes_and_evaluates(tmp_path, tiny_splits):
+    """condgan: upscaled 2-channel pool in the checkpoint, serial pairs, D first, test dropout."""
+    cfg = tiny_config("condgan", steps=4, steps_per_call=2, checkpoint_every=2, **REFERENCE,
+                      model=dataclasses.replace(MODEL_PRESETS["tiny"], dropout=0.5))
+    (tmp_path / "run").mkdir()
+    whole = train_sweep(cfg, tmp_path / "whole", tiny_splits, progress=False)
+    train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False, stop_after=2)
+    resumed = train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
+    chex.assert_trees_all_close(whole.states.generator, resumed.states.generator, atol=1e-6)
+    result = evaluate.evaluate_run(tmp_path / "run", tiny_splits, _DarkClassifier(), progress=False)
+    translated = np.load(tmp_path / "run" / "translations.npz")["translated"]
+    assert translated.shape == (len(cfg.members), cfg.n_holdout, 16, 16)
+    again = evaluate.evaluate_run(tmp_path / "run", tiny_splits, _DarkClassifier(), progress=False)
+    assert again.rows == result.rows  # test-time dropout, yet the same numbers
