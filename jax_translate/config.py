@@ -28,6 +28,8 @@ PAIRED_METHODS = ("condgan", "l1")
 MEMBER_AXES = ("auto", "vmap", "map", "loop")
 CONV_IMPLS = ("auto", *layers.CONV_IMPLS)
 CONFIG_VERSION = 1
+DOMAIN_PROTOCOLS = ("disjoint", "reference")
+GAN_LOSS_NAMES = ("vanilla", "lsgan")
 
 # Changing these does not change the numbers a run produces.
 RUNTIME_FIELDS = ("member_axis", "conv_impl", "data_dir", "log_every", "checkpoint_every",
@@ -50,6 +52,14 @@ class SweepConfig:
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5     # times lambda_cycle, as the reference
     pool_size: int = 50
+    # The reference code's settings (../shared/PAPER.md); the defaults are ours.
+    test_dropout: bool = False       # dropout also in evaluation's translations (the reference)
+    upscale: int = 1                 # models see images bilinearly upscaled (scale_width: 2)
+    intensity_range: tuple[float, float] = (-1.0, 1.0)  # where [0, 1] intensities map
+    domain_protocol: str = "disjoint"  # or "reference": see data/domains.py
+    condgan_gan_loss: str = "vanilla"  # the reference: "lsgan"
+    condgan_pool_size: int = 0       # pool of (source, output) pairs; the reference: 50
+    condgan_discriminator_first: bool = False  # the reference updates D before G
     n_source: int = 700
     n_target: int = 700
     n_holdout: int = 350
@@ -75,6 +85,11 @@ class SweepConfig:
         return self.method in PAIRED_METHODS
 
     @property
+    def serial_batches(self) -> bool:
+        """Paired members step through their pairs in order (the reference's --serial_batches)."""
+        return self.paired and self.domain_protocol == "reference"
+
+    @property
     def members(self) -> list[tuple[float, int]]:
         """(target_tumor_ratio, seed) of each member, ratio-major."""
         return [(r, s) for r in self.target_tumor_ratios for s in range(self.seeds)]
@@ -98,8 +113,9 @@ class SweepConfig:
             raise UsageError(f"config has unknown fields {sorted(unknown)}")
         if "model" in raw:
             raw["model"] = ModelConfig(**raw["model"])
-        if "target_tumor_ratios" in raw:
-            raw["target_tumor_ratios"] = tuple(raw["target_tumor_ratios"])
+        for name in ("target_tumor_ratios", "intensity_range"):
+            if name in raw and isinstance(raw[name], list):
+                raw[name] = tuple(raw[name])
         return cls(**raw)
 
     @classmethod
@@ -154,8 +170,33 @@ def validate(cfg: SweepConfig) -> None:
         raise UsageError(f"decay_fraction must be in [0, 1], got {cfg.decay_fraction}")
     if cfg.pool_size < 0:
         raise UsageError(f"pool_size must be >= 0, got {cfg.pool_size}")
+    _validate_reference_settings(cfg)
     if cfg.version != CONFIG_VERSION:
         raise UsageError(f"config version {cfg.version} is not this program's ({CONFIG_VERSION})")
+
+
+def _validate_reference_settings(cfg: SweepConfig) -> None:
+    for name in ("test_dropout", "condgan_discriminator_first"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise UsageError(f"{name} must be true or false, got {getattr(cfg, name)!r}")
+    if cfg.test_dropout and not cfg.model.dropout:
+        raise UsageError("test_dropout needs model dropout > 0 (the model has none)")
+    if not isinstance(cfg.upscale, int) or cfg.upscale < 1:
+        raise UsageError(f"upscale must be an integer >= 1, got {cfg.upscale!r}")
+    bounds = cfg.intensity_range
+    if (not isinstance(bounds, tuple) or len(bounds) != 2
+            or not all(isinstance(b, (int, float)) for b in bounds)
+            or not -1.0 <= bounds[0] < bounds[1] <= 1.0):
+        raise UsageError(f"intensity_range must be (low, high) with -1 <= low < high <= 1 "
+                         f"(the generator's tanh range), got {bounds!r}")
+    if cfg.domain_protocol not in DOMAIN_PROTOCOLS:
+        raise UsageError(f"unknown domain protocol {cfg.domain_protocol!r}; "
+                         f"choose one of {', '.join(DOMAIN_PROTOCOLS)}")
+    if cfg.condgan_gan_loss not in GAN_LOSS_NAMES:
+        raise UsageError(f"unknown condgan GAN loss {cfg.condgan_gan_loss!r}; "
+                         f"choose one of {', '.join(GAN_LOSS_NAMES)}")
+    if cfg.condgan_pool_size < 0:
+        raise UsageError(f"condgan_pool_size must be >= 0, got {cfg.condgan_pool_size}")
 
 
 def parse_ratios(text: str) -> tuple[float, ...]:

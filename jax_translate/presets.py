@@ -11,10 +11,14 @@ steps of the evaluation classifier) and ``notes`` (one line for logs).
 
 from __future__ import annotations
 
+import dataclasses
+
 from jax_translate.models import MODEL_PRESETS
 
 ELEVEN = tuple(round(0.1 * i, 1) for i in range(11))
 PAPER_STEPS = 200 * 700  # 200 epochs of 700 images at batch 1
+# The reference stored intensities as uint8 0..100, then /255 and (x - 0.5) / 0.5.
+REFERENCE_INTENSITY_RANGE = (-1.0, 2 * 100 / 255 - 1)  # (-1, -0.216)
 
 # Keys a preset (or an experiment config) may hold that are not SweepConfig fields.
 EXTRA_KEYS = ("classifier_steps", "notes")
@@ -27,9 +31,14 @@ PRESETS: dict[str, dict] = {
         n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=1500, steps_per_call=0, checkpoint_every=500, log_every=50,
         notes="64x64, narrow ResNet, 3 ratios: shows the effect on a CPU in minutes"),
-    # ../shared/PAPER.md: 256x128, ResNet-9 (ngf 64), 11 ratios, 200 epochs.
+    # ../shared/PAPER.md: 256x128, ResNet-9 (ngf 64), 11 ratios, 200 epochs, and the
+    # reference code's actual settings (README, "Differences from the paper").
     "paper": dict(
-        model=MODEL_PRESETS["paper"], size="256x128", target_tumor_ratios=ELEVEN, seeds=1,
+        model=dataclasses.replace(MODEL_PRESETS["paper"], upsample="transpose", dropout=0.5),
+        test_dropout=True, upscale=2, intensity_range=REFERENCE_INTENSITY_RANGE,
+        domain_protocol="reference", condgan_gan_loss="lsgan", condgan_pool_size=50,
+        condgan_discriminator_first=True,
+        size="256x128", target_tumor_ratios=ELEVEN, seeds=1,
         steps={"cyclegan": PAPER_STEPS, "gan": PAPER_STEPS, "condgan": PAPER_STEPS,
                "l1": PAPER_STEPS},
         n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,

@@ -132,7 +132,9 @@ class RunFolder:
     def image_shape(self, cfg: SweepConfig) -> tuple[int, int]:
         """The image shape trained on: run.json's, else the config's size."""
         shape = self.run_info().get("image_shape")
-        return tuple(shape) if shape else size_to_shape(cfg.size)
+        if shape:
+            return tuple(shape)
+        return tuple(cfg.upscale * n for n in size_to_shape(cfg.size))
 
     def restore_final(self, cfg: SweepConfig | None = None):
         """The stacked state at the last step; refused if there is none."""

@@ -18,7 +18,8 @@ EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*/conf
 def test_presets_override_the_defaults():
     paper = make_config("cyclegan", "paper")
     assert (paper.size, paper.model, paper.steps, len(paper.target_tumor_ratios)) == (
-        "256x128", MODEL_PRESETS["paper"], 200 * 700, 11)
+        "256x128", dataclasses.replace(MODEL_PRESETS["paper"], upsample="transpose", dropout=0.5),
+        200 * 700, 11)
     cpu = make_config("l1", "cpu", steps=7, seeds=2)
     assert (cpu.steps, cpu.seeds, cpu.target_tumor_ratios) == (7, 2, (0.0, 0.5, 1.0))
     assert make_config("gan", "tiny", steps={"gan": 3, "l1": 9}).steps == 3

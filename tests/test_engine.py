@@ -46,7 +46,7 @@ def test_vmapped_sweep_equals_members_alone(method, train):
                                     atol=2e-4)
         chex.assert_trees_all_close(metrics_i, pick(swept_metrics), rtol=1e-4, atol=1e-5)
         for d in m.discriminators:
-            score = jax.jit(lambda p: m._score(p, d, probe, probe))
+            score = jax.jit(lambda p: m._score(p, d, m._conditioned(probe, probe)))
             chex.assert_trees_all_close(score(state_i.discriminator), score(
                 pick(swept.discriminator)), atol=2e-4)
         assert int(state_i.step) == 4
@@ -105,7 +105,7 @@ def test_member_batches_have_its_tumor_ratio(train):
         member = jax.tree_util.tree_map(lambda x: x[i], members)
         assert labels[np.asarray(member.target_index)].mean() == pytest.approx(ratio)
         keys = jax.random.split(jax.random.PRNGKey(i), 2000)
-        draw = jax.jit(jax.vmap(lambda k: sample_batch(shared, member, k, 1, False)[1]))
+        draw = jax.jit(jax.vmap(lambda k: sample_batch(shared, member, k, cfg, jnp.int32(0))[1]))
         sampled = labels[np.asarray(draw(keys)).ravel()]
         assert abs(sampled.mean() - ratio) < 0.04
         # and the source domain stays at 50% whatever the target ratio

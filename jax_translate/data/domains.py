@@ -5,6 +5,13 @@ at 50% tumor and a target domain (T1) whose tumor share is the bias setting;
 for paired methods, the same slices as (Flair, T1) pairs at that share; and a
 holdout set at 50% tumor from holdout patients. Counts are exact:
 ``round(ratio * n)`` tumor slices.
+
+Two protocols for the unpaired domains. Ours (:func:`unpaired_domains`,
+"disjoint") takes source and target from disjoint patients and redraws the
+source for every ratio. The reference code's (:func:`reference_domains`)
+draws the source once per seed, the same for every ratio, and both domains
+from all training patients, so they may share patients and even slices.
+Paired domains are the same in both.
 """
 
 from __future__ import annotations
@@ -85,6 +92,26 @@ def unpaired_domains(labels: np.ndarray, patient_id: np.ndarray, target_tumor_ra
                    rng, "the source domain")
     target = _draw(labels, in_target, n_target_tumor, sizes.n_target - n_target_tumor,
                    rng, f"the target domain at ratio {ratio:g}")
+    return source, target
+
+
+def reference_domains(labels: np.ndarray, target_tumor_ratio: float,
+                      sizes: DomainSizes = DomainSizes(), seed: int = 0
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(source, target) indices as the reference code built them.
+
+    The source (50% tumor) depends on the seed only, not on the ratio; both
+    domains are drawn from every training slice and may overlap.
+    """
+    ratio = check_ratio(target_tumor_ratio)
+    everyone = np.arange(len(labels))
+    n_source_tumor = round(0.5 * sizes.n_source)
+    n_target_tumor = round(ratio * sizes.n_target)
+    source = _draw(labels, everyone, n_source_tumor, sizes.n_source - n_source_tumor,
+                   np.random.default_rng([seed, 5]), "the source domain")
+    target = _draw(labels, everyone, n_target_tumor, sizes.n_target - n_target_tumor,
+                   np.random.default_rng([seed, 6, round(ratio * 1_000_000)]),
+                   f"the target domain at ratio {ratio:g}")
     return source, target
 
 

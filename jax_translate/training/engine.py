@@ -42,7 +42,7 @@ def member_steps(method: Method, n_steps: int, shared: SharedData, state: TrainS
 
     def body(state, _):
         key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1 << 20)
-        batch, _ = sample_batch(shared, member, key, cfg.batch_size, cfg.paired)
+        batch, _ = sample_batch(shared, member, key, cfg, state.step)
         active = state.step < cfg.steps
         state, metrics = train_step(method, state, batch, member.lr_scale, active)
         return state, (metrics, active)

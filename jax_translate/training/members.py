@@ -33,13 +33,42 @@ class MemberData:
     lr_scale: jnp.ndarray      # () float32, 1.0 except in tests of divergence
 
 
-def to_model_range(images: np.ndarray) -> np.ndarray:
-    """[0, 1] images (N, H, W) -> [-1, 1] with a channel axis, as tanh outputs."""
-    return (2.0 * np.asarray(images, np.float32) - 1.0)[..., None]
+def to_model_range(images: np.ndarray, intensity_range=(-1.0, 1.0)) -> np.ndarray:
+    """[0, 1] images (N, H, W) -> ``intensity_range`` (inside tanh's [-1, 1]), with a channel axis.
+
+    The reference's (-1, -0.216) comes from storing 0..100 in uint8 and then
+    normalising x/255 as if it spanned 0..255.
+    """
+    low, high = intensity_range
+    return (low + (high - low) * np.asarray(images, np.float32))[..., None]
 
 
-def from_model_range(images) -> np.ndarray:
-    return np.clip((np.asarray(images)[..., 0] + 1.0) / 2.0, 0.0, 1.0)
+def from_model_range(images, intensity_range=(-1.0, 1.0)) -> np.ndarray:
+    """The inverse of :func:`to_model_range`, clipped to [0, 1]."""
+    low, high = intensity_range
+    return np.clip((np.asarray(images)[..., 0] - low) / (high - low), 0.0, 1.0)
+
+
+def upsample(images: jnp.ndarray, factor: int) -> jnp.ndarray:
+    """(B, H, W, C) -> (B, factor*H, factor*W, C), bilinear as the reference's scale_width."""
+    if factor == 1:
+        return images
+    b, h, w, c = images.shape
+    return jax.image.resize(images, (b, factor * h, factor * w, c), "bilinear")
+
+
+def downsample(images: jnp.ndarray, factor: int) -> jnp.ndarray:
+    """(B, factor*H, factor*W, C) -> (B, H, W, C), each pixel the mean of its factor x factor block."""
+    if factor == 1:
+        return images
+    b, h, w, c = images.shape
+    return images.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+
+
+def model_image_shape(cfg: SweepConfig, dataset_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(H, W) of the images the models see: the dataset's (H, W) times ``cfg.upscale``."""
+    height, width = dataset_shape[-2:]
+    return cfg.upscale * height, cfg.upscale * width
 
 
 def domain_indices(cfg: SweepConfig, train: SliceSet, ratio: float, seed: int
@@ -49,6 +78,8 @@ def domain_indices(cfg: SweepConfig, train: SliceSet, ratio: float, seed: int
     if cfg.paired:
         pairs = domains.paired_domain(train.label, ratio, sizes, seed)
         return pairs, pairs
+    if cfg.domain_protocol == "reference":
+        return domains.reference_domains(train.label, ratio, sizes, seed)
     return domains.unpaired_domains(train.label, train.patient_id, ratio, sizes, seed)
 
 
@@ -61,8 +92,8 @@ def build_members(cfg: SweepConfig, train: SliceSet,
     pairs = [domain_indices(cfg, train, r, s) for r, s in cfg.members]
     used = np.unique(np.concatenate([np.concatenate(p) for p in pairs]))
     remap = lambda index: np.searchsorted(used, index).astype(np.int32)  # noqa: E731
-    shared = SharedData(flair=jnp.asarray(to_model_range(train.flair[used])),
-                        t1=jnp.asarray(to_model_range(train.t1[used])),
+    shared = SharedData(flair=jnp.asarray(to_model_range(train.flair[used], cfg.intensity_range)),
+                        t1=jnp.asarray(to_model_range(train.t1[used], cfg.intensity_range)),
                         label=jnp.asarray(train.label[used], jnp.int32))
     n = len(pairs)
     scales = np.ones(n, np.float32) if lr_scales is None else np.asarray(lr_scales, np.float32)
@@ -73,14 +104,25 @@ def build_members(cfg: SweepConfig, train: SliceSet,
     return shared, members
 
 
-def sample_batch(shared: SharedData, member: MemberData, key: jax.Array, batch_size: int,
-                 paired: bool) -> tuple[Batch, jnp.ndarray]:
-    """A batch drawn uniformly (with replacement) from the member's domains.
+def sample_batch(shared: SharedData, member: MemberData, key: jax.Array, cfg: SweepConfig,
+                 step: jnp.ndarray) -> tuple[Batch, jnp.ndarray]:
+    """The member's batch at ``step`` (traced), upscaled by ``cfg.upscale``.
 
-    Returns the batch and the SharedData indices of its target images.
+    Drawn uniformly (with replacement) from the member's domains, or, for
+    ``cfg.serial_batches``, pairs ``step * B + j`` (mod the number of pairs)
+    in order, as the reference's unshuffled loader. Returns the batch and the
+    SharedData indices of its target images.
     """
-    source_key, target_key = jax.random.split(key)
-    pick = lambda k, index: index[jax.random.randint(k, (batch_size,), 0, index.shape[0])]  # noqa: E731
-    target = pick(target_key, member.target_index)
-    source = target if paired else pick(source_key, member.source_index)
-    return Batch(source=shared.flair[source], target=shared.t1[target]), target
+    batch_size = cfg.batch_size
+    if cfg.serial_batches:
+        n = member.target_index.shape[0]
+        position = (step * batch_size + jnp.arange(batch_size)) % n
+        target = source = member.target_index[position]
+    else:
+        source_key, target_key = jax.random.split(key)
+        pick = lambda k, index: index[jax.random.randint(k, (batch_size,), 0, index.shape[0])]  # noqa: E731
+        target = pick(target_key, member.target_index)
+        source = target if cfg.paired else pick(source_key, member.source_index)
+    batch = Batch(source=upsample(shared.flair[source], cfg.upscale),
+                  target=upsample(shared.t1[target], cfg.upscale))
+    return batch, target

@@ -3,7 +3,9 @@
 Every method has a generator ``ab`` (Flair -> T1, the translator we evaluate)
 and says how to score it. ``train_step`` is shared: update the generators on
 their loss, then the discriminators on real images and pooled fakes made by
-the generators *before* their update (as the reference code does).
+the generators *before* their update (as the reference code does for
+CycleGAN). With ``condgan_discriminator_first`` condgan updates D first and
+then G against the updated D, as the reference's pix2pix does.
 
 - ``cyclegan``: generators ab and ba, discriminators b (on T1) and a (on
   Flair); LSGAN + cycle loss (lambda each way) + identity loss
@@ -11,14 +13,16 @@ the generators *before* their update (as the reference code does).
 - ``gan``: generator ab and discriminator b only; LSGAN only; nothing ties the
   output to the input. Unpaired.
 - ``condgan``: pix2pix's conditional discriminator on (source, output) pairs,
-  vanilla (cross-entropy) GAN loss, no L1 term, no image pool (pix2pix's
-  pool_size is 0). Paired.
+  vanilla (cross-entropy) GAN loss, no L1 term, no image pool by default;
+  ``condgan_gan_loss="lsgan"`` and ``condgan_pool_size=50`` (a pool of
+  (source, output) pairs) are the reference's. Paired.
 - ``l1``: pixel L1 to the paired target only. No discriminator. Paired.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax
@@ -74,11 +78,15 @@ class Method:
 
     @property
     def pool_size(self) -> int:
-        return 0 if self.name == "condgan" else self.cfg.pool_size
+        return self.cfg.condgan_pool_size if self.name == "condgan" else self.cfg.pool_size
 
     @property
     def gan_loss(self):
-        return GAN_LOSSES["vanilla" if self.name == "condgan" else "lsgan"]
+        return GAN_LOSSES[self.cfg.condgan_gan_loss if self.name == "condgan" else "lsgan"]
+
+    @property
+    def discriminator_first(self) -> bool:
+        return self.name == "condgan" and self.cfg.condgan_discriminator_first
 
     @property
     def generator_net(self):
@@ -107,7 +115,7 @@ class Method:
                          for d in self.discriminators}
         opt = self.optimizer()
         # No pool at all when its size is 0: checkpoints cannot hold empty arrays.
-        pools = {d: image_pool.init_pool(self.pool_size, (*image_shape, 1))
+        pools = {d: image_pool.init_pool(self.pool_size, d_input.shape[1:])
                  for d in self.discriminators if self.pool_size > 0}
         return TrainState(
             step=jnp.zeros((), jnp.int32), generator=generator, discriminator=discriminator,
@@ -125,9 +133,11 @@ class Method:
         return self.generator_net.apply(variables, images, train=True,
                                         rngs={"dropout": dropout_key})
 
-    def _score(self, discriminator: Params, name: str, images, source=None):
-        if self.name == "condgan":
-            images = jnp.concatenate([source, images], -1)
+    def _conditioned(self, source, images):
+        """What D "b" sees: (source, image) pairs for condgan (also in its pool), else images."""
+        return jnp.concatenate([source, images], -1) if self.name == "condgan" else images
+
+    def _score(self, discriminator: Params, name: str, images):
         return self.discriminator_net.apply({"params": discriminator[name]}, images)
 
     def generator_loss(self, generator: Params, discriminator: Params, batch: Batch,
@@ -144,8 +154,8 @@ class Method:
         if self.name == "l1":
             metrics["l1_loss"] = l1_loss(fake_b, b)
             return metrics["l1_loss"], (metrics, fakes)
-        fakes["b"] = fake_b
-        adv = self.gan_loss(self._score(discriminator, "b", fake_b, a), True)
+        fakes["b"] = self._conditioned(a, fake_b)
+        adv = self.gan_loss(self._score(discriminator, "b", fakes["b"]), True)
         if self.name == "cyclegan":
             lam, lam_id = self.cfg.lambda_cycle, self.cfg.lambda_identity * self.cfg.lambda_cycle
             fake_a = translate(b, "ba")
@@ -164,11 +174,11 @@ class Method:
 
     def discriminator_loss(self, discriminator: Params, batch: Batch, fakes: dict):
         """Half the sum of real and fake terms for each discriminator, summed."""
-        reals = {"b": batch.target, "a": batch.source}
+        reals = {"b": self._conditioned(batch.source, batch.target), "a": batch.source}
         total = 0.0
         for d in self.discriminators:
-            real = self.gan_loss(self._score(discriminator, d, reals[d], batch.source), True)
-            fake = self.gan_loss(self._score(discriminator, d, fakes[d], batch.source), False)
+            real = self.gan_loss(self._score(discriminator, d, reals[d]), True)
+            fake = self.gan_loss(self._score(discriminator, d, fakes[d]), False)
             total = total + 0.5 * (real + fake)
         return total, {"discriminator_loss": total}
 
@@ -184,6 +194,21 @@ def _scaled_update(params, grads, opt_state, opt, lr_scale):
     return optax.apply_updates(params, updates), opt_state
 
 
+def _update_discriminators(method: Method, state: TrainState, batch: Batch, opt, lr_scale,
+                           key: jax.Array, fakes: dict):
+    """(discriminator, its optimizer state, pools, metrics) after one step on pooled ``fakes``."""
+    fakes = jax.lax.stop_gradient(fakes)
+    pools, pooled = {}, dict(fakes)
+    for i, d in enumerate(state.pools):
+        pools[d], pooled[d] = image_pool.query_pool(
+            state.pools[d], fakes[d], jax.random.fold_in(key, i))
+    (_, d_metrics), d_grads = jax.value_and_grad(
+        method.discriminator_loss, has_aux=True)(state.discriminator, batch, pooled)
+    discriminator, discriminator_opt = _scaled_update(
+        state.discriminator, d_grads, state.discriminator_opt, opt, lr_scale)
+    return discriminator, discriminator_opt, pools, d_metrics
+
+
 def train_step(method: Method, state: TrainState, batch: Batch, lr_scale: jnp.ndarray,
                active: jnp.ndarray) -> tuple[TrainState, dict]:
     """One optimizer step of one member.
@@ -195,26 +220,22 @@ def train_step(method: Method, state: TrainState, batch: Batch, lr_scale: jnp.nd
     """
     opt = method.optimizer()
     key = jax.random.fold_in(state.key, state.step)
+    g_key = jax.random.fold_in(key, 7919)
+    d_update = functools.partial(_update_discriminators, method, state, batch, opt, lr_scale, key)
+    discriminator, discriminator_opt, pools, d_metrics = (
+        state.discriminator, state.discriminator_opt, state.pools, {})
+    if method.discriminator_first:
+        # D on this step's fakes, then G against the updated D; the same dropout
+        # key makes G's second forward pass produce the same fakes.
+        _, (_, fakes) = method.generator_loss(state.generator, state.discriminator, batch, g_key)
+        discriminator, discriminator_opt, pools, d_metrics = d_update(fakes)
     (g_loss, (metrics, fakes)), g_grads = jax.value_and_grad(
-        method.generator_loss, has_aux=True)(state.generator, state.discriminator, batch,
-                                             jax.random.fold_in(key, 7919))
+        method.generator_loss, has_aux=True)(state.generator, discriminator, batch, g_key)
     generator, generator_opt = _scaled_update(
         state.generator, g_grads, state.generator_opt, opt, lr_scale)
-    metrics = {"generator_loss": g_loss, **metrics}
-
-    discriminator, discriminator_opt, pools = (
-        state.discriminator, state.discriminator_opt, state.pools)
-    if method.discriminators:
-        fakes = jax.lax.stop_gradient(fakes)
-        pools, pooled = {}, dict(fakes)
-        for i, d in enumerate(state.pools):
-            pools[d], pooled[d] = image_pool.query_pool(
-                state.pools[d], fakes[d], jax.random.fold_in(key, i))
-        (_, d_metrics), d_grads = jax.value_and_grad(
-            method.discriminator_loss, has_aux=True)(state.discriminator, batch, pooled)
-        discriminator, discriminator_opt = _scaled_update(
-            state.discriminator, d_grads, state.discriminator_opt, opt, lr_scale)
-        metrics.update(d_metrics)
+    if method.discriminators and not method.discriminator_first:
+        discriminator, discriminator_opt, pools, d_metrics = d_update(fakes)
+    metrics = {"generator_loss": g_loss, **metrics, **d_metrics}
 
     new = state.replace(step=state.step + 1, generator=generator, discriminator=discriminator,
                         generator_opt=generator_opt, discriminator_opt=discriminator_opt,

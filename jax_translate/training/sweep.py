@@ -24,7 +24,7 @@ from jax_translate.config import SweepConfig
 from jax_translate.data.dataset import SliceSet
 from jax_translate.errors import UsageError
 from jax_translate.training import checkpoints, distributed, engine, sharding
-from jax_translate.training.members import build_members
+from jax_translate.training.members import build_members, model_image_shape
 from jax_translate.training.methods import Method, TrainState
 from jax_translate.run_folder import RunFolder, load_splits
 
@@ -106,7 +106,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
         return SweepResult(cfg, None, axis, 0.0, 0.0, 0)  # nothing to compile or load
     splits = splits if splits is not None else load_splits(cfg)
     shared, members = build_members(cfg, splits["train"], lr_scales)
-    image_shape = splits["train"].flair.shape[1:]
+    image_shape = model_image_shape(cfg, splits["train"].flair.shape)
     seeds = np.asarray([s for _, s in cfg.members])
     states = engine.init_states(method, seeds, image_shape)
 
