@@ -36,6 +36,14 @@ def member_name(ratio: float, seed: int) -> str:
     return f"ratio={ratio:g}/seed={seed}"
 
 
+def parse_metrics_line(line: str) -> dict | None:
+    """A metrics line, or None for a blank one or one cut short by a killed process."""
+    try:
+        return json.loads(line) if line.strip() else None
+    except json.JSONDecodeError:
+        return None
+
+
 def load_splits(cfg: SweepConfig) -> dict:
     """The dataset ``cfg`` trains and evaluates on (built on first use)."""
     from jax_translate.data import dataset
@@ -82,6 +90,16 @@ class RunFolder:
 
     def metrics_path(self, ratio: float, seed: int) -> Path:
         return self.metrics_dir / (member_name(ratio, seed).replace("/", "_") + ".jsonl")
+
+    def metrics(self, cfg: SweepConfig | None = None) -> dict[str, list[dict]]:
+        """Each member's logged rows (``train/...`` values by step), by member name."""
+        out = {}
+        for ratio, seed in (cfg or self.config()).members:
+            path = self.metrics_path(ratio, seed)
+            lines = path.read_text().splitlines() if path.exists() else []
+            out[member_name(ratio, seed)] = [
+                row for row in map(parse_metrics_line, lines) if row is not None]
+        return out
 
     def bind(self, cfg: SweepConfig) -> bool:
         """Writes cfg into a new run folder, or checks it against the folder's.

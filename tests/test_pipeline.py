@@ -9,7 +9,8 @@ import pytest
 from conftest import tiny_config
 from jax_translate import cli
 from jax_translate.evaluation import classifier as classifier_lib
-from jax_translate.evaluation import evaluate
+from jax_translate.evaluation import evaluate, figures
+from jax_translate.run_folder import RunFolder
 from jax_translate.training.sweep import train_sweep
 
 
@@ -52,6 +53,16 @@ def test_evaluate_writes_every_output(tmp_path, tiny_splits):
     assert data["aggregate"][0]["n_seeds"] == 2
     for name in ("bias_curve.png", "examples.png"):
         assert (tmp_path / name).stat().st_size > 1000
+    # losses.png draws every member's logged losses against the step
+    assert (tmp_path / "losses.png").exists()
+    logged = RunFolder(tmp_path).metrics()
+    fig = figures.loss_figure(logged)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert {"generator_loss", "discriminator_loss", "cycle_loss"} <= set(titles)
+    for ax in fig.axes:
+        assert len(ax.lines) == len(cfg.members)
+        assert [list(line.get_xdata()) for line in ax.lines] == [
+            [r["step"] for r in rows] for rows in logged.values()]
 
 
 def test_evaluate_refuses_unfinished_or_foreign_folders(tmp_path, tiny_splits):

@@ -126,7 +126,7 @@ def _balanced_batches(labels: np.ndarray, batch_size: int, steps: int, seed: int
 def train_classifier(train: SliceSet, cfg: ClassifierConfig = ClassifierConfig(),
                      progress: bool = False):
     """Params of the segmenter trained on the real T1 slices and masks of ``train``."""
-    from tqdm.auto import tqdm
+    from jax_translate import progress as progress_lib
 
     model = TumorSegmenter(cfg.width)
     images = jnp.asarray(train.t1[..., None])
@@ -152,7 +152,7 @@ def train_classifier(train: SliceSet, cfg: ClassifierConfig = ClassifierConfig()
         return optax.apply_updates(params, updates), opt_state, loss
 
     batches = _balanced_batches(np.asarray(train.label), cfg.batch_size, cfg.steps, cfg.seed)
-    for i in tqdm(range(cfg.steps), desc="classifier", disable=not progress, unit="step"):
+    for i in progress_lib.steps(cfg.steps, desc="classifier", disable=not progress):
         params, opt_state, _ = step(params, opt_state, batches[i], jax.random.fold_in(key, i))
     return params
 

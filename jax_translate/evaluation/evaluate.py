@@ -10,7 +10,8 @@
   (``quality.quality_verdict`` on its healthy rows' fidelity_r);
 - ``translations.npz``: every member's translated holdout images, with what
   is needed to re-analyse them without rerunning;
-- ``bias_curve.png`` and ``examples.png``.
+- ``bias_curve.png``, ``examples.png`` and ``losses.png`` (the training losses
+  of every member, from ``metrics/``).
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
 
     workdir = folder.path
     outputs = {name: workdir / name for name in
-               (RESULTS_CSV, RESULTS_JSON, "translations.npz", "bias_curve.png", "examples.png")}
+               (RESULTS_CSV, RESULTS_JSON, "translations.npz", "bias_curve.png", "examples.png",
+                "losses.png")}
     tmp = workdir / ".translations.tmp.npz"
     np.savez_compressed(
         tmp, translated=translated.astype(np.float16), source=test.flair.astype(np.float16),
@@ -175,6 +177,7 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
         seed=np.asarray([s for _, s in cfg.members]), pred_tumor=pred, method=cfg.method)
     tmp.replace(outputs["translations.npz"])
     figures.bias_curves(rows, outputs["bias_curve.png"])
+    figures.loss_curves(folder.metrics(cfg), outputs["losses.png"])
     figures.example_grid(translated, test, cfg.members, cfg.method, outputs["examples.png"])
     io_utils.atomic_write_text(outputs[RESULTS_CSV], rows_to_csv(rows))
     io_utils.atomic_write_json(outputs[RESULTS_JSON], {

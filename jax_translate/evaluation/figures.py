@@ -133,3 +133,29 @@ def example_grid(translated: np.ndarray, test: SliceSet, members: list[tuple[flo
     out = _save(fig, out)
     plt.close(fig)
     return out
+
+
+def loss_figure(metrics: dict[str, list[dict]]):
+    """One panel per logged loss, one line per member, against the step."""
+    plt = _pyplot()
+    keys = sorted({k for rows in metrics.values() for row in rows for k in row
+                   if k.startswith("train/") and k.endswith("_loss")})
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(3.2 * max(len(keys), 1), 2.8),
+                             squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, rows in metrics.items():
+            ax.plot([r["step"] for r in rows], [r.get(key, np.nan) for r in rows], label=name)
+        ax.set_title(key.removeprefix("train/"))
+        ax.set_xlabel("step")
+    if keys:
+        axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(metrics: dict[str, list[dict]], out: Path) -> Path:
+    """``losses.png``: the training losses of every member (from the metrics files)."""
+    fig = loss_figure(metrics)
+    _save(fig, out)
+    _pyplot().close(fig)
+    return Path(out)

@@ -20,13 +20,14 @@ import jax
 import numpy as np
 
 from jax_translate import io_utils
+from jax_translate import progress as progress_lib
 from jax_translate.config import SweepConfig
 from jax_translate.data.dataset import SliceSet
 from jax_translate.errors import UsageError
 from jax_translate.training import checkpoints, distributed, engine, sharding
 from jax_translate.training.members import build_members, model_image_shape
 from jax_translate.training.methods import Method, TrainState
-from jax_translate.run_folder import RunFolder, load_splits
+from jax_translate.run_folder import RunFolder, load_splits, parse_metrics_line
 
 @dataclasses.dataclass
 class SweepResult:
@@ -51,7 +52,7 @@ class _MetricsLog:
         for path in self.paths:  # drop lines written after the checkpoint we resume from
             if path.exists():
                 kept = [line for line in path.read_text().splitlines()
-                        if (row := _parse_row(line)) is not None and row["step"] <= resume_step]
+                        if (row := parse_metrics_line(line)) is not None and row["step"] <= resume_step]
                 io_utils.atomic_write_text(path, "".join(k + "\n" for k in kept))
 
     def write(self, step: int, metrics: dict, diverged: np.ndarray) -> None:
@@ -62,14 +63,6 @@ class _MetricsLog:
                    "diverged": bool(diverged[i])}
             with path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-
-
-def _parse_row(line: str) -> dict | None:
-    """A metrics line, or None for a blank one or one cut short by a killed process."""
-    try:
-        return json.loads(line) if line.strip() else None
-    except json.JSONDecodeError:
-        return None
 
 
 def _summary(metrics: dict, diverged: np.ndarray, member_steps_per_s: float) -> str:
@@ -91,8 +84,6 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     scales one member's learning rate (divergence tests); ``stop_after`` ends
     the call after that many steps, as an interruption would.
     """
-    from tqdm.auto import tqdm
-
     method = Method(cfg)
     axis = engine.resolve_member_axis(cfg.member_axis)
     layout = sharding.MemberLayout.create(len(cfg.members))
@@ -130,8 +121,8 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     step, t_train = start, time.perf_counter()
     synced_step, synced_at = start, t_train
-    bar = tqdm(total=cfg.steps, initial=start, unit="step", disable=not (progress and primary),
-               desc=f"{cfg.method} x{len(cfg.members)}", dynamic_ncols=True)
+    bar = progress_lib.bar(cfg.steps, start, f"{cfg.method} x{len(cfg.members)}",
+                           disable=not (progress and primary))
     try:
         while step < end:
             states, metrics = step_fn(shared, states, members)
