@@ -14,11 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_translate import flops
 from jax_translate.config import make_config
 from jax_translate.data.dataset import SliceSet
 from jax_translate.data.slices import image_shape
-from jax_translate.training import engine
-from jax_translate.training.members import build_members
+from jax_translate.training import autotune, engine
+from jax_translate.training.members import build_members, model_image_shape
 from jax_translate.training.methods import Method
 
 
@@ -38,58 +39,36 @@ def synthetic_slices(size: str = "64", n_patients: int = 50, per_patient: int = 
                     slice_index=np.tile(np.arange(per_patient), n_patients).astype(np.int32))
 
 
+# Overrides of the preset that every benchmark call applies (run.py's --upscale etc.).
+OVERRIDES: dict = {}
+
+
 def sweep_config(method: str, n_members: int, preset: str, size: str):
     ratios = tuple(float(r) for r in np.round(np.linspace(0, 1, n_members), 6))
-    return make_config(method, preset, size=size, target_tumor_ratios=ratios, steps=10**6)
-
-
-def _memory_bytes(compiled) -> int | None:
-    """Arguments + outputs + temporaries of one compiled program (XLA's estimate)."""
-    try:
-        m = compiled.memory_analysis()
-        return int(m.argument_size_in_bytes + m.output_size_in_bytes
-                   - m.alias_size_in_bytes + m.temp_size_in_bytes)
-    except Exception:  # not every backend reports it
-        return None
-
-
-def _flops(compiled) -> float | None:
-    try:
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        return float(cost["flops"])
-    except Exception:
-        return None
+    return make_config(method, preset, size=size, target_tumor_ratios=ratios, steps=10**6,
+                       **OVERRIDES)
 
 
 def flops_per_member_step(method: str, preset: str, size: str, slices: SliceSet) -> float:
-    """FLOPs of one member's training step, from XLA's cost analysis.
+    """FLOPs of one member's training step, counted from the layer shapes (:mod:`flops`).
 
-    Counted on the loop-free single-member program (a scan body would be
-    counted once whatever its trip count), so it is the same number for
-    every strategy: the arithmetic a member-step needs. Counted on the CPU
-    backend whatever the machine: a GPU program hides its convolutions in
-    cuDNN calls that the analysis does not count (it reported 0.1 GFLOP for
-    a 4.3 GFLOP step on an H100).
+    Not from XLA's cost analysis: a GPU program hides its convolutions in
+    cuDNN calls that the analysis does not count (0.1 GFLOP for a 4.3 GFLOP
+    step on an H100), and the CPU count of the paper-sized step reported
+    3.6 GFLOP for ~1,060 (issue 11). The analytic count is within 4% of XLA's
+    CPU count of the loop-free cpu-preset step for every method.
     """
-    cpu = jax.devices("cpu")[0]
-    with jax.default_device(cpu):
-        m, shared, states, members = _sweep(method, 1, preset, size, slices)
-        args = jax.device_put((shared, _first(states), _first(members)), cpu)
-        step = jax.jit(lambda sh, st, me: engine.member_steps(m, 1, sh, st, me))
-        return _flops(step.lower(*args).compile())
+    cfg = sweep_config(method, 1, preset, size)
+    return flops.member_step_flops(cfg, model_image_shape(cfg, slices.t1.shape))
 
 
 def _sweep(method: str, n_members: int, preset: str, size: str, slices: SliceSet):
     """(method, shared data, stacked initial states, member data) of an N-member sweep."""
     m = Method(sweep_config(method, n_members, preset, size))
     shared, members = build_members(m.cfg, slices)
-    states = engine.init_states(m, np.zeros(n_members, int), slices.t1.shape[1:])
+    states = engine.init_states(m, np.zeros(n_members, int),
+                                model_image_shape(m.cfg, slices.t1.shape))
     return m, shared, states, members
-
-
-def _first(tree):
-    return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 
 def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
@@ -101,7 +80,7 @@ def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
     step = engine.make_sweep_step(m, k, axis, conv_impl=conv_impl).lower(
         shared, states, members).compile()
     compile_s = time.perf_counter() - t0
-    memory = _memory_bytes(step)
+    memory = autotune.memory_bytes(step)
     states, _ = step(shared, states, members)  # warm-up
     jax.block_until_ready(states)
     calls, t0 = 0, time.perf_counter()

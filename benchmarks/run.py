@@ -6,9 +6,12 @@ One command, everything side by side in one process (see README.md here):
 2. PyTorch eager training the same members one after another (the
    reference implementation's way), and the JAX/PyTorch ratio at the largest N
    with the strategy ``auto`` picks;
-3. FLOPs per member-step from XLA's cost analysis, over time, against a
-   measured matmul peak;
-4. compile time and XLA's memory estimate per strategy and N.
+3. FLOPs per member-step counted from the layer shapes (``jax_translate.flops``),
+   over time, against the card's TF32 and bf16 peaks and a measured matmul
+   peak;
+4. compile time and XLA's memory estimate per strategy and N;
+5. with the paper preset, the projected wall time of the paper's protocol
+   (4 methods x 11 ratios x 140k steps) at the fastest measured strategy.
 
 Writes ``--out`` (JSON) and the same name with ``.md`` (a table).
 """
@@ -30,8 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax_side  # noqa: E402
 
-from jax_translate.models import MODEL_PRESETS  # noqa: E402
-from jax_translate.training import engine  # noqa: E402
+from jax_translate import flops as flops_lib  # noqa: E402
+from jax_translate.training import engine, eta  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -46,6 +49,11 @@ def parse_args(argv=None):
                         "(default: every strategy at every N)")
     p.add_argument("--preset", default="cpu", help="model preset (cpu, paper, tiny)")
     p.add_argument("--size", default="64", help="image size (64, 128, 256x128)")
+    p.add_argument("--upscale", type=int, default=None,
+                   help="override the preset's upscale (the paper preset trains at 2x)")
+    p.add_argument("--upsample", default=None, choices=("resize", "transpose"),
+                   help="override the preset's upsampling")
+    p.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
     p.add_argument("--steps-per-call", type=int, default=0, help="0: auto for the backend")
     p.add_argument("--min-seconds", type=float, default=3.0, help="timed seconds per row")
     p.add_argument("--torch", default="auto", choices=("auto", "cpu", "cuda", "none"),
@@ -82,12 +90,14 @@ class Results:
 
     def __init__(self, args):
         self.args, self.t0 = args, time.perf_counter()
+        cfg = jax_side.sweep_config("cyclegan", 1, args.preset, args.size)
         self.data = {
             "machine": args.machine or describe_machine(),
             "backend": jax.default_backend(),
             "versions": versions(),
-            "model": {"preset": args.preset, "size": args.size,
-                      "config": dataclasses.asdict(MODEL_PRESETS[args.preset])},
+            "model": {"preset": args.preset, "size": args.size, "upscale": cfg.upscale,
+                      "overrides": dict(jax_side.OVERRIDES),
+                      "config": dataclasses.asdict(cfg.model)},
             "command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]),
             "auto_strategy": strategy_label(engine.resolve_member_axis("auto")),
             "steps_per_call": engine.resolve_steps_per_call(args.steps_per_call),
@@ -124,7 +134,10 @@ def run(args) -> dict:
     print(f"{d['machine']} | backend {d['backend']} | auto: {d['auto_strategy']}, "
           f"K={k} | preset {args.preset} {args.size}", flush=True)
     d["matmul_peak_flops"] = jax_side.matmul_peak_flops()
-    print(f"matmul peak: {d['matmul_peak_flops'] / 1e9:.1f} GFLOP/s", flush=True)
+    d["peak_flops"] = {"measured": d["matmul_peak_flops"],
+                       **(flops_lib.peak_flops(jax.devices()[0].device_kind) or {})}
+    print("peaks (TFLOP/s): " + ", ".join(f"{k} {v / 1e12:.1f}" for k, v in d["peak_flops"].items()),
+          flush=True)
     strategies = [strategy_label(x) for x in args.strategies.split(",")]
     only = {strategy_label(spec): {int(n) for n in ns.split(",")}
             for spec, _, ns in (part.partition("=") for part in args.only.split(";") if part)}
@@ -167,6 +180,7 @@ def run(args) -> dict:
                 res.save()
         _summarise(d, method, n_compare)
         res.save()
+    _project_protocol(d, args)
     d["wall_s"] = time.perf_counter() - res.t0
     res.save()
     print(markdown(d))
@@ -182,17 +196,37 @@ def _summarise(d, method, n):
         if row["method"] == method and base:
             row["ratio_to_loop"] = row["member_steps_per_s"] / base
     auto = rates.get(d["auto_strategy"], {}).get(str(n))
-    flops, peak = d["flops_per_member_step"].get(method), d["matmul_peak_flops"]
+    flops, peaks = d["flops_per_member_step"].get(method), d["peak_flops"]
+    best = max((r[str(n)] for r in rates.values() if str(n) in r), default=None)
+    if best:
+        d.setdefault("best_member_steps_per_s", {})[method] = {"members": n, "value": best}
+        if flops:
+            d.setdefault("best_flops_utilisation", {})[method] = flops_lib.utilisation(
+                flops, best, peaks)
     if auto and loop.get(str(n)):
         d.setdefault("auto_over_loop", {})[method] = {"members": n, "value": auto / loop[str(n)]}
     if auto and flops:
-        d["flops_utilisation"][method] = flops * auto / peak
+        d["flops_utilisation"][method] = flops_lib.utilisation(flops, auto, peaks)
     torch_rate = d["torch_member_steps_per_s"].get(method, {}).get("value")
     if torch_rate:
         if auto:
             d["jax_over_torch"][method] = auto / torch_rate
         if flops:
-            d["torch_flops_utilisation"][method] = flops * torch_rate / peak
+            d["torch_flops_utilisation"][method] = flops_lib.utilisation(flops, torch_rate, peaks)
+
+
+def _project_protocol(d, args) -> None:
+    """The paper's protocol (4 methods x 11 ratios x 140k steps) at the best measured rates."""
+    best = {m: r["value"] for m, r in d.get("best_member_steps_per_s", {}).items()}
+    if args.preset != "paper" or not best:
+        return
+    seconds = eta.protocol_seconds(best)
+    missing = sorted({"cyclegan", "gan", "condgan", "l1"} - set(best))
+    d["paper_protocol"] = {"seconds": seconds, "methods_measured": sorted(best),
+                           "methods_missing": missing, "protocol": eta.PAPER_PROTOCOL}
+    print(f"paper protocol ({', '.join(sorted(best))} measured"
+          + (f"; {', '.join(missing)} not included" if missing else "")
+          + f"): about {eta.format_duration(seconds)} on this machine", flush=True)
 
 
 def _torch_rate(method, n, args, slices, device) -> float:
@@ -217,8 +251,9 @@ def markdown(d: dict) -> str:
              f"`{d['command']}`", "",
              f"Backend {d['backend']}; versions {d['versions']}; model preset "
              f"`{d['model']['preset']}` at {d['model']['size']}; K={d['steps_per_call']} steps "
-             f"per call; `auto` picks `{d['auto_strategy']}`. Matmul peak "
-             f"{d.get('matmul_peak_flops', 0) / 1e9:.1f} GFLOP/s.", "",
+             f"per call; `auto` picks `{d['auto_strategy']}`. Peaks (TFLOP/s): "
+             + ", ".join(f"{k} {v / 1e12:.1f}" for k, v in d.get("peak_flops", {}).items())
+             + ".", "",
              "| method | N | strategy (axis/conv) | member-steps/s | x loop | compile s "
              "| XLA memory MB |",
              "|---|---|---|---|---|---|---|"]
@@ -229,8 +264,8 @@ def markdown(d: dict) -> str:
                      f"{r['member_steps_per_s']:.2f} | {ratio} | {r['compile_s']:.1f} | {mem} |")
     if d["torch_member_steps_per_s"]:
         lines += ["", f"JAX with `auto` ({d['auto_strategy']}) against PyTorch eager, members "
-                  "one after another; utilisation is FLOPs per member-step (XLA cost analysis) "
-                  "times member-steps/s over the matmul peak.", "",
+                  "one after another; utilisation is FLOPs per member-step (counted from the "
+                  "layer shapes) times member-steps/s over each peak.", "",
                   "| method | N | JAX member-steps/s | PyTorch eager | JAX / PyTorch "
                   "| GFLOP per member-step | JAX utilisation | PyTorch utilisation |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -243,12 +278,50 @@ def markdown(d: dict) -> str:
             lines.append(
                 f"| {method} | {n} | {jax_rate:.2f} | {t['value']:.2f} ({t['device']}) | "
                 f"{d['jax_over_torch'][method]:.2f} | {flops / 1e9:.3f} | "
-                f"{100 * d['flops_utilisation'].get(method, 0):.1f}% | "
-                f"{100 * d['torch_flops_utilisation'].get(method, 0):.1f}% |")
+                f"{_percent(d['flops_utilisation'].get(method))} | "
+                f"{_percent(d['torch_flops_utilisation'].get(method))} |")
+    if d.get("best_member_steps_per_s"):
+        lines += ["", "Fastest measured strategy per method; utilisation against each peak.", "",
+                  "| method | N | member-steps/s | GFLOP per member-step | utilisation |",
+                  "|---|---|---|---|---|"]
+        for method, best in d["best_member_steps_per_s"].items():
+            flops = d["flops_per_member_step"].get(method) or 0
+            lines.append(f"| {method} | {best['members']} | {best['value']:.2f} | "
+                         f"{flops / 1e9:.1f} | "
+                         f"{_percent(d.get('best_flops_utilisation', {}).get(method))} |")
+    if d.get("paper_protocol"):
+        p = d["paper_protocol"]
+        lines += ["", f"Paper protocol (4 methods x 11 ratios x 140,000 steps) at these rates: "
+                  f"**{eta.format_duration(p['seconds'])}**"
+                  + (f" without {', '.join(p['methods_missing'])}" if p["methods_missing"] else "")
+                  + "."]
     if d["skipped"]:
         lines += ["", "Skipped: " + "; ".join(d["skipped"])]
     return "\n".join(lines) + "\n"
 
 
+def _percent(utilisation: dict | None) -> str:
+    """'tf32 10.1% / bf16 5.0% / measured 13.6%'."""
+    if not utilisation:
+        return "-"
+    return " / ".join(f"{k} {100 * v:.1f}%" for k, v in utilisation.items())
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    jax_side.OVERRIDES.update({k: v for k, v in (
+        ("upscale", args.upscale), ("dropout", args.dropout)) if v is not None})
+    if args.upsample is not None or args.dropout is not None:
+        cfg = jax_side.sweep_config("cyclegan", 1, args.preset, args.size)
+        model = dataclasses.asdict(cfg.model)
+        model.update({k: v for k, v in (("upsample", args.upsample), ("dropout", args.dropout))
+                      if v is not None})
+        jax_side.OVERRIDES.pop("dropout", None)
+        jax_side.OVERRIDES["model"] = model
+        if not model["dropout"]:
+            jax_side.OVERRIDES["test_dropout"] = False  # the paper preset's needs dropout
+    return run(args)
+
+
 if __name__ == "__main__":
-    run(parse_args())
+    main()

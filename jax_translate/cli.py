@@ -75,7 +75,7 @@ def _sweep_config(args):
     if args.ratios is not None:
         overrides["target_tumor_ratios"] = parse_ratios(args.ratios)
     for name in ("seeds", "member_axis", "conv_impl", "size", "steps", "batch_size",
-                 "checkpoint_every", "log_every", "steps_per_call"):
+                 "checkpoint_every", "log_every", "steps_per_call", "autotune"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     for name in ("data_dir", "brats_dir"):
@@ -183,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conv-impl", default=None, choices=CONV_IMPLS,
                    help="convolutions as lax.conv (xla) or batched matmuls (patches); "
                         "default auto: patches under vmap on accelerators")
+    p.add_argument("--autotune", dest="autotune", action="store_const", const="on",
+                   default=None, help="with member axis auto: time the strategies and keep the "
+                                      "fastest (default: on GPUs/TPUs only; cached per machine)")
+    p.add_argument("--no-autotune", dest="autotune", action="store_const", const="off",
+                   help="with member axis auto: use the static rule, measure nothing")
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--checkpoint-every", type=_positive_int, default=None)
     p.add_argument("--log-every", type=_positive_int, default=None)

@@ -26,6 +26,7 @@ from jax_translate.presets import EXTRA_KEYS, PRESETS
 METHODS = ("cyclegan", "condgan", "l1", "gan")
 PAIRED_METHODS = ("condgan", "l1")
 MEMBER_AXES = ("auto", "vmap", "map", "loop")
+AUTOTUNE_MODES = ("auto", "on", "off")  # auto: measure on accelerators only (training/autotune.py)
 CONV_IMPLS = ("auto", *layers.CONV_IMPLS)
 CONFIG_VERSION = 1
 DOMAIN_PROTOCOLS = ("disjoint", "reference")
@@ -33,7 +34,7 @@ GAN_LOSS_NAMES = ("vanilla", "lsgan")
 
 # Changing these does not change the numbers a run produces.
 RUNTIME_FIELDS = ("member_axis", "conv_impl", "data_dir", "log_every", "checkpoint_every",
-                  "steps_per_call")
+                  "steps_per_call", "autotune")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +72,7 @@ class SweepConfig:
     # Runtime only.
     member_axis: str = "auto"
     conv_impl: str = "auto"          # lax.conv ("xla") or batched matmuls ("patches")
+    autotune: str = "auto"           # member_axis auto: time the strategies ("auto": not on CPU)
     data_dir: str | None = None
     log_every: int = 50
     checkpoint_every: int = 500
@@ -150,6 +152,9 @@ def validate(cfg: SweepConfig) -> None:
             f"unknown conv impl {cfg.conv_impl!r}; choose one of {', '.join(CONV_IMPLS)}")
     if cfg.member_axis not in MEMBER_AXES:
         raise UsageError(f"unknown member axis {cfg.member_axis!r}; choose one of {', '.join(MEMBER_AXES)}")
+    if cfg.autotune not in AUTOTUNE_MODES:
+        raise UsageError(f"unknown autotune mode {cfg.autotune!r}; choose one of "
+                         f"{', '.join(AUTOTUNE_MODES)}")
     ratios = cfg.target_tumor_ratios
     if not ratios:
         raise UsageError("give at least one target tumor ratio")

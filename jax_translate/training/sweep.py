@@ -24,7 +24,7 @@ from jax_translate import progress as progress_lib
 from jax_translate.config import SweepConfig
 from jax_translate.data.dataset import SliceSet
 from jax_translate.errors import UsageError
-from jax_translate.training import checkpoints, distributed, engine, sharding
+from jax_translate.training import autotune, checkpoints, distributed, engine, eta, sharding
 from jax_translate.training.members import build_members, model_image_shape
 from jax_translate.training.methods import Method, TrainState
 from jax_translate.run_folder import RunFolder, load_splits, parse_metrics_line
@@ -105,16 +105,26 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     start, restored = checkpoints.restore_latest(mngr, layout.unpad(states))
     states = restored if restored is not None else states
     shared, states, members = layout.place(shared, states, members)
+    from tqdm.auto import tqdm
+
+    say = tqdm.write if progress and primary else (lambda line: None)
+    tuned = autotune.maybe_choose(cfg, method, k, layout.mesh, (shared, states, members),
+                                  image_shape, log=say)
+    if tuned is not None:
+        axis, conv_impl = tuned.member_axis, tuned.conv_impl
+        sweep_step = engine.make_sweep_step(method, k, axis, layout.mesh, conv_impl=conv_impl)
 
     t0 = time.perf_counter()
-    step_fn = sweep_step.lower(shared, states, members).compile()
+    step_fn = (tuned.compiled if tuned is not None and tuned.compiled is not None
+               else sweep_step.lower(shared, states, members).compile())
     compile_seconds = time.perf_counter() - t0
     run_info = {"member_axis": axis, "conv_impl": conv_impl, "steps_per_call": k,
                 "backend": jax.default_backend(), "image_shape": list(image_shape),
                 "devices": layout.n_devices, "processes": jax.process_count(),
                 "padded_members": layout.n_padded, "members": [
                     {"target_tumor_ratio": r, "seed": s} for r, s in cfg.members],
-                "compile_seconds": compile_seconds, "finished": start >= cfg.steps}
+                "compile_seconds": compile_seconds, "finished": start >= cfg.steps,
+                "autotune": tuned.record if tuned else None}
     folder.write_run_info(run_info)
 
     log = _MetricsLog(folder, cfg, start, enabled=primary)
@@ -123,10 +133,12 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     synced_step, synced_at = start, t_train
     bar = progress_lib.bar(cfg.steps, start, f"{cfg.method} x{len(cfg.members)}",
                            disable=not (progress and primary))
+    timer = eta.FirstCallsTimer(cfg.method, len(cfg.members), k, end, say)
     try:
         while step < end:
             states, metrics = step_fn(shared, states, members)
             done = min(step + k, cfg.steps)
+            timer.after_call(states, done)
             # Host syncs only every log_every steps (and at the end).
             if done // cfg.log_every > step // cfg.log_every or done >= end:
                 metrics = layout.to_host(metrics)
