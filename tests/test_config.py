@@ -71,11 +71,12 @@ def test_config_files_are_checked(tmp_path):
     assert Experiment.load(path).settings()["classifier_steps"] == PRESETS["cpu"]["classifier_steps"]
 
 
-def test_preset_values_are_unchanged():
-    """The values the presets had before they moved to presets.py."""
+def test_preset_values():
+    """The cpu preset is the SweepConfig defaults but for its grid and steps; >= 2 seeds (bands)."""
     cpu, paper, tiny = (make_config("cyclegan", p) for p in ("cpu", "paper", "tiny"))
-    assert dataclasses.replace(cpu, target_tumor_ratios=SweepConfig().target_tumor_ratios) == \
-        SweepConfig()
+    assert cpu.seeds >= 2
+    assert dataclasses.replace(cpu, target_tumor_ratios=SweepConfig().target_tumor_ratios,
+                               seeds=1, steps=1000) == SweepConfig()
     assert (paper.steps_per_call, paper.checkpoint_every, paper.log_every) == (100, 5000, 500)
     assert (tiny.steps, tiny.n_source, tiny.n_holdout, tiny.n_patients) == (4, 20, 16, 5)
     assert [PRESETS[p]["classifier_steps"] for p in ("cpu", "paper", "tiny")] == [1500, 3000, 20]
