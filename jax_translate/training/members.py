@@ -30,7 +30,7 @@ class SharedData:
 class MemberData:
     source_index: jnp.ndarray  # (n_source,) into SharedData; the pairs' index if paired
     target_index: jnp.ndarray  # (n_target,)
-    lr_scale: jnp.ndarray      # () float32, 1.0 except in tests of divergence
+    lr_scale: jnp.ndarray      # () float32, always 1.0
 
 
 def to_model_range(images: np.ndarray) -> np.ndarray:
@@ -52,8 +52,7 @@ def domain_indices(cfg: SweepConfig, train: SliceSet, ratio: float, seed: int
     return domains.unpaired_domains(train.label, train.patient_id, ratio, sizes, seed)
 
 
-def build_members(cfg: SweepConfig, train: SliceSet,
-                  lr_scales: np.ndarray | None = None) -> tuple[SharedData, MemberData]:
+def build_members(cfg: SweepConfig, train: SliceSet) -> tuple[SharedData, MemberData]:
     """Device data for all members, stacked on a leading member axis.
 
     Only slices some member uses go to the device; indices are remapped.
@@ -64,12 +63,10 @@ def build_members(cfg: SweepConfig, train: SliceSet,
     shared = SharedData(flair=jnp.asarray(to_model_range(train.flair[used])),
                         t1=jnp.asarray(to_model_range(train.t1[used])),
                         label=jnp.asarray(train.label[used], jnp.int32))
-    n = len(pairs)
-    scales = np.ones(n, np.float32) if lr_scales is None else np.asarray(lr_scales, np.float32)
     members = MemberData(
         source_index=jnp.asarray(np.stack([remap(p[0]) for p in pairs])),
         target_index=jnp.asarray(np.stack([remap(p[1]) for p in pairs])),
-        lr_scale=jnp.asarray(scales))
+        lr_scale=jnp.ones(len(pairs), jnp.float32))
     return shared, members
 
 
