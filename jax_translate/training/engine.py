@@ -44,7 +44,7 @@ def member_steps(method: Method, n_steps: int, shared: SharedData, state: TrainS
         key = step_keys(state.key, state.step).batch
         batch, _ = sample_batch(shared, member, key, cfg.batch_size, cfg.paired)
         active = state.step < cfg.steps
-        state, metrics = train_step(method, state, batch, member.lr_scale, active)
+        state, metrics = train_step(method, state, batch, active)
         return state, (metrics, active)
 
     if n_steps == 1:

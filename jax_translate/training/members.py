@@ -30,7 +30,6 @@ class SharedData:
 class MemberData:
     source_index: jnp.ndarray  # (n_source,) into SharedData; the pairs' index if paired
     target_index: jnp.ndarray  # (n_target,)
-    lr_scale: jnp.ndarray      # () float32, always 1.0
 
 
 def to_model_range(images: np.ndarray) -> np.ndarray:
@@ -65,8 +64,7 @@ def build_members(cfg: SweepConfig, train: SliceSet) -> tuple[SharedData, Member
                         label=jnp.asarray(train.label[used], jnp.int32))
     members = MemberData(
         source_index=jnp.asarray(np.stack([remap(p[0]) for p in pairs])),
-        target_index=jnp.asarray(np.stack([remap(p[1]) for p in pairs])),
-        lr_scale=jnp.ones(len(pairs), jnp.float32))
+        target_index=jnp.asarray(np.stack([remap(p[1]) for p in pairs])))
     return shared, members
 
 

@@ -178,9 +178,8 @@ def _all_finite(tree) -> jnp.ndarray:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _update(params, grads, opt_state, opt, lr_scale):
+def _update(params, grads, opt_state, opt):
     updates, opt_state = opt.update(grads, opt_state, params)
-    updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
     return optax.apply_updates(params, updates), opt_state
 
 
@@ -200,11 +199,11 @@ def step_keys(member_key: jax.Array, step: jnp.ndarray) -> StepKeys:
                     pools=key)
 
 
-def train_step(method: Method, state: TrainState, batch: Batch, lr_scale: jnp.ndarray,
+def train_step(method: Method, state: TrainState, batch: Batch,
                active: jnp.ndarray) -> tuple[TrainState, dict]:
     """One optimizer step of one member.
 
-    ``lr_scale`` multiplies this member's updates (1 normally). The new state is kept only if ``active`` and everything is finite; a member that
+    The new state is kept only if ``active`` and everything is finite; a member that
     produces a NaN or inf is frozen and flagged ``diverged`` from then on, so
     it can never affect anything else.
     """
@@ -213,7 +212,7 @@ def train_step(method: Method, state: TrainState, batch: Batch, lr_scale: jnp.nd
     (g_loss, (metrics, fakes)), g_grads = jax.value_and_grad(
         method.generator_loss, has_aux=True)(state.generator, state.discriminator, batch,
                                              keys.dropout)
-    generator, generator_opt = _update(state.generator, g_grads, state.generator_opt, opt, lr_scale)
+    generator, generator_opt = _update(state.generator, g_grads, state.generator_opt, opt)
     metrics = {"generator_loss": g_loss, **metrics}
 
     discriminator, discriminator_opt, pools = (
@@ -227,7 +226,7 @@ def train_step(method: Method, state: TrainState, batch: Batch, lr_scale: jnp.nd
         (_, d_metrics), d_grads = jax.value_and_grad(
             method.discriminator_loss, has_aux=True)(state.discriminator, batch, pooled)
         discriminator, discriminator_opt = _update(
-            state.discriminator, d_grads, state.discriminator_opt, opt, lr_scale)
+            state.discriminator, d_grads, state.discriminator_opt, opt)
         metrics.update(d_metrics)
 
     new = state.replace(step=state.step + 1, generator=generator, discriminator=discriminator,
