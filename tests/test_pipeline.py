@@ -8,6 +8,7 @@ import pytest
 
 from conftest import tiny_config
 from jax_translate import cli
+from jax_translate.errors import UsageError
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import evaluate, figures
 from jax_translate.run_folder import RunFolder
@@ -66,11 +67,11 @@ def test_evaluate_writes_every_output(tmp_path, tiny_splits):
 
 
 def test_evaluate_refuses_unfinished_or_foreign_folders(tmp_path, tiny_splits):
-    with pytest.raises(Exception, match="not a sweep run folder"):
+    with pytest.raises(UsageError, match="not a sweep run folder"):
         evaluate.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier())
     cfg = tiny_config("l1", steps=6)
     train_sweep(cfg, tmp_path, tiny_splits, progress=False, stop_after=3)
-    with pytest.raises(Exception, match="not finished"):
+    with pytest.raises(UsageError, match="not finished"):
         evaluate.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier())
 
 
@@ -141,7 +142,7 @@ def test_cli_errors_are_one_line_with_status_2(argv, message, tmp_path, capsys):
 def test_sweep_refuses_a_folder_of_another_config(tmp_path, tiny_splits):
     train_sweep(tiny_config("l1", steps=2), tmp_path, tiny_splits, progress=False)
     before = (tmp_path / "config.json").read_text()
-    with pytest.raises(Exception, match="another config"):
+    with pytest.raises(UsageError, match="another config"):
         train_sweep(tiny_config("l1", steps=3), tmp_path, tiny_splits, progress=False)
     assert (tmp_path / "config.json").read_text() == before
 

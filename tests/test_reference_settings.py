@@ -212,7 +212,7 @@ def _condgan_step(**overrides):
     rng = np.random.default_rng(0)
     a, b = (jnp.asarray(rng.uniform(-1, 1, (1, 16, 16, 1)), jnp.float32) for _ in range(2))
     batch = Batch(a, b)
-    new, metrics = jax.jit(lambda s: train_step(m, s, batch, jnp.float32(1.0), jnp.bool_(True)))(
+    new, metrics = jax.jit(lambda s: train_step(m, s, batch, jnp.bool_(True)))(
         state)
     return m, state, batch, new, metrics
 

@@ -22,7 +22,7 @@ from jax_translate.errors import UsageError
 from jax_translate.models import layers
 from jax_translate.training import sharding
 from jax_translate.training.members import MemberData, SharedData, sample_batch
-from jax_translate.training.methods import Method, TrainState, train_step
+from jax_translate.training.methods import Method, TrainState, step_keys, train_step
 
 
 def init_states(method: Method, seeds: np.ndarray, image_shape: tuple[int, int]) -> TrainState:
@@ -41,10 +41,10 @@ def member_steps(method: Method, n_steps: int, shared: SharedData, state: TrainS
     cfg = method.cfg
 
     def body(state, _):
-        key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1 << 20)
+        key = step_keys(state.key, state.step).batch
         batch, _ = sample_batch(shared, member, key, cfg, state.step)
         active = state.step < cfg.steps
-        state, metrics = train_step(method, state, batch, member.lr_scale, active)
+        state, metrics = train_step(method, state, batch, active)
         return state, (metrics, active)
 
     if n_steps == 1:

@@ -30,7 +30,6 @@ class SharedData:
 class MemberData:
     source_index: jnp.ndarray  # (n_source,) into SharedData; the pairs' index if paired
     target_index: jnp.ndarray  # (n_target,)
-    lr_scale: jnp.ndarray      # () float32, 1.0 except in tests of divergence
 
 
 def to_model_range(images: np.ndarray, intensity_range=(-1.0, 1.0)) -> np.ndarray:
@@ -83,8 +82,7 @@ def domain_indices(cfg: SweepConfig, train: SliceSet, ratio: float, seed: int
     return domains.unpaired_domains(train.label, train.patient_id, ratio, sizes, seed)
 
 
-def build_members(cfg: SweepConfig, train: SliceSet,
-                  lr_scales: np.ndarray | None = None) -> tuple[SharedData, MemberData]:
+def build_members(cfg: SweepConfig, train: SliceSet) -> tuple[SharedData, MemberData]:
     """Device data for all members, stacked on a leading member axis.
 
     Only slices some member uses go to the device; indices are remapped.
@@ -95,12 +93,9 @@ def build_members(cfg: SweepConfig, train: SliceSet,
     shared = SharedData(flair=jnp.asarray(to_model_range(train.flair[used], cfg.intensity_range)),
                         t1=jnp.asarray(to_model_range(train.t1[used], cfg.intensity_range)),
                         label=jnp.asarray(train.label[used], jnp.int32))
-    n = len(pairs)
-    scales = np.ones(n, np.float32) if lr_scales is None else np.asarray(lr_scales, np.float32)
     members = MemberData(
         source_index=jnp.asarray(np.stack([remap(p[0]) for p in pairs])),
-        target_index=jnp.asarray(np.stack([remap(p[1]) for p in pairs])),
-        lr_scale=jnp.asarray(scales))
+        target_index=jnp.asarray(np.stack([remap(p[1]) for p in pairs])))
     return shared, members
 
 

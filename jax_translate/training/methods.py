@@ -188,51 +188,64 @@ def _all_finite(tree) -> jnp.ndarray:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _scaled_update(params, grads, opt_state, opt, lr_scale):
+def _update(params, grads, opt_state, opt):
     updates, opt_state = opt.update(grads, opt_state, params)
-    updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
     return optax.apply_updates(params, updates), opt_state
 
 
-def _update_discriminators(method: Method, state: TrainState, batch: Batch, opt, lr_scale,
-                           key: jax.Array, fakes: dict):
+@flax.struct.dataclass
+class StepKeys:
+    """Every random key of one member's step, derived here and nowhere else."""
+
+    batch: jax.Array      # which source and target images
+    dropout: jax.Array    # the generators' dropout (split further per call)
+    pools: jax.Array      # the image pools (folded with the pool's index)
+
+
+def step_keys(member_key: jax.Array, step: jnp.ndarray) -> StepKeys:
+    """The keys of step ``step`` of the member whose key (from its seed) is ``member_key``."""
+    key = jax.random.fold_in(member_key, step)
+    return StepKeys(batch=jax.random.fold_in(key, 1 << 20), dropout=jax.random.fold_in(key, 7919),
+                    pools=key)
+
+
+def _update_discriminators(method: Method, state: TrainState, batch: Batch, opt,
+                           pool_key: jax.Array, fakes: dict):
     """(discriminator, its optimizer state, pools, metrics) after one step on pooled ``fakes``."""
     fakes = jax.lax.stop_gradient(fakes)
     pools, pooled = {}, dict(fakes)
     for i, d in enumerate(state.pools):
         pools[d], pooled[d] = image_pool.query_pool(
-            state.pools[d], fakes[d], jax.random.fold_in(key, i))
+            state.pools[d], fakes[d], jax.random.fold_in(pool_key, i))
     (_, d_metrics), d_grads = jax.value_and_grad(
         method.discriminator_loss, has_aux=True)(state.discriminator, batch, pooled)
-    discriminator, discriminator_opt = _scaled_update(
-        state.discriminator, d_grads, state.discriminator_opt, opt, lr_scale)
+    discriminator, discriminator_opt = _update(
+        state.discriminator, d_grads, state.discriminator_opt, opt)
     return discriminator, discriminator_opt, pools, d_metrics
 
 
-def train_step(method: Method, state: TrainState, batch: Batch, lr_scale: jnp.ndarray,
+def train_step(method: Method, state: TrainState, batch: Batch,
                active: jnp.ndarray) -> tuple[TrainState, dict]:
     """One optimizer step of one member.
 
-    ``lr_scale`` multiplies this member's updates (1 normally). The new state
-    is kept only if ``active`` and everything is finite; a member that
+    The new state is kept only if ``active`` and everything is finite; a member that
     produces a NaN or inf is frozen and flagged ``diverged`` from then on, so
     it can never affect anything else.
     """
     opt = method.optimizer()
-    key = jax.random.fold_in(state.key, state.step)
-    g_key = jax.random.fold_in(key, 7919)
-    d_update = functools.partial(_update_discriminators, method, state, batch, opt, lr_scale, key)
+    keys = step_keys(state.key, state.step)
+    d_update = functools.partial(_update_discriminators, method, state, batch, opt, keys.pools)
     discriminator, discriminator_opt, pools, d_metrics = (
         state.discriminator, state.discriminator_opt, state.pools, {})
     if method.discriminator_first:
         # D on this step's fakes, then G against the updated D; the same dropout
         # key makes G's second forward pass produce the same fakes.
-        _, (_, fakes) = method.generator_loss(state.generator, state.discriminator, batch, g_key)
+        _, (_, fakes) = method.generator_loss(state.generator, state.discriminator, batch,
+                                              keys.dropout)
         discriminator, discriminator_opt, pools, d_metrics = d_update(fakes)
     (g_loss, (metrics, fakes)), g_grads = jax.value_and_grad(
-        method.generator_loss, has_aux=True)(state.generator, discriminator, batch, g_key)
-    generator, generator_opt = _scaled_update(
-        state.generator, g_grads, state.generator_opt, opt, lr_scale)
+        method.generator_loss, has_aux=True)(state.generator, discriminator, batch, keys.dropout)
+    generator, generator_opt = _update(state.generator, g_grads, state.generator_opt, opt)
     if method.discriminators and not method.discriminator_first:
         discriminator, discriminator_opt, pools, d_metrics = d_update(fakes)
     metrics = {"generator_loss": g_loss, **metrics, **d_metrics}

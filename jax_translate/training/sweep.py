@@ -76,13 +76,12 @@ def _summary(metrics: dict, diverged: np.ndarray, member_steps_per_s: float) -> 
 
 
 def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSet] | None = None,
-                lr_scales: np.ndarray | None = None, progress: bool = True,
+                progress: bool = True,
                 stop_after: int | None = None) -> SweepResult:
     """Trains (or resumes) every member of ``cfg`` in ``workdir``.
 
-    ``splits`` skips loading the dataset (tests pass small ones); ``lr_scales``
-    scales one member's learning rate (divergence tests); ``stop_after`` ends
-    the call after that many steps, as an interruption would.
+    ``splits`` skips loading the dataset (tests pass small ones);
+    ``stop_after`` ends the call after that many steps, as an interruption would.
     """
     method = Method(cfg)
     axis = engine.resolve_member_axis(cfg.member_axis)
@@ -96,7 +95,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     if folder.bind(cfg) and folder.is_finished() and folder.manager().latest_step() == cfg.steps:
         return SweepResult(cfg, None, axis, 0.0, 0.0, 0)  # nothing to compile or load
     splits = splits if splits is not None else load_splits(cfg)
-    shared, members = build_members(cfg, splits["train"], lr_scales)
+    shared, members = build_members(cfg, splits["train"])
     image_shape = model_image_shape(cfg, splits["train"].flair.shape)
     seeds = np.asarray([s for _, s in cfg.members])
     states = engine.init_states(method, seeds, image_shape)
