@@ -31,6 +31,28 @@ PRESETS: dict[str, dict] = {
         n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=1500, steps_per_call=0, checkpoint_every=500, log_every=50,
         notes="64x64, narrow ResNet, 3 ratios: shows the effect on a CPU in minutes"),
+    # The whole study on one GPU within 8 minutes of `reproduce --preset gpu` (issue 14):
+    # the cpu preset's networks at 64x64, 11 ratios x 3 seeds = 33 members per method.
+    # Sized, not yet measured on an H100. Throughput (issue 11, one H200): the cpu-preset
+    # cyclegan vmapped at N=11, K=10 ran 1035 member-steps/s; take ~1000 at N=33. The
+    # other methods need 5.1x (gan, condgan) and 6.5x (l1) fewer FLOPs per step
+    # (flops.member_step_flops: 4.32, 0.84, 0.84, 0.66 GFLOP); small programs are
+    # launch-bound, so count on only 3x cyclegan's rate (~3000 member-steps/s):
+    #   cyclegan 5000 x 33 / 1000 = 165 s;  gan, condgan 6000 x 33 / 3000 = 66 s each;
+    #   l1 2000 x 33 / 3000 = 22 s (l1 passes the gate after ~1000 steps on CPU)
+    #   -> ~320 s of training, plus ~150 s of the rest: dataset read (prebuilt, ~5 s),
+    #   classifier (~30 s), 4 compiles (~20 s each), 4 evaluations (~10 s each)
+    #   -> ~7.8 min. member_axis "vmap" (patches) is pinned: it won 6.5x over the loop
+    #   at this size (issue 11) and skips the autotune's extra compiles.
+    # 128x128 would cost >= 4x the pixels per step (cyclegan 5000 steps: > 11 min
+    # alone), so it does not fit 8 minutes at these step counts; left out.
+    "gpu": dict(
+        model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=ELEVEN, seeds=3,
+        steps={"cyclegan": 5000, "gan": 6000, "condgan": 6000, "l1": 2000},
+        n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
+        classifier_steps=1500, member_axis="vmap", autotune="off",
+        steps_per_call=50, checkpoint_every=1000, log_every=500,
+        notes="64x64, 11 ratios x 3 seeds, thousands of steps: the whole study on one GPU"),
     # ../shared/PAPER.md: 256x128, ResNet-9 (ngf 64), 11 ratios, 200 epochs, and the
     # reference code's actual settings (README, "Differences from the paper").
     "paper": dict(

@@ -22,7 +22,7 @@ from jax_translate.training.sweep import train_sweep
 
 
 def default_preset(backend: str | None = None) -> str:
-    return "cpu" if (backend or jax.default_backend()) == "cpu" else "paper"
+    return "cpu" if (backend or jax.default_backend()) == "cpu" else "gpu"
 
 
 def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | None = None,
