@@ -4,7 +4,7 @@ Every knob a preset sets is here, and only here. ``config.make_config(method,
 preset, **overrides)`` applies one: SweepConfig defaults, then the preset,
 then the overrides (a config file's fields, then command-line flags).
 
-Keys are SweepConfig fields, with two more: ``classifier_steps`` (training
+Keys are SweepConfig fields, with three more: ``preflight`` (below), ``classifier_steps`` (training
 steps of the evaluation classifier) and ``notes`` (one line for logs).
 ``steps`` may be one number or a ``{method: steps}`` dict.
 """
@@ -20,8 +20,9 @@ PAPER_STEPS = 200 * 700  # 200 epochs of 700 images at batch 1
 # The reference stored intensities as uint8 0..100, then /255 and (x - 0.5) / 0.5.
 REFERENCE_INTENSITY_RANGE = (-1.0, 2 * 100 / 255 - 1)  # (-1, -0.216)
 
-# Keys a preset (or an experiment config) may hold that are not SweepConfig fields.
-EXTRA_KEYS = ("classifier_steps", "notes")
+# Keys a preset (or an experiment config) may hold that are not SweepConfig fields;
+# ``preflight``: reproduce prints the ETA and memory first (preflight.py).
+EXTRA_KEYS = ("classifier_steps", "notes", "preflight")
 
 PRESETS: dict[str, dict] = {
     # Sized so the whole `reproduce` job finishes in ~15 minutes on a 2-core CPU.
@@ -65,7 +66,7 @@ PRESETS: dict[str, dict] = {
                "l1": PAPER_STEPS},
         n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=3000, steps_per_call=100, checkpoint_every=5000, log_every=500,
-        notes="the paper's protocol; for a GPU"),
+        preflight=True, notes="the paper's protocol; for a GPU"),
     # For tests: seconds.
     "tiny": dict(
         model=MODEL_PRESETS["tiny"], size="64", target_tumor_ratios=(0.0, 1.0), seeds=1,

@@ -47,3 +47,32 @@ def test_export_is_read_without_tfds(tmp_path, tiny_splits, monkeypatch):
     loaded = dataset.load("64", tmp_path, n_patients=8)
     for split in dataset.SPLITS:
         _equal(loaded[split], tiny_splits[split])
+
+
+def test_paper_preflight_refuses_before_writing(tmp_path):
+    from jax_translate.config import Experiment
+    from jax_translate.reproduce import reproduce
+
+    lines = []
+    experiment = Experiment("tiny", ("l1",), {"preflight": True})
+    out = tmp_path / "out"
+    with pytest.raises(UsageError, match=r"l1's step needs .* GiB, more than 90% of this device"):
+        reproduce(experiment, out, data_dir=str(tmp_path / "data"), log=lines.append,
+                  memory_limit=1000)
+    assert not out.exists() and not (tmp_path / "data").exists()
+    assert lines[0].startswith("preflight: 1 sweeps, about ")
+    assert "need" in lines[1] and "of a 0.0 GiB pool" in lines[1]
+
+
+def test_preflight_eta_and_fit():
+    from jax_translate import preflight
+    from jax_translate.flops import member_step_flops
+
+    cfg = make_config("l1", "tiny", steps=10)
+    report = preflight.check([cfg], log=lambda line: None, memory_limit=2**40, flops_per_s=1e9)
+    assert report["memory_bytes"]["l1"] > 0
+    flops = member_step_flops(cfg, (64, 64))
+    assert report["projected_training_seconds"] == pytest.approx(10 * 2 * flops / 1e9)
+    paper = [make_config(m, "paper") for m in METHODS]
+    hours = preflight.projected_seconds(paper) / 3600
+    assert 50 < hours < 200  # 4 x 11 x 140k steps of ~3.7 TFLOP (cyclegan) at 50 TFLOP/s
