@@ -77,6 +77,8 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
                "wall_seconds_this_call": time.perf_counter() - t0}
     io_utils.atomic_write_json(out / RESULTS_JSON, summary)
     figure = figures.bias_curves(rows, out / "bias_curves.png")
+    figures.flips(rows, out / "flips.png")
     log(f"\nfraction of holdout translations predicted tumor [Wilson 95% CI]:\n{table}")
-    log(f"\nfigures: {figure} and {out}/<method>/examples.png; table: {out}/results.csv")
+    log(f"\nfigures: {figure}, {out}/flips.png and {out}/<method>/examples.png; "
+        f"table: {out}/results.csv")
     return summary
