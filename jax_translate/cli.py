@@ -51,9 +51,13 @@ def cmd_data(args) -> None:
     built = dataset.prepare(builder, args.brats_dir)
     print(f"{'built' if built else 'reusing'} {builder.name}/{builder.builder_config.name} "
           f"in {builder.data_dir}")
+    splits = {split: dataset.read_split(builder, split) for split in dataset.SPLITS}
+    if args.export:
+        path = dataset.export_splits(splits, Path(builder.data_dir) / dataset.EXPORT_NAME)
+        print(f"exported both splits to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     print(f"{'split':8s} {'slices':>7s} {'tumor':>6s} {'tumor %':>8s} {'patients':>9s}")
     for split in dataset.SPLITS:
-        s = dataset.read_split(builder, split).summary()
+        s = splits[split].summary()
         print(f"{split:8s} {s['slices']:7d} {s['tumor_slices']:6d} "
               f"{100 * s['tumor_fraction']:7.1f}% {s['patients']:9d}")
 
@@ -155,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="build (or reuse) the dataset and print its splits")
     _add_data_args(p)
+    p.add_argument("--export", action="store_true",
+                   help="also write both splits to splits.npz in the dataset's folder, "
+                        "readable without tensorflow-datasets (a GPU image)")
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("preview", help="write a PNG grid of Flair / T1 / tumor mask")

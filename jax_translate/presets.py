@@ -4,7 +4,7 @@ Every knob a preset sets is here, and only here. ``config.make_config(method,
 preset, **overrides)`` applies one: SweepConfig defaults, then the preset,
 then the overrides (a config file's fields, then command-line flags).
 
-Keys are SweepConfig fields, with two more: ``classifier_steps`` (training
+Keys are SweepConfig fields, with three more: ``preflight`` (below), ``classifier_steps`` (training
 steps of the evaluation classifier) and ``notes`` (one line for logs).
 ``steps`` may be one number or a ``{method: steps}`` dict.
 """
@@ -20,18 +20,20 @@ PAPER_STEPS = 200 * 700  # 200 epochs of 700 images at batch 1
 # The reference stored intensities as uint8 0..100, then /255 and (x - 0.5) / 0.5.
 REFERENCE_INTENSITY_RANGE = (-1.0, 2 * 100 / 255 - 1)  # (-1, -0.216)
 
-# Keys a preset (or an experiment config) may hold that are not SweepConfig fields.
-EXTRA_KEYS = ("classifier_steps", "notes")
+# Keys a preset (or an experiment config) may hold that are not SweepConfig fields;
+# ``preflight``: reproduce prints the ETA and memory first (preflight.py).
+EXTRA_KEYS = ("classifier_steps", "notes", "preflight")
 
 PRESETS: dict[str, dict] = {
     # A 2-core CPU in ~20 minutes (README): 3 ratios x 2 seeds, seed bands.
     # Steps from experiments/convergence (target ratio 1.0): L1 reaches the
     # quality gate (fidelity r 0.80) from ~2,500 steps and plateaus at 0.83;
-    # condgan, cyclegan and gan stay at r 0.45-0.65 up to 4,000 steps (the
-    # adversarial game has not started to converge), so more CPU steps buy
-    # nothing: they get a short run, are marked undertrained, and their flips
-    # are not the paper's effect. Converged adversarial members need a GPU
-    # (the gpu preset).
+    # cyclegan and gan stay at r 0.45-0.55 up to 4,000 steps (the adversarial
+    # game has not started: README, "Why the CPU translators fail the gate");
+    # condgan climbs slowly (0.50 at 1,000, 0.72 at 3,500 steps). The 20-minute
+    # budget cannot take any of them to the gate, so they get short runs, are
+    # marked undertrained, and their flips are not the paper's effect.
+    # Converged adversarial members need a GPU (the gpu preset).
     "cpu": dict(
         model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=(0.0, 0.5, 1.0), seeds=2,
         steps={"cyclegan": 800, "gan": 500, "condgan": 800, "l1": 2500},
@@ -39,6 +41,28 @@ PRESETS: dict[str, dict] = {
         classifier_steps=1500, steps_per_call=0, checkpoint_every=500, log_every=50,
         notes="64x64, narrow ResNet, 3 ratios x 2 seeds: L1 passes the quality gate, "
               "the adversarial methods are undertrained on a CPU"),
+    # The whole study on one GPU within 8 minutes of `reproduce --preset gpu` (issue 14):
+    # the cpu preset's networks at 64x64, 11 ratios x 3 seeds = 33 members per method.
+    # Sized, not yet measured on an H100. Throughput (issue 11, one H200): the cpu-preset
+    # cyclegan vmapped at N=11, K=10 ran 1035 member-steps/s; take ~1000 at N=33. The
+    # other methods need 5.1x (gan, condgan) and 6.5x (l1) fewer FLOPs per step
+    # (flops.member_step_flops: 4.32, 0.84, 0.84, 0.66 GFLOP); small programs are
+    # launch-bound, so count on only 3x cyclegan's rate (~3000 member-steps/s):
+    #   cyclegan 5000 x 33 / 1000 = 165 s;  gan, condgan 6000 x 33 / 3000 = 66 s each;
+    #   l1 3000 x 33 / 3000 = 33 s (l1 reaches the gate at ~2,500 steps on CPU)
+    #   -> ~320 s of training, plus ~150 s of the rest: dataset read (prebuilt, ~5 s),
+    #   classifier (~30 s), 4 compiles (~20 s each), 4 evaluations (~10 s each)
+    #   -> ~7.8 min. member_axis "vmap" (patches) is pinned: it won 6.5x over the loop
+    #   at this size (issue 11) and skips the autotune's extra compiles.
+    # 128x128 would cost >= 4x the pixels per step (cyclegan 5000 steps: > 11 min
+    # alone), so it does not fit 8 minutes at these step counts; left out.
+    "gpu": dict(
+        model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=ELEVEN, seeds=3,
+        steps={"cyclegan": 5000, "gan": 6000, "condgan": 6000, "l1": 3000},
+        n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
+        classifier_steps=1500, member_axis="vmap", autotune="off",
+        steps_per_call=50, checkpoint_every=1000, log_every=500,
+        notes="64x64, 11 ratios x 3 seeds, thousands of steps: the whole study on one GPU"),
     # ../shared/PAPER.md: 256x128, ResNet-9 (ngf 64), 11 ratios, 200 epochs, and the
     # reference code's actual settings (README, "Differences from the paper").
     "paper": dict(
@@ -51,7 +75,7 @@ PRESETS: dict[str, dict] = {
                "l1": PAPER_STEPS},
         n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=3000, steps_per_call=100, checkpoint_every=5000, log_every=500,
-        notes="the paper's protocol; for a GPU"),
+        preflight=True, notes="the paper's protocol; for a GPU"),
     # For tests: seconds.
     "tiny": dict(
         model=MODEL_PRESETS["tiny"], size="64", target_tumor_ratios=(0.0, 1.0), seeds=1,

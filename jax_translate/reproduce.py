@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jax
 
-from jax_translate import io_utils
+from jax_translate import io_utils, preflight
 from jax_translate.config import METHODS, Experiment, make_config, preset_settings
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import evaluate, figures, metrics
@@ -22,23 +22,28 @@ from jax_translate.training.sweep import train_sweep
 
 
 def default_preset(backend: str | None = None) -> str:
-    return "cpu" if (backend or jax.default_backend()) == "cpu" else "paper"
+    return "cpu" if (backend or jax.default_backend()) == "cpu" else "gpu"
 
 
 def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | None = None,
-              progress: bool = True, log=print) -> dict:
+              progress: bool = True, log=print, memory_limit: int | None = None) -> dict:
     """Runs (or resumes) the whole experiment into ``out``; returns the summary.
 
     ``experiment`` is a preset name (every method) or an :class:`Experiment`.
+    A preset with ``preflight`` (paper) first prints its ETA and memory and
+    refuses, before writing anything, what the device (``memory_limit``
+    bytes; default: the device's own) cannot hold.
     """
     if isinstance(experiment, str):
         experiment = Experiment(experiment, METHODS, {})
     preset_name = experiment.preset or default_preset()
     settings = preset_settings(preset_name, **experiment.overrides)
-    out = RunFolder.create(out).path
     t0 = time.perf_counter()
     overrides = {**experiment.overrides, **({"data_dir": data_dir} if data_dir else {})}
     configs = {m: make_config(m, preset_name, **overrides) for m in experiment.methods}
+    if settings.get("preflight"):
+        preflight.check(configs.values(), log=log, memory_limit=memory_limit)
+    out = RunFolder.create(out).path
     first = next(iter(configs.values()))
     splits = load_splits(first)
     log(f"data: {len(splits['train'])} train / {len(splits['holdout'])} holdout slices "
@@ -72,6 +77,8 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
                "wall_seconds_this_call": time.perf_counter() - t0}
     io_utils.atomic_write_json(out / RESULTS_JSON, summary)
     figure = figures.bias_curves(rows, out / "bias_curves.png")
+    figures.flips(rows, out / "flips.png")
     log(f"\nfraction of holdout translations predicted tumor [Wilson 95% CI]:\n{table}")
-    log(f"\nfigures: {figure} and {out}/<method>/examples.png; table: {out}/results.csv")
+    log(f"\nfigures: {figure}, {out}/flips.png and {out}/<method>/examples.png; "
+        f"table: {out}/results.csv")
     return summary

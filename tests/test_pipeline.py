@@ -166,6 +166,7 @@ def test_reproduce_tiny_preset_end_to_end(tmp_path, capsys):
     summary = json.loads((out / "results.json").read_text())
     assert "cyclegan" in summary["flip_table"]
     assert (out / "bias_curves.png").stat().st_size > 1000
+    assert (out / "flips.png").exists()
     for method in ("cyclegan", "gan", "condgan", "l1"):
         for name in ("results.csv", "translations.npz", "examples.png", "bias_curve.png"):
             assert (out / method / name).exists(), (method, name)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jax_translate.data import slices
+from jax_translate.data import dataset, slices
 from jax_translate.data.slices import SIZES, image_shape  # noqa: F401  (re-exported)
 
 
@@ -56,8 +56,7 @@ class SimulatedBratsConfig(tfds.core.BuilderConfig):
 def simulated_config(size: str = "64", n_patients: int = 50,
                      n_train_patients: int = 30, seed: int = 0) -> SimulatedBratsConfig:
     """The config for these settings; the defaults are named after the size."""
-    default = (n_patients, n_train_patients, seed) == (50, 30, 0)
-    name = size if default else f"{size}_p{n_patients}_t{n_train_patients}_s{seed}"
+    name = dataset.simulated_config_name(size, n_patients, n_train_patients, seed)
     return SimulatedBratsConfig(
         name=name, size=size, n_patients=n_patients,
         n_train_patients=n_train_patients, seed=seed,

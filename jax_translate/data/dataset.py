@@ -18,6 +18,10 @@ from jax_translate.io_utils import writable_dir
 
 DATA_DIR_ENV = "JAX_TRANSLATE_DATA_DIR"
 SPLITS = ("train", "holdout")
+# Both splits as plain numpy arrays, in the dataset's TFDS folder: what a machine
+# without tensorflow-datasets (e.g. a GPU image) reads (`jax-translate data --export`).
+EXPORT_NAME = "splits.npz"
+BUILDER_VERSION = "1.0.0"  # builders.SimulatedBrats / RealBrats.VERSION
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +62,42 @@ def check_size(size: str) -> str:
     if size not in SIZES:
         raise UsageError(f"unknown image size {size!r}; choose one of {', '.join(SIZES)}")
     return size
+
+
+def simulated_config_name(size: str = "64", n_patients: int = 50, n_train_patients: int = 30,
+                          seed: int = 0) -> str:
+    """The TFDS config name of these simulator settings; the defaults are named after the size."""
+    default = (n_patients, n_train_patients, seed) == (50, 30, 0)
+    return size if default else f"{size}_p{n_patients}_t{n_train_patients}_s{seed}"
+
+
+def dataset_dir(size: str = "64", data_dir: str | Path | None = None,
+                brats_dir: str | Path | None = None, **sim_kwargs) -> Path:
+    """The folder TFDS builds this dataset in (``builder.data_dir``), found without TFDS.
+
+    It also holds the classifier cache and the split export.
+    """
+    root = (Path(data_dir) if data_dir else default_data_dir()).expanduser().resolve()
+    if brats_dir is not None:
+        return root / "real_brats" / check_size(size) / BUILDER_VERSION
+    name = simulated_config_name(check_size(size), **sim_kwargs)
+    return root / "simulated_brats" / name / BUILDER_VERSION
+
+
+def export_splits(splits: dict[str, SliceSet], path: Path) -> Path:
+    """Writes both splits to one compressed .npz (atomically); returns its path."""
+    arrays = {f"{split}/{f.name}": getattr(splits[split], f.name)
+              for split in SPLITS for f in dataclasses.fields(SliceSet)}
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    return path
+
+
+def read_export(path: Path) -> dict[str, SliceSet]:
+    with np.load(path) as data:
+        return {split: SliceSet(**{f.name: data[f"{split}/{f.name}"]
+                                   for f in dataclasses.fields(SliceSet)}) for split in SPLITS}
 
 
 def get_builder(size: str = "64", data_dir: str | Path | None = None,
@@ -109,7 +149,17 @@ def read_split(builder, split: str) -> SliceSet:
 
 def load(size: str = "64", data_dir: str | Path | None = None,
          brats_dir: str | Path | None = None, **sim_kwargs) -> dict[str, SliceSet]:
-    """Both splits of the dataset, building it first if needed."""
+    """Both splits of the dataset: its export if there is one, else built (once) with TFDS."""
+    export = dataset_dir(size, data_dir, brats_dir, **sim_kwargs) / EXPORT_NAME
+    if export.is_file():
+        return read_export(export)
+    try:
+        import tensorflow_datasets  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            f"tensorflow-datasets is not installed and there is no {export}: build the data "
+            f"where it is (jax-translate data --size {size} --data-dir DIR --export) and copy "
+            f"DIR here") from None
     builder = get_builder(size, data_dir, brats_dir, **sim_kwargs)
     prepare(builder, brats_dir)
     return {split: read_split(builder, split) for split in SPLITS}

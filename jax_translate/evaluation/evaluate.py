@@ -49,8 +49,8 @@ EVAL_DROPOUT_SEED = 0
 def classifier_cache_dir(cfg: SweepConfig) -> Path:
     from jax_translate.data import dataset
 
-    builder = dataset.get_builder(cfg.size, cfg.data_dir, cfg.brats_dir, **cfg.simulator_kwargs)
-    return Path(builder.data_dir) / "classifier"
+    return dataset.dataset_dir(cfg.size, cfg.data_dir, cfg.brats_dir,
+                               **cfg.simulator_kwargs) / "classifier"
 
 
 def holdout_set(cfg: SweepConfig, holdout: SliceSet) -> SliceSet:

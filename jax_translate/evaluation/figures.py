@@ -7,8 +7,20 @@ from pathlib import Path
 import numpy as np
 
 from jax_translate.data.dataset import SliceSet
-from jax_translate.evaluation import quality
+from jax_translate.evaluation import metrics, quality
 
+# ../shared/PAPER.md: fraction predicted tumor in the authors' notebooks, by target
+# tumor % 0, 10, ..., 100 (their classifier: 75-82% accurate on real T1).
+PAPER_CURVES = {
+    "cyclegan": {"healthy": (.27, .27, .43, .35, .36, .34, .44, .45, .44, .51, .53),
+                 "tumor": (.30, .37, .77, .77, .80, .81, .83, .86, .85, .85, .85)},
+    "l1": {"healthy": (.31, .30, .31, .29, .29, .30, .29, .29, .29, .31, .31),
+           "tumor": (.55, .77, .80, .79, .78, .80, .79, .78, .78, .80, .80)},
+}
+PAPER_X = tuple(10 * i for i in range(11))
+PAPER_LABEL = "paper (their classifier)"
+METHOD_COLORS = {"cyclegan": "tab:purple", "condgan": "tab:orange", "l1": "tab:green",
+                 "gan": "tab:brown"}
 UNDERTRAINED_LABEL = f"undertrained (fidelity r < {quality.FIDELITY_GATE:g})"
 LABEL_STYLE = {"healthy": ("healthy source (tumors added)", "tab:blue"),
                "tumor": ("tumor source (tumors kept)", "tab:red")}
@@ -38,14 +50,39 @@ def bias_curves(rows: list[dict], out: Path) -> Path:
     return out
 
 
+def _curve(rows: list[dict], method: str, label: str) -> dict:
+    """Per ratio of one (method, source label): mean over seeds, the seeds' min and max,
+    the Wilson 95% interval of the seeds' pooled counts, and whether a seed is undertrained."""
+    sel = [r for r in rows if r["method"] == method and r["source_label"] == label]
+    ratios = sorted({r["target_tumor_ratio"] for r in sel})
+    out = {k: [] for k in ("mean", "low", "high", "ci_low", "ci_high", "undertrained")}
+    for ratio in ratios:
+        at = [r for r in sel if r["target_tumor_ratio"] == ratio]
+        fracs = np.array([r["frac_pred_tumor"] for r in at], float)
+        out["mean"].append(np.nanmean(fracs))
+        out["low"].append(np.nanmin(fracs)); out["high"].append(np.nanmax(fracs))
+        if all("n_images" in r and "n_pred_tumor" in r for r in at):
+            low, high = metrics.wilson_interval(sum(int(r["n_pred_tumor"]) for r in at),
+                                                sum(int(r["n_images"]) for r in at))
+        else:
+            low, high = np.mean([r["ci_low"] for r in at]), np.mean([r["ci_high"] for r in at])
+        out["ci_low"].append(low); out["ci_high"].append(high)
+        out["undertrained"].append(any(r.get("quality") == quality.UNDERTRAINED for r in at))
+    out = {k: np.asarray(v, bool if k == "undertrained" else float) for k, v in out.items()}
+    out["x"], out["seeds"] = 100 * np.asarray(ratios, float), len({r["seed"] for r in sel})
+    return out
+
+
 def bias_curve_figure(rows: list[dict]):
     """Fraction predicted tumor vs % tumor in the target training data.
 
     One panel per method, one line per source label (mean over seeds). The
     band is the spread over seeds (min to max) when there are several seeds,
-    else the Wilson 95% interval of the single run. Diverged members are left
+    else the Wilson 95% interval of the single run; the error bars are the
+    Wilson 95% interval of the seeds' pooled counts. Diverged members are left
     out. A ratio with an undertrained member (quality gate) gets a hollow
-    marker: its flips are not the paper's effect.
+    marker: its flips are not the paper's effect. For cyclegan and l1 the
+    paper's numbers are drawn beside ours (dashed, crosses).
     """
     plt = _pyplot()
     rows = [r for r in rows if r.get("status", "ok") == "ok"]
@@ -54,25 +91,19 @@ def bias_curve_figure(rows: list[dict]):
                              squeeze=False, sharey=True)
     for ax, method in zip(axes[0], methods):
         for label, (name, color) in LABEL_STYLE.items():
-            sel = [r for r in rows if r["method"] == method and r["source_label"] == label]
-            ratios = sorted({r["target_tumor_ratio"] for r in sel})
-            mean, low, high, undertrained = [], [], [], []
-            for ratio in ratios:
-                at = [r for r in sel if r["target_tumor_ratio"] == ratio]
-                undertrained.append(any(r.get("quality") == quality.UNDERTRAINED for r in at))
-                fracs = np.array([r["frac_pred_tumor"] for r in at], float)
-                mean.append(np.nanmean(fracs))
-                if len(at) > 1:
-                    low.append(np.nanmin(fracs)); high.append(np.nanmax(fracs))
-                else:
-                    low.append(at[0]["ci_low"]); high.append(at[0]["ci_high"])
-            x = 100 * np.asarray(ratios)
-            mean, hollow = np.asarray(mean), np.asarray(undertrained, bool)
+            c = _curve(rows, method, label)
+            x, mean, hollow = c["x"], c["mean"], c["undertrained"]
             ax.plot(x, mean, "-", color=color, label=name)
             ax.plot(x[~hollow], mean[~hollow], "o", color=color, ms=3)
             if hollow.any():
                 ax.plot(x[hollow], mean[hollow], "o", color=color, mfc="none", ms=5)
+            low, high = (c["low"], c["high"]) if c["seeds"] > 1 else (c["ci_low"], c["ci_high"])
             ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
+            ax.errorbar(x, mean, yerr=[mean - c["ci_low"], c["ci_high"] - mean], fmt="none",
+                        ecolor=color, elinewidth=0.8, capsize=0, alpha=0.7)
+            if method in PAPER_CURVES:
+                ax.plot(PAPER_X, PAPER_CURVES[method][label], "x--", color=color, ms=4, lw=0.8,
+                        alpha=0.7, label=f"{PAPER_LABEL}: {label}")
         ax.set_title(method)
         ax.set_xlabel("% tumor in target training data")
         ax.set_xlim(-3, 103); ax.set_ylim(-0.02, 1.02)
@@ -83,8 +114,49 @@ def bias_curve_figure(rows: list[dict]):
         handles.append(plt.Line2D([], [], ls="", marker="o", color="gray", mfc="none", ms=5))
         labels.append(UNDERTRAINED_LABEL)
     axes[0, 0].legend(handles, labels, fontsize=7, loc="best")
+    for ax in axes[0, 1:]:
+        if any(label.startswith(PAPER_LABEL) for label in ax.get_legend_handles_labels()[1]):
+            ax.legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig
+
+
+def flips_figure(rows: list[dict]):
+    """Flips against % tumor in the target, all methods on one axis: tumors added to
+    healthy sources (solid) and removed from tumor sources (1 - kept, dashed), mean
+    over seeds with the seeds' min-max band; hollow markers: an undertrained seed."""
+    plt = _pyplot()
+    rows = [r for r in rows if r.get("status", "ok") == "ok"]
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        color = METHOD_COLORS.get(method, "gray")
+        for label, style, what in (("healthy", "-", "added"), ("tumor", "--", "removed")):
+            c = _curve(rows, method, label)
+            if not len(c["x"]):
+                continue
+            flip = lambda y: y if label == "healthy" else 1 - y  # noqa: E731
+            mean = flip(c["mean"])
+            ax.plot(c["x"], mean, style, color=color, label=f"{method}: tumors {what}")
+            hollow = c["undertrained"]
+            ax.plot(c["x"][~hollow], mean[~hollow], "o", color=color, ms=3)
+            if hollow.any():
+                ax.plot(c["x"][hollow], mean[hollow], "o", color=color, mfc="none", ms=5)
+            ax.fill_between(c["x"], flip(c["low"]), flip(c["high"]), color=color, alpha=0.12,
+                            lw=0)
+    ax.set_xlabel("% tumor in target training data")
+    ax.set_ylabel("fraction of holdout translations flipped")
+    ax.set_xlim(-3, 103); ax.set_ylim(-0.02, 1.02); ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def flips(rows: list[dict], out: Path) -> Path:
+    """`flips_figure(rows)`, saved to `out`."""
+    fig = flips_figure(rows)
+    out = _save(fig, out)
+    _pyplot().close(fig)
+    return out
 
 
 def example_indices(test: SliceSet, per_label: int = 2) -> np.ndarray:

@@ -1,0 +1,99 @@
+"""Before a long run starts: its projected wall time and whether the device can hold it.
+
+``reproduce`` calls :func:`check` for presets that set ``preflight`` (the
+``paper`` preset: 4 x 11 members x 140,000 steps at 512x256), before it
+writes anything. The memory is XLA's estimate (``memory_analysis``) of the
+compiled sweep step, lowered on a stand-in training split of the same image
+size (no dataset needed); the ETA is the analytic FLOP count
+(:mod:`jax_translate.flops`) over an assumed throughput.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jax_translate.data.dataset import SliceSet
+from jax_translate.data.slices import image_shape
+from jax_translate.errors import UsageError
+from jax_translate.training import autotune, eta
+
+# What the loop reached at the paper's size on one H200 (issue 11: 47.1
+# member-steps/s x 1.06 TFLOP per cyclegan step at 256x128, ~50 TFLOP/s).
+ASSUMED_FLOPS_PER_S = 50e12
+
+
+def stand_in_train(cfg) -> SliceSet:
+    """Zeros of ``cfg``'s image size, n_source + n_target slices, half of them tumor.
+
+    The member data only depends on the split's size and labels; the real
+    train split (2,527 slices at 64x64) is ~2x larger, which adds its images
+    (a few hundred MB at 256x128) to what the estimate says.
+    """
+    n = 2 * max(cfg.n_source, cfg.n_target)
+    h, w = image_shape(cfg.size)
+    zeros = np.zeros((n, h, w), np.float32)
+    return SliceSet(flair=zeros, t1=zeros, tumor_mask=zeros.astype(np.uint8),
+                    brain_mask=np.ones((n, h, w), np.uint8),
+                    label=(np.arange(n) % 2).astype(np.int32),
+                    patient_id=(np.arange(n) % 30).astype(np.int32),
+                    slice_index=np.arange(n, dtype=np.int32))
+
+
+def step_memory_bytes(cfg) -> int | None:
+    """XLA's estimate of the compiled sweep step of ``cfg`` (None where not reported).
+
+    ``member_axis`` auto is estimated as the loop: the strategy the measuring
+    auto keeps when nothing else fits (training/autotune.py).
+    """
+    from jax_translate.run_folder import state_template
+    from jax_translate.training import engine
+    from jax_translate.training.members import build_members, model_image_shape
+    from jax_translate.training.methods import Method
+
+    axis = "loop" if cfg.member_axis == "auto" else cfg.member_axis
+    k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
+    train = stand_in_train(cfg)
+    shared, members = build_members(cfg, train)
+    states = state_template(cfg, model_image_shape(cfg, train.flair.shape))
+    step = engine.make_sweep_step(Method(cfg), k, axis, None,
+                                  conv_impl=engine.resolve_conv_impl(cfg.conv_impl, axis))
+    return autotune.memory_bytes(step.lower(shared, states, members).compile())
+
+
+def projected_seconds(configs, flops_per_s: float = ASSUMED_FLOPS_PER_S) -> float:
+    """Training time of every config at ``flops_per_s`` (analytic FLOPs per member-step)."""
+    from jax_translate.flops import member_step_flops
+    from jax_translate.training.members import model_image_shape
+
+    total = 0.0
+    for cfg in configs:
+        shape = model_image_shape(cfg, image_shape(cfg.size))
+        total += cfg.steps * len(cfg.members) * member_step_flops(cfg, shape)
+    return total / flops_per_s
+
+
+def check(configs, log=print, memory_limit: int | None = None,
+          flops_per_s: float = ASSUMED_FLOPS_PER_S) -> dict:
+    """Prints the ETA and the memory each method's step needs; raises UsageError if one
+    exceeds ``autotune.MEMORY_FRACTION`` of the device's pool (``memory_limit``
+    bytes; default: the first device's, unknown on CPUs)."""
+    configs = list(configs)
+    seconds = projected_seconds(configs, flops_per_s)
+    log(f"preflight: {len(configs)} sweeps, about {eta.format_duration(seconds)} of training "
+        f"at an assumed {flops_per_s / 1e12:.0f} TFLOP/s (the loop's rate on one H200)")
+    limit = autotune.device_memory_limit() if memory_limit is None else memory_limit
+    needs = {}
+    for cfg in configs:
+        needs[cfg.method] = step_memory_bytes(cfg)
+        if needs[cfg.method] is None:
+            continue
+        pool = f" of a {limit / 2**30:.1f} GiB pool" if limit else " (device pool unknown)"
+        log(f"preflight: {cfg.method}: {len(cfg.members)} members need "
+            f"{needs[cfg.method] / 2**30:.2f} GiB{pool}")
+        if limit and needs[cfg.method] > autotune.MEMORY_FRACTION * limit:
+            raise UsageError(
+                f"{cfg.method}'s step needs {needs[cfg.method] / 2**30:.1f} GiB, more than "
+                f"{autotune.MEMORY_FRACTION:.0%} of this device's {limit / 2**30:.1f} GiB; "
+                f"use fewer members (--config with fewer ratios or seeds) or more devices")
+    return {"projected_training_seconds": seconds, "memory_bytes": needs,
+            "memory_limit": limit}

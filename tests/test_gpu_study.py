@@ -1,0 +1,143 @@
+"""The gpu preset, the split export read without TFDS, the paper preflight and the study figures."""
+
+import dataclasses
+import sys
+
+import numpy as np
+import pytest
+
+from jax_translate.config import METHODS, make_config
+from jax_translate.data import dataset
+from jax_translate.errors import UsageError
+from jax_translate.presets import ELEVEN
+from jax_translate.reproduce import default_preset
+
+
+def test_gpu_preset_is_the_whole_study():
+    for method in METHODS:
+        cfg = make_config(method, "gpu")
+        assert cfg.target_tumor_ratios == ELEVEN and cfg.seeds == 3 and len(cfg.members) == 33
+        assert cfg.size == "64" and cfg.member_axis == "vmap" and cfg.autotune == "off"
+        for cadence in (cfg.steps_per_call, cfg.log_every):
+            assert cfg.steps % cadence == 0
+    assert default_preset("gpu") == "gpu" and default_preset("tpu") == "gpu"
+    assert default_preset("cpu") == "cpu"
+
+
+def test_dataset_dir_is_the_builders_folder(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    for kwargs in ({}, dict(n_patients=8, n_train_patients=6, seed=1)):
+        builder = dataset.get_builder("64", tmp_path, **kwargs)
+        assert dataset.dataset_dir("64", tmp_path, **kwargs) == dataset.Path(builder.data_dir)
+
+
+def _equal(a: dataset.SliceSet, b: dataset.SliceSet):
+    for f in dataclasses.fields(dataset.SliceSet):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        assert x.dtype == y.dtype and np.array_equal(x, y), f.name
+
+
+def test_export_is_read_without_tfds(tmp_path, tiny_splits, monkeypatch):
+    folder = dataset.dataset_dir("64", tmp_path, n_patients=8)
+    folder.mkdir(parents=True)
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
+    with pytest.raises(UsageError, match="tensorflow-datasets is not installed"):
+        dataset.load("64", tmp_path, n_patients=8)
+    dataset.export_splits(tiny_splits, folder / dataset.EXPORT_NAME)
+    loaded = dataset.load("64", tmp_path, n_patients=8)
+    for split in dataset.SPLITS:
+        _equal(loaded[split], tiny_splits[split])
+
+
+def test_paper_preflight_refuses_before_writing(tmp_path):
+    from jax_translate.config import Experiment
+    from jax_translate.reproduce import reproduce
+
+    lines = []
+    experiment = Experiment("tiny", ("l1",), {"preflight": True})
+    out = tmp_path / "out"
+    with pytest.raises(UsageError, match=r"l1's step needs .* GiB, more than 90% of this device"):
+        reproduce(experiment, out, data_dir=str(tmp_path / "data"), log=lines.append,
+                  memory_limit=1000)
+    assert not out.exists() and not (tmp_path / "data").exists()
+    assert lines[0].startswith("preflight: 1 sweeps, about ")
+    assert "need" in lines[1] and "of a 0.0 GiB pool" in lines[1]
+
+
+def test_preflight_eta_and_fit():
+    from jax_translate import preflight
+    from jax_translate.flops import member_step_flops
+
+    cfg = make_config("l1", "tiny", steps=10)
+    report = preflight.check([cfg], log=lambda line: None, memory_limit=2**40, flops_per_s=1e9)
+    assert report["memory_bytes"]["l1"] > 0
+    flops = member_step_flops(cfg, (64, 64))
+    assert report["projected_training_seconds"] == pytest.approx(10 * 2 * flops / 1e9)
+    paper = [make_config(m, "paper") for m in METHODS]
+    hours = preflight.projected_seconds(paper) / 3600
+    assert 30 < hours < 100  # 4 x 11 x 140k steps of <= 3.7 TFLOP at 50 TFLOP/s: ~50 h
+
+
+def _study_rows():
+    """Three seeds at 11 ratios; seed s adds s/100 to 0.9 x ratio (healthy) or 0.9 (tumor); seed 2 of cyclegan at 0.5 undertrained."""
+    rows = []
+    for method in METHODS:
+        for ratio in ELEVEN:
+            for seed in range(3):
+                for label in ("healthy", "tumor"):
+                    frac = (0.9 * ratio if label == "healthy" else 0.9) + seed / 100
+                    bad = method == "cyclegan" and ratio == 0.5 and seed == 2
+                    rows.append(dict(method=method, target_tumor_ratio=ratio, seed=seed,
+                                     source_label=label, status="ok", n_images=100,
+                                     n_pred_tumor=round(100 * frac), frac_pred_tumor=frac,
+                                     ci_low=0.0, ci_high=1.0,
+                                     quality="undertrained" if bad else "ok"))
+    return rows
+
+
+def test_bias_curves_bands_wilson_and_paper():
+    from jax_translate.evaluation import figures, metrics
+
+    fig = figures.bias_curve_figure(_study_rows())
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    assert set(by_title) == set(METHODS)
+    cyclegan = by_title["cyclegan"]
+    x = [10.0 * i for i in range(11)]
+    mean = [line for line in cyclegan.lines if line.get_linestyle() == "-"]
+    assert np.allclose(mean[0].get_xdata(), x)
+    assert np.allclose(mean[0].get_ydata(), 0.9 * np.asarray(ELEVEN) + 0.01)  # over seeds
+    # Band: min to max over seeds.
+    band = cyclegan.collections[0].get_paths()[0].vertices
+    assert np.isclose(band[:, 1].min(), 0.0) and np.isclose(band[:, 1].max(), 0.92)
+    # Error bars: Wilson interval of the pooled counts (ratio 0: 0+1+2 of 300).
+    segments = [c for c in cyclegan.collections if hasattr(c, "get_segments")][0].get_segments()
+    low, high = metrics.wilson_interval(3, 300)
+    assert np.allclose(segments[0][:, 1], [low, high])
+    # The paper's numbers beside ours for cyclegan and l1 only.
+    paper = {line.get_label(): line for line in cyclegan.lines
+             if line.get_label().startswith(figures.PAPER_LABEL)}
+    assert np.allclose(paper[f"{figures.PAPER_LABEL}: healthy"].get_ydata(),
+                       figures.PAPER_CURVES["cyclegan"]["healthy"])
+    assert np.allclose(paper[f"{figures.PAPER_LABEL}: tumor"].get_xdata(), x)
+    assert any(line.get_label().startswith(figures.PAPER_LABEL) for line in by_title["l1"].lines)
+    for method in ("gan", "condgan"):
+        assert not any(line.get_label().startswith(figures.PAPER_LABEL)
+                       for line in by_title[method].lines)
+    hollow = [line for line in cyclegan.lines if line.get_markerfacecolor() == "none"]
+    assert [list(line.get_xdata()) for line in hollow] == [[50.0], [50.0]]
+    figures._pyplot().close(fig)
+
+
+def test_flips_figure_all_methods_on_one_axis():
+    from jax_translate.evaluation import figures
+
+    fig = figures.flips_figure(_study_rows())
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.lines if not line.get_label().startswith("_")}
+    assert set(lines) == {f"{m}: tumors {w}" for m in METHODS for w in ("added", "removed")}
+    assert np.allclose(lines["l1: tumors added"].get_ydata(), 0.9 * np.asarray(ELEVEN) + 0.01)
+    assert np.allclose(lines["gan: tumors removed"].get_ydata(), 1 - 0.91)
+    assert np.allclose(lines["gan: tumors removed"].get_xdata(), [10.0 * i for i in range(11)])
+    hollow = [line for line in ax.lines if line.get_markerfacecolor() == "none"]
+    assert [list(line.get_xdata()) for line in hollow] == [[50.0], [50.0]]
+    figures._pyplot().close(fig)
