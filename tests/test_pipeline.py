@@ -23,9 +23,12 @@ class ThresholdClassifier:
 
     metrics = {"accuracy": 1.0, "sensitivity": 1.0, "specificity": 1.0}
 
-    def predict(self, images):
+    def tumor_pixels(self, images):
         images = np.asarray(images)
-        return ((images > 0.05) & (images < 0.5)).reshape(len(images), -1).sum(1) > 6
+        return ((images > 0.05) & (images < 0.5)).reshape(len(images), -1).sum(1)
+
+    def predict(self, images):
+        return self.tumor_pixels(images) > 6
 
 
 def test_evaluate_writes_every_output(tmp_path, tiny_splits):
@@ -50,6 +53,18 @@ def test_evaluate_writes_every_output(tmp_path, tiny_splits):
             assert row["n_pred_tumor"] == int(pred[npz["label"] == label_value].sum())
             assert row["n_images"] == int((npz["label"] == label_value).sum())
             assert row["ci_low"] <= row["frac_pred_tumor"] <= row["ci_high"]
+        # StegoGAN's pFPR / iFPR: segmented pixels of healthy-source translations
+        healthy = npz["label"] == 0
+        fp = ThresholdClassifier().tumor_pixels(npz["translated"][m][healthy].astype(np.float32))
+        brain = npz["brain_mask"][healthy].reshape(int(healthy.sum()), -1).sum(1)
+        row = next(r for r in result.rows if r["target_tumor_ratio"] == ratio
+                   and r["seed"] == seed and r["source_label"] == "healthy")
+        # (translations.npz holds float16: a few pixels may cross the stub's thresholds)
+        assert row["pfpr"] == pytest.approx(fp.sum() / brain.sum(), rel=0.02)
+        assert row["ifpr"] == pytest.approx(np.mean(fp >= 4), abs=0.05)  # 16x16: one 2x2 cell
+        tumor_row = next(r for r in result.rows if r["target_tumor_ratio"] == ratio
+                         and r["seed"] == seed and r["source_label"] == "tumor")
+        assert np.isnan(tumor_row["pfpr"]) and np.isnan(tumor_row["ifpr"])
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["aggregate"][0]["n_seeds"] == 2
     for name in ("bias_curve.png", "examples.png"):

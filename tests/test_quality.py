@@ -250,3 +250,30 @@ def test_bias_curves_mark_undertrained_members():
     assert not [line for line in fig.axes[0].lines if line.get_markerfacecolor() == "none"]
     assert not any("undertrained" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
     figures._pyplot().close(fig)
+
+
+# ------------------------------------------------ StegoGAN's pFPR and iFPR
+
+
+def test_ifpr_threshold_scales_stegogan_50_pixels_to_the_image_area():
+    from jax_translate.evaluation import hallucination
+
+    # 50 pixels at 256x256; the segmenter counts whole 2x2 cells, so ">= 50" is ">= 52"
+    assert hallucination.ifpr_min_pixels(256, 256) == 52
+    assert hallucination.ifpr_min_pixels(256, 128) == 28   # 25 pixels -> 7 cells
+    assert hallucination.ifpr_min_pixels(64, 64) == 4      # 3.1 pixels -> one cell
+
+
+def test_false_positive_rates_by_hand():
+    from jax_translate.evaluation import hallucination
+
+    fp = np.array([0, 4, 8, 100])
+    brain = np.array([1000, 1000, 1000, 1000])
+    pfpr, ifpr = hallucination.false_positive_rates(fp, brain, (64, 64))
+    assert pfpr == pytest.approx(112 / 4000)
+    assert ifpr == pytest.approx(3 / 4)        # 4, 8 and 100 are >= 4 pixels
+    pfpr, ifpr = hallucination.false_positive_rates(fp, brain, (256, 256))
+    assert ifpr == pytest.approx(1 / 4)        # only 100 is >= 52 pixels
+    assert all(np.isnan(hallucination.false_positive_rates([], [], (64, 64))))
+    with pytest.raises(ValueError, match="shapes differ"):
+        hallucination.false_positive_rates([1, 2], [3], (64, 64))

@@ -217,6 +217,12 @@ class CachedClassifier:
     def predict(self, images: np.ndarray) -> np.ndarray:
         return predict_tumor(self.params, images, self.threshold, self.cfg.width)
 
+    def tumor_pixels(self, images: np.ndarray) -> np.ndarray:
+        """(N,) pixels segmented as tumor at the calibrated threshold."""
+        fractions = tumor_fractions(self.params, images, self.threshold, self.cfg.width)[:, 0]
+        brain = np.maximum((np.asarray(images) > BRAIN_THRESHOLD).sum(axis=(1, 2)), 1)
+        return np.rint(fractions * brain)
+
 
 def load_or_train(cache_dir: Path, splits: dict[str, SliceSet],
                   cfg: ClassifierConfig = ClassifierConfig(), progress: bool = True

@@ -31,14 +31,14 @@ from jax_translate.data import domains
 from jax_translate.data.dataset import SliceSet
 from jax_translate import io_utils
 from jax_translate.evaluation import classifier as classifier_lib
-from jax_translate.evaluation import figures, metrics, quality
+from jax_translate.evaluation import figures, hallucination, metrics, quality
 from jax_translate.run_folder import RESULTS_CSV, RESULTS_JSON, RunFolder, load_splits
 from jax_translate.training.members import downsample, from_model_range, to_model_range, upsample
 from jax_translate.training.methods import Method
 
 COLUMNS = ("method", "target_tumor_ratio", "seed", "source_label", "status", "n_images",
            "n_pred_tumor", "frac_pred_tumor", "ci_low", "ci_high", "mae", "psnr", "ssim",
-           "lesion_score", "fidelity_r", "fidelity_ssim", "quality")
+           "lesion_score", "fidelity_r", "fidelity_ssim", "quality", "pfpr", "ifpr")
 LABELS = ("healthy", "tumor")
 # With cfg.test_dropout, holdout image i is translated with the dropout key
 # fold_in(PRNGKey(EVAL_DROPOUT_SEED), i): the same for every member, run and
@@ -91,7 +91,9 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test: SliceSet,
-                diverged: np.ndarray) -> list[dict]:
+                diverged: np.ndarray, tumor_pixels: np.ndarray | None = None) -> list[dict]:
+    """Rows of every member; ``tumor_pixels`` (members, N), the segmenter's tumor
+    area per translation, gives the healthy rows StegoGAN's pFPR and iFPR."""
     rows = []
     for m, (ratio, seed) in enumerate(cfg.members):
         member = []
@@ -115,7 +117,11 @@ def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test
                 "lesion_score": _nanmean(lesion),
                 "fidelity_r": _nanmean(quality.pearson_in_brain(x, y, brain)) if n else np.nan,
                 "fidelity_ssim": _nanmean(quality.ssim_in_brain(x, y, brain)) if n else np.nan,
+                "pfpr": np.nan, "ifpr": np.nan,
             })
+            if tumor_pixels is not None and name == "healthy":
+                member[-1]["pfpr"], member[-1]["ifpr"] = hallucination.false_positive_rates(
+                    tumor_pixels[m][sel], brain.reshape(len(brain), -1).sum(1), x.shape[1:3])
         # the gate reads the healthy row (LABELS[0]) only: there, a lesion the bias
         # pasted or erased cannot lower fidelity; tumor rows' is for reference
         verdict = quality.quality_verdict(cfg.method, member[0]["fidelity_r"])
@@ -161,7 +167,8 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     translated = translate_all(method, states.generator, test.flair)
     pred = np.stack([classifier.predict(t) for t in translated])
     diverged = np.asarray(states.diverged)
-    rows = member_rows(cfg, translated, pred, test, diverged)
+    tumor_pixels = np.stack([classifier.tumor_pixels(t) for t in translated])
+    rows = member_rows(cfg, translated, pred, test, diverged, tumor_pixels)
     quality.print_undertrained(rows)
 
     workdir = folder.path
