@@ -67,8 +67,24 @@ def test_evaluate_writes_every_output(tmp_path, tiny_splits):
         assert np.isnan(tumor_row["pfpr"]) and np.isnan(tumor_row["ifpr"])
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["aggregate"][0]["n_seeds"] == 2
-    for name in ("bias_curve.png", "examples.png"):
-        assert (tmp_path / name).stat().st_size > 1000
+    # the figures draw these rows and translations
+    assert (tmp_path / "bias_curve.png").exists() and (tmp_path / "examples.png").exists()
+    panel, = figures.bias_curve_figure(result.rows).axes
+    assert panel.get_title() == "cyclegan"
+    for label in ("healthy", "tumor"):
+        line, = [ln for ln in panel.lines if ln.get_label() == figures.LABEL_STYLE[label][0]]
+        assert list(line.get_xdata()) == [0.0, 100.0]
+        expected = [np.mean([r["frac_pred_tumor"] for r in result.rows if r["source_label"] == label
+                             and r["target_tumor_ratio"] == ratio]) for ratio in (0.0, 1.0)]
+        np.testing.assert_allclose(line.get_ydata(), expected)
+    test = evaluate.holdout_set(cfg, tiny_splits["holdout"])
+    grid = figures.example_figure(npz["translated"].astype(np.float32), test, cfg.members,
+                                  cfg.method)
+    index = figures.example_indices(test)
+    shown = [ax.images[0].get_array() for ax in grid.axes]
+    assert len(shown) == len(index) * (2 + len(cfg.target_tumor_ratios))
+    np.testing.assert_array_equal(shown[0], test.flair[index[0]])
+    np.testing.assert_array_equal(shown[2], npz["translated"][0, index[0]].astype(np.float32))
     # losses.png draws every member's logged losses against the step
     assert (tmp_path / "losses.png").exists()
     logged = RunFolder(tmp_path).metrics()
@@ -180,8 +196,9 @@ def test_reproduce_tiny_preset_end_to_end(tmp_path, capsys):
         assert float(r["ci_low"]) <= float(r["frac_pred_tumor"]) <= float(r["ci_high"])
     summary = json.loads((out / "results.json").read_text())
     assert "cyclegan" in summary["flip_table"]
-    assert (out / "bias_curves.png").stat().st_size > 1000
-    assert (out / "flips.png").exists()
+    assert (out / "bias_curves.png").exists() and (out / "flips.png").exists()
+    assert {ax.get_title() for ax in figures.bias_curve_figure(summary["rows"]).axes} == {
+        "cyclegan", "gan", "condgan", "l1"}
     for method in ("cyclegan", "gan", "condgan", "l1"):
         for name in ("results.csv", "translations.npz", "examples.png", "bias_curve.png"):
             assert (out / method / name).exists(), (method, name)

@@ -33,21 +33,18 @@ def _pyplot():
     return plt
 
 
-def _save(fig, out: Path) -> Path:
+def _write(fig, out: Path) -> Path:
     out = Path(out)
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
     fig.savefig(tmp, dpi=120)
     tmp.replace(out)  # atomic
+    _pyplot().close(fig)
     return out
 
 
 def bias_curves(rows: list[dict], out: Path) -> Path:
     """`bias_curve_figure(rows)`, saved to `out`."""
-    plt = _pyplot()
-    fig = bias_curve_figure(rows)
-    out = _save(fig, out)
-    plt.close(fig)
-    return out
+    return _write(bias_curve_figure(rows), out)
 
 
 def _curve(rows: list[dict], method: str, label: str) -> dict:
@@ -153,10 +150,7 @@ def flips_figure(rows: list[dict]):
 
 def flips(rows: list[dict], out: Path) -> Path:
     """`flips_figure(rows)`, saved to `out`."""
-    fig = flips_figure(rows)
-    out = _save(fig, out)
-    _pyplot().close(fig)
-    return out
+    return _write(flips_figure(rows), out)
 
 
 def example_indices(test: SliceSet, per_label: int = 2) -> np.ndarray:
@@ -181,6 +175,11 @@ def example_indices(test: SliceSet, per_label: int = 2) -> np.ndarray:
 
 def example_grid(translated: np.ndarray, test: SliceSet, members: list[tuple[float, int]],
                  method: str, out: Path, per_label: int = 2, seed: int | None = None) -> Path:
+    return _write(example_figure(translated, test, members, method, per_label, seed), out)
+
+
+def example_figure(translated: np.ndarray, test: SliceSet, members: list[tuple[float, int]],
+                   method: str, per_label: int = 2, seed: int | None = None):
     """Rows: holdout tumor and healthy slices. Columns: source, real target, and
     the translation at each ratio (the first seed)."""
     plt = _pyplot()
@@ -202,9 +201,7 @@ def example_grid(translated: np.ndarray, test: SliceSet, members: list[tuple[flo
         axes[row, 0].set_ylabel("tumor" if test.label[i] else "healthy", fontsize=8)
     fig.suptitle(f"{method}: translations by % tumor in the target training data", fontsize=9)
     fig.tight_layout()
-    out = _save(fig, out)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def loss_figure(metrics: dict[str, list[dict]]):
@@ -227,7 +224,4 @@ def loss_figure(metrics: dict[str, list[dict]]):
 
 def loss_curves(metrics: dict[str, list[dict]], out: Path) -> Path:
     """``losses.png``: the training losses of every member (from the metrics files)."""
-    fig = loss_figure(metrics)
-    _save(fig, out)
-    _pyplot().close(fig)
-    return Path(out)
+    return _write(loss_figure(metrics), out)
