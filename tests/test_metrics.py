@@ -289,3 +289,14 @@ def test_aggregate_over_seeds():
     assert l1["frac_pred_tumor_mean"] == 0.3 and math.isnan(l1["frac_pred_tumor_std"])
     with pytest.raises(ValueError):
         metrics.aggregate_over_seeds(rows + [dict(rows[0])])
+
+
+@pytest.mark.parametrize("n", [175, 350, 1000])
+def test_wilson_contains_the_proportion_at_the_extremes(n):
+    # (350, 350) once gave a high of 0.9999999999999999, and the figures' error bars
+    # (mean - low, high - mean) went negative.
+    assert metrics.wilson_interval(n, n)[1] == 1.0
+    assert metrics.wilson_interval(0, n)[0] == 0.0
+    low, high = metrics.wilson_interval(np.arange(n + 1), n)
+    p = np.arange(n + 1) / n
+    assert np.all(low <= p) and np.all(p <= high)

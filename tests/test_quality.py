@@ -277,3 +277,17 @@ def test_false_positive_rates_by_hand():
     assert all(np.isnan(hallucination.false_positive_rates([], [], (64, 64))))
     with pytest.raises(ValueError, match="shapes differ"):
         hallucination.false_positive_rates([1, 2], [3], (64, 64))
+
+
+def test_bias_curve_draws_seeds_that_all_flip():
+    # Every translation of both seeds called tumor: the pooled Wilson interval's top
+    # must reach the mean (a rounding gap once made matplotlib refuse the error bars).
+    from jax_translate.evaluation import figures
+
+    rows = [{"method": "condgan", "target_tumor_ratio": r, "seed": s, "source_label": label,
+             "status": "ok", "n_images": 175, "n_pred_tumor": 175, "frac_pred_tumor": 1.0,
+             "ci_low": 0.98, "ci_high": 1.0, "quality": "undertrained"}
+            for r in (0.0, 1.0) for s in (0, 1) for label in ("healthy", "tumor")]
+    panel, = figures.bias_curve_figure(rows).axes
+    line, = [ln for ln in panel.lines if ln.get_label() == figures.LABEL_STYLE["healthy"][0]]
+    np.testing.assert_allclose(line.get_ydata(), [1.0, 1.0])

@@ -96,7 +96,9 @@ def bias_curve_figure(rows: list[dict]):
                 ax.plot(x[hollow], mean[hollow], "o", color=color, mfc="none", ms=5)
             low, high = (c["low"], c["high"]) if c["seeds"] > 1 else (c["ci_low"], c["ci_high"])
             ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
-            ax.errorbar(x, mean, yerr=[mean - c["ci_low"], c["ci_high"] - mean], fmt="none",
+            # clipped: rounding can put a pooled fraction of 0 or 1 a hair outside its interval
+            yerr = np.clip([mean - c["ci_low"], c["ci_high"] - mean], 0.0, None)
+            ax.errorbar(x, mean, yerr=yerr, fmt="none",
                         ecolor=color, elinewidth=0.8, capsize=0, alpha=0.7)
             if method in PAPER_CURVES:
                 ax.plot(PAPER_X, PAPER_CURVES[method][label], "x--", color=color, ms=4, lw=0.8,

@@ -129,8 +129,9 @@ def wilson_interval(k, n, confidence: float = 0.95):
         denom = 1 + z**2 / n_arr
         centre = (p + z**2 / (2 * n_arr)) / denom
         half = z / denom * np.sqrt(p * (1 - p) / n_arr + z**2 / (4 * n_arr**2))
-    low = np.where(n_arr > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-    high = np.where(n_arr > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    # The interval contains p; at k = 0 and k = n rounding could leave it a hair short.
+    low = np.where(n_arr > 0, np.clip(np.minimum(centre - half, p), 0.0, 1.0), np.nan)
+    high = np.where(n_arr > 0, np.clip(np.maximum(centre + half, p), 0.0, 1.0), np.nan)
     if low.ndim == 0:
         return float(low), float(high)
     return low, high

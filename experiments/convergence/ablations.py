@@ -1,0 +1,114 @@
+"""The ablations of README's diagnosis (issue 15): one member, one knob changed.
+
+A diagnostic harness, kept so that every number in the README's "things that
+did not change this" list can be rerun: one member of the cpu preset trains
+in a host loop of the jitted `methods.train_step` (the sweep's own step), with
+one setting changed through its JSON argument (config fields as `make_config`
+overrides, or the harness's knobs: `norm`/`dnorm` "none" drop the generator's /
+discriminator's instance norm, `d_lr_mult` scales the discriminator's updates,
+`shared_patients` draws source and target from the same patients, `target`
+"inv" / "brain_inv" replaces T1 by a known remap of Flair). It prints and
+appends to results.jsonl (next to this file, or $ABLATIONS_OUT): mean Pearson
+r inside the brain on healthy holdout slices against the real T1, the share
+of tumor slices whose lesion keeps >= half its real contrast, and the target
+discriminator's mean scores on holdout real T1 / Flair / translations.
+
+    python experiments/convergence/ablations.py '{"method": "cyclegan", "steps": 1000, "ratio": 1.0, "lambda_cycle": 4.0}'
+"""
+import dataclasses, functools, sys, time, json, os
+import jax, jax.numpy as jnp, numpy as np
+from jax_translate.config import make_config
+from jax_translate.data import dataset, domains
+from jax_translate.models import MODEL_PRESETS, build_generator
+from jax_translate.models.generators import ResnetGenerator
+from jax_translate.training import methods
+from jax_translate.training.members import build_members, sample_batch, to_model_range, from_model_range
+from jax_translate.evaluation import metrics as M
+
+SPLITS = dataset.load(os.environ.get("SIZE", "64"), os.environ.get("JAX_TRANSLATE_DATA_DIR"))
+
+def pearson_in_brain(x, y, brain):
+    rs = []
+    for a, b, m in zip(x, y, brain):
+        m = m > 0
+        if m.sum() < 20: continue
+        rs.append(np.corrcoef(a[m], b[m])[0, 1])
+    return float(np.nanmean(rs))
+
+def lesion_kept(x, real, tumor, brain):
+    """share of tumor slices whose lesion keeps >= half its real darkening vs a ring."""
+    w = M.default_ring_width(x.shape[1]); out = []
+    for a, r, t, b in zip(x, real, tumor, brain):
+        cr = M.lesion_contrast(r, t, b, w); ca = M.lesion_contrast(a, t, b, w)
+        if cr > 0.02: out.append(ca / cr >= 0.5)
+    return float(np.mean(out))
+
+def run(method="cyclegan", steps=1000, ratio=0.5, seed=0, norm="instance", dnorm="instance", dlayers=None, d_lr_mult=1.0, shared_patients=False, lr=2e-4, model=None,
+        target_fn=None, tag="", **over):
+    cfg = make_config(method, "cpu", target_tumor_ratios=(ratio,), steps=steps, learning_rate=lr,
+                      **({"model": model} if model else {}), **over)
+    train, hold = SPLITS["train"], SPLITS["holdout"]
+    if target_fn is not None:
+        train = dataclasses.replace(train, t1=target_fn(train.flair, train.brain_mask))
+        hold = dataclasses.replace(hold, t1=target_fn(hold.flair, hold.brain_mask))
+    m = methods.Method(cfg)
+    if d_lr_mult != 1.0:
+        orig = methods._scaled_update
+        def patched(params, grads, opt_state, opt, lr_scale):
+            is_d = set(params) <= {"a", "b"}
+            return orig(params, grads, opt_state, opt, lr_scale * (d_lr_mult if is_d else 1.0))
+        methods._scaled_update = patched
+    if norm != "instance":
+        gen = ResnetGenerator(ngf=cfg.model.ngf, n_blocks=cfg.model.n_blocks, norm=norm)
+        type(m).generator_net = property(lambda self: gen)
+    if dnorm != "instance" or dlayers:
+        from jax_translate.models.discriminators import PatchDiscriminator
+        dnet = PatchDiscriminator(ndf=cfg.model.ndf, n_layers=dlayers or cfg.model.n_disc_layers, norm=dnorm)
+        type(m).discriminator_net = property(lambda self: dnet)
+    if shared_patients:
+        def split(labels, patient_id, sizes, seed):
+            p = np.unique(patient_id); return p, p
+        domains.split_patients = split
+    shared, members = build_members(cfg, train)
+    mem = jax.tree_util.tree_map(lambda x: x[0], members)
+    state = m.init(jax.random.PRNGKey(seed), train.flair.shape[1:])
+    @functools.partial(jax.jit, donate_argnums=(0,))
+    def step(state):
+        key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1 << 20)
+        batch, _ = sample_batch(shared, mem, key, cfg, state.step)
+        return methods.train_step(m, state, batch, jnp.float32(1), jnp.bool_(True))
+    t = time.time()
+    for i in range(steps):
+        state, met = step(state)
+    jax.block_until_ready(state)
+    dt = time.time() - t
+    idx = domains.holdout_indices(hold.label, domains.DomainSizes(n_holdout=350))
+    h = hold.take(idx)
+    fwd = jax.jit(lambda p, x: m.translate(p, x))
+    out = np.concatenate([from_model_range(fwd(state.generator, to_model_range(h.flair[i:i+50])))
+                          for i in range(0, len(h), 50)])
+    healthy, tum = h.label == 0, h.label == 1
+    r = pearson_in_brain(out[healthy], h.t1[healthy], h.brain_mask[healthy])
+    r_flair = pearson_in_brain(h.flair[healthy], h.t1[healthy], h.brain_mask[healthy])
+    lk = lesion_kept(out[tum], h.t1[tum], h.tumor_mask[tum] > 0, h.brain_mask[tum] > 0)
+    dscore = {}
+    if method in ("cyclegan", "gan"):
+        D = jax.jit(lambda p, x: m.discriminator_net.apply({"params": p}, x).mean(axis=(1, 2, 3)))
+        for nm, imgs in (("t1", h.t1[:60]), ("flair", h.flair[:60]), ("fake", out[:60])):
+            dscore[nm] = round(float(D(state.discriminator["b"], to_model_range(imgs)).mean()), 3)
+    res = dict(shared_patients=shared_patients, tag=tag, dscore=dscore, dnorm=dnorm, d_lr_mult=d_lr_mult, method=method, steps=steps, ratio=ratio, norm=norm, lr=lr, r=round(r, 3),
+               r_flair=round(r_flair, 3), lesion_kept=round(lk, 3), sec=round(dt, 1),
+               loss={k: round(float(v), 3) for k, v in met.items()})
+    print(json.dumps(res), flush=True)
+    with open(os.environ.get("ABLATIONS_OUT", os.path.join(os.path.dirname(__file__), "results", "ablations.jsonl")), "a") as f: f.write(json.dumps(res) + "\n")
+    if os.environ.get("SAVE"):
+        np.savez_compressed(f"{os.environ['SAVE']}.npz", out=out, flair=h.flair, t1=h.t1, label=h.label, tumor=h.tumor_mask)
+    return state, out, h
+
+if __name__ == "__main__":
+    kw = json.loads(sys.argv[1])
+    tf = kw.pop("target", None)
+    if tf == "inv": kw["target_fn"] = lambda f, b: 1 - f
+    if tf == "brain_inv": kw["target_fn"] = lambda f, b: b * (1 - f)
+    if "model" in kw: kw["model"] = dataclasses.replace(MODEL_PRESETS["cpu"], **kw["model"])
+    run(**kw)
