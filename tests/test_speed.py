@@ -148,6 +148,7 @@ def test_autotune_never_picks_what_does_not_fit_and_keeps_the_loop_within_noise(
 def test_autotune_runs_only_where_asked():
     cfg = tiny_config(member_axis="auto")
     assert not autotune.should_measure(cfg, "cpu", 1)           # the loop rule on one CPU
+    assert not autotune.should_measure(cfg, "cpu", 4)           # vmap on forced CPU devices
     assert autotune.should_measure(cfg, "gpu", 1)
     assert autotune.should_measure(dataclasses.replace(cfg, autotune="on"), "cpu", 1)
     assert not autotune.should_measure(dataclasses.replace(cfg, autotune="off"), "gpu", 1)

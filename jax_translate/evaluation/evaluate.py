@@ -167,7 +167,9 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     translated = translate_all(method, states.generator, test.flair)
     pred = np.stack([classifier.predict(t) for t in translated])
     diverged = np.asarray(states.diverged)
-    tumor_pixels = np.stack([classifier.tumor_pixels(t) for t in translated])
+    # pFPR/iFPR need the segmenter's areas; a classifier that only labels leaves them NaN
+    tumor_pixels = (np.stack([classifier.tumor_pixels(t) for t in translated])
+                    if hasattr(classifier, "tumor_pixels") else None)
     rows = member_rows(cfg, translated, pred, test, diverged, tumor_pixels)
     quality.print_undertrained(rows)
 
