@@ -25,7 +25,7 @@ from jax_translate.training import methods
 from jax_translate.training.members import build_members, sample_batch, to_model_range, from_model_range
 from jax_translate.evaluation import metrics as M
 
-SPLITS = dataset.load(os.environ.get("SIZE", "64"), os.environ.get("JAX_TRANSLATE_DATA_DIR"))
+SPLITS = None  # loaded in main (building the dataset spawns processes: not at import)
 
 def pearson_in_brain(x, y, brain):
     rs = []
@@ -53,11 +53,13 @@ def run(method="cyclegan", steps=1000, ratio=0.5, seed=0, norm="instance", dnorm
         hold = dataclasses.replace(hold, t1=target_fn(hold.flair, hold.brain_mask))
     m = methods.Method(cfg)
     if d_lr_mult != 1.0:
-        orig = methods._scaled_update
-        def patched(params, grads, opt_state, opt, lr_scale):
-            is_d = set(params) <= {"a", "b"}
-            return orig(params, grads, opt_state, opt, lr_scale * (d_lr_mult if is_d else 1.0))
-        methods._scaled_update = patched
+        import optax
+        def patched(params, grads, opt_state, opt):
+            updates, opt_state = opt.update(grads, opt_state, params)
+            if set(params) <= {"a", "b"}:  # the discriminators' params
+                updates = jax.tree_util.tree_map(lambda u: d_lr_mult * u, updates)
+            return optax.apply_updates(params, updates), opt_state
+        methods._update = patched
     if norm != "instance":
         gen = ResnetGenerator(ngf=cfg.model.ngf, n_blocks=cfg.model.n_blocks, norm=norm)
         type(m).generator_net = property(lambda self: gen)
@@ -76,7 +78,7 @@ def run(method="cyclegan", steps=1000, ratio=0.5, seed=0, norm="instance", dnorm
     def step(state):
         key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1 << 20)
         batch, _ = sample_batch(shared, mem, key, cfg, state.step)
-        return methods.train_step(m, state, batch, jnp.float32(1), jnp.bool_(True))
+        return methods.train_step(m, state, batch, jnp.bool_(True))
     t = time.time()
     for i in range(steps):
         state, met = step(state)
@@ -106,6 +108,7 @@ def run(method="cyclegan", steps=1000, ratio=0.5, seed=0, norm="instance", dnorm
     return state, out, h
 
 if __name__ == "__main__":
+    SPLITS = dataset.load(os.environ.get("SIZE", "64"), os.environ.get("JAX_TRANSLATE_DATA_DIR"))
     kw = json.loads(sys.argv[1])
     tf = kw.pop("target", None)
     if tf == "inv": kw["target_fn"] = lambda f, b: 1 - f
