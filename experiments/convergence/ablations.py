@@ -23,17 +23,13 @@ from jax_translate.models import MODEL_PRESETS, build_generator
 from jax_translate.models.generators import ResnetGenerator
 from jax_translate.training import methods
 from jax_translate.training.members import build_members, sample_batch, to_model_range, from_model_range
-from jax_translate.evaluation import metrics as M
+from jax_translate.evaluation import metrics as M, quality
 
 SPLITS = None  # loaded in main (building the dataset spawns processes: not at import)
 
 def pearson_in_brain(x, y, brain):
-    rs = []
-    for a, b, m in zip(x, y, brain):
-        m = m > 0
-        if m.sum() < 20: continue
-        rs.append(np.corrcoef(a[m], b[m])[0, 1])
-    return float(np.nanmean(rs))
+    """Mean over images of the quality gate's per-image r inside the brain."""
+    return float(np.nanmean(quality.pearson_in_brain(x, y, brain)))
 
 def lesion_kept(x, real, tumor, brain):
     """share of tumor slices whose lesion keeps >= half its real darkening vs a ring."""
