@@ -17,6 +17,7 @@ discriminator's mean scores on holdout real T1 / Flair / translations.
 """
 import dataclasses, functools, sys, time, json, os
 import jax, jax.numpy as jnp, numpy as np
+from flax import linen as nn
 from jax_translate.config import make_config
 from jax_translate.data import dataset, domains
 from jax_translate.models import MODEL_PRESETS, build_generator
@@ -39,7 +40,39 @@ def lesion_kept(x, real, tumor, brain):
         if cr > 0.02: out.append(ca / cr >= 0.5)
     return float(np.mean(out))
 
-def run(method="cyclegan", steps=1000, ratio=0.5, seed=0, norm="instance", dnorm="instance", dlayers=None, d_lr_mult=1.0, shared_patients=False, lr=2e-4, model=None,
+class PixelGenerator(nn.Module):
+    """A generator that can only remap intensities: 1x1 convs (no texture, no context)."""
+    width: int = 32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        h = nn.leaky_relu(nn.Conv(self.width, (1, 1))(x), 0.2)
+        h = nn.leaky_relu(nn.Conv(self.width, (1, 1))(h), 0.2)
+        return jnp.tanh(nn.Conv(1, (1, 1))(h))
+
+
+class SpectralPatchDiscriminator(nn.Module):
+    """The PatchGAN's layout with every conv kernel divided by its largest singular value
+    (Miyato et al. 2018, computed exactly on the (k*k*in, out) matrix) and no instance norm."""
+    ndf: int = 16
+    n_layers: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        def conv(h, features, stride, name):
+            kernel = self.param(name, nn.initializers.normal(0.02), (4, 4, h.shape[-1], features))
+            sigma = jnp.linalg.norm(kernel.reshape(-1, features), ord=2)
+            bias = self.param(name + "_bias", nn.initializers.zeros, (features,))
+            return jax.lax.conv_general_dilated(h, kernel / sigma, (stride, stride), ((1, 1), (1, 1)),
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+        h = nn.leaky_relu(conv(x, self.ndf, 2, "conv0"), 0.2)
+        for n in range(1, self.n_layers):
+            h = nn.leaky_relu(conv(h, self.ndf * min(2 ** n, 8), 2, f"conv{n}"), 0.2)
+        h = nn.leaky_relu(conv(h, self.ndf * min(2 ** self.n_layers, 8), 1, f"conv{self.n_layers}"), 0.2)
+        return conv(h, 1, 1, "scores")
+
+
+def run(method="cyclegan", steps=1000, ratio=0.5, seed=0, gen="resnet", norm="instance", dnorm="instance", dlayers=None, d_lr_mult=1.0, shared_patients=False, lr=2e-4, model=None,
         target_fn=None, tag="", **over):
     cfg = make_config(method, "cpu", target_tumor_ratios=(ratio,), steps=steps, learning_rate=lr,
                       **({"model": model} if model else {}), **over)
@@ -56,10 +89,16 @@ def run(method="cyclegan", steps=1000, ratio=0.5, seed=0, norm="instance", dnorm
                 updates = jax.tree_util.tree_map(lambda u: d_lr_mult * u, updates)
             return optax.apply_updates(params, updates), opt_state
         methods._update = patched
-    if norm != "instance":
-        gen = ResnetGenerator(ngf=cfg.model.ngf, n_blocks=cfg.model.n_blocks, norm=norm)
-        type(m).generator_net = property(lambda self: gen)
-    if dnorm != "instance" or dlayers:
+    if gen == "pixel":
+        pixel = PixelGenerator()
+        type(m).generator_net = property(lambda self: pixel)
+    elif norm != "instance":
+        net = ResnetGenerator(ngf=cfg.model.ngf, n_blocks=cfg.model.n_blocks, norm=norm)
+        type(m).generator_net = property(lambda self: net)
+    if dnorm == "spectral":
+        snet = SpectralPatchDiscriminator(ndf=cfg.model.ndf, n_layers=dlayers or cfg.model.n_disc_layers)
+        type(m).discriminator_net = property(lambda self: snet)
+    elif dnorm != "instance" or dlayers:
         from jax_translate.models.discriminators import PatchDiscriminator
         dnet = PatchDiscriminator(ndf=cfg.model.ndf, n_layers=dlayers or cfg.model.n_disc_layers, norm=dnorm)
         type(m).discriminator_net = property(lambda self: dnet)
@@ -94,7 +133,7 @@ def run(method="cyclegan", steps=1000, ratio=0.5, seed=0, norm="instance", dnorm
         D = jax.jit(lambda p, x: m.discriminator_net.apply({"params": p}, x).mean(axis=(1, 2, 3)))
         for nm, imgs in (("t1", h.t1[:60]), ("flair", h.flair[:60]), ("fake", out[:60])):
             dscore[nm] = round(float(D(state.discriminator["b"], to_model_range(imgs)).mean()), 3)
-    res = dict(shared_patients=shared_patients, tag=tag, dscore=dscore, dnorm=dnorm, d_lr_mult=d_lr_mult, method=method, steps=steps, ratio=ratio, norm=norm, lr=lr, r=round(r, 3),
+    res = dict(shared_patients=shared_patients, tag=tag, gen=gen, dscore=dscore, dnorm=dnorm, d_lr_mult=d_lr_mult, method=method, steps=steps, ratio=ratio, norm=norm, lr=lr, r=round(r, 3),
                r_flair=round(r_flair, 3), lesion_kept=round(lk, 3), sec=round(dt, 1),
                loss={k: round(float(v), 3) for k, v in met.items()})
     print(json.dumps(res), flush=True)
