@@ -52,6 +52,24 @@ def test_patch_nce_is_log_n_for_random_and_zero_for_matching_features():
     assert float(patchnce.patch_nce_loss(separated, separated, 0.07).max()) < 1e-4
 
 
+def test_projection_has_finite_gradients_on_zero_features():
+    """Background patches give all-zero conv features at init; a plain norm made NaNs."""
+    from jax_translate.models.projection import ProjectionHead
+
+    head = ProjectionHead(8)
+    features = jnp.zeros((1, 4, 3)).at[0, 0].set(1.0)  # one real vector, three zero ones
+    params = head.init(jax.random.PRNGKey(0), features)
+
+    def loss(p):
+        q = head.apply(p, features)
+        return patchnce.patch_nce_loss(q, jax.lax.stop_gradient(q) + 0.1, 0.07).mean()
+
+    grads = jax.grad(loss)(params)
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
+    np.testing.assert_allclose(l2_normalize(jnp.array([[3.0, 4.0]])), [[0.6, 0.8]], rtol=1e-6)
+    np.testing.assert_array_equal(l2_normalize(jnp.zeros((1, 2))), [[0.0, 0.0]])
+
+
 def test_nce_loss_uses_the_same_locations_for_source_and_translation():
     # Every position has its own one-hot feature: only matching locations give ~0.
     features = [jnp.eye(64).reshape(1, 8, 8, 64), jnp.eye(16).reshape(1, 4, 4, 16)]

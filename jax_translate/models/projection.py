@@ -18,7 +18,18 @@ L2_EPS = 1e-7  # the reference's Normalize(2): x / (||x|| + 1e-7)
 
 
 def l2_normalize(x: jax.Array) -> jax.Array:
-    return x / (jnp.linalg.norm(x, axis=-1, keepdims=True) + L2_EPS)
+    """x / (||x|| + 1e-7) over the last axis, with a finite gradient at x = 0.
+
+    Zero vectors happen: a stride-2 conv over a patch the stem's ReLU zeroed
+    (the background) outputs exactly 0 at init (zero biases), and so does the
+    head. The gradient of a plain norm there is 0/0 = NaN, which froze every
+    member of a 64x64 sweep at its first step; the norm's gradient is taken
+    as 0 at 0 instead (the forward value is unchanged).
+    """
+    squared = jnp.sum(x * x, axis=-1, keepdims=True)
+    positive = squared > 0
+    norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+    return x / (norm + L2_EPS)
 
 
 class ProjectionHead(nn.Module):
