@@ -37,8 +37,10 @@ PRESETS: dict[str, dict] = {
     "cpu": dict(
         model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=(0.0, 0.5, 1.0), seeds=2,
         steps={"cyclegan": 800, "gan": 500, "condgan": 800, "l1": 2500,
-               # beyond the paper (README "Methods"): cyclegan's budget; cut and fastcut
-               # cost less per step than cyclegan, cyclegan-cc a little more
+               # beyond the paper (README "Methods"): cyclegan's budget. Analytic FLOPs per
+               # member-step (flops.py): cyclegan 4.3 G, cut <= 2.6 G, fastcut <= 1.7 G,
+               # cyclegan-cc ~4.3 G plus, once per run folder, two segmenters of
+               # lesion_segmenter_steps (1500) steps each, the evaluator's cost twice
                "cut": 800, "fastcut": 800, "cyclegan-cc": 800},
         n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=1500, steps_per_call=0, checkpoint_every=500, log_every=50,
