@@ -124,13 +124,17 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from jax_translate.config import METHODS, Experiment
+    import dataclasses
+
+    from jax_translate.config import PAPER_METHODS, Experiment, parse_methods
     from jax_translate.reproduce import default_preset, reproduce
 
     if args.config is not None:
         experiment = Experiment.load(args.config).with_preset(args.preset)
     else:
-        experiment = Experiment(args.preset, tuple(METHODS), {})
+        experiment = Experiment(args.preset, PAPER_METHODS, {})
+    if args.methods is not None:
+        experiment = dataclasses.replace(experiment, methods=parse_methods(args.methods))
     if experiment.preset is None:
         experiment = experiment.with_preset(default_preset())
     reproduce(experiment, args.out, data_dir=str(args.data_dir) if args.data_dir else None)
@@ -218,12 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: ClassifierConfig's)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("reproduce", help="the paper's experiment: every method, evaluation, figures")
+    p = sub.add_parser("reproduce",
+                       help="the paper's experiment: its four methods, evaluation, figures")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="cpu (default on CPU) or paper (default on GPU/TPU)")
     p.add_argument("--config", type=Path, default=None,
                    help="an experiment config (experiments/<figure>/config.json): a preset, "
                         "its methods and overrides")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated methods to run instead of the paper's four (or the "
+                        f"config's): any of {', '.join(METHODS)}")
     p.add_argument("--out", type=Path, default=Path("runs/reproduce"))
     p.add_argument("--data-dir", type=Path, default=None)
     p.set_defaults(func=cmd_reproduce)

@@ -22,9 +22,8 @@ from jax_translate.data.slices import SIZES
 from jax_translate.errors import UsageError
 from jax_translate.models import MODEL_PRESETS, ModelConfig, layers
 from jax_translate.presets import EXTRA_KEYS, PRESETS
-
-METHODS = ("cyclegan", "condgan", "l1", "gan")
-PAIRED_METHODS = ("condgan", "l1")
+# The method registry (training/specs.py): every method, the paper's four, the paired ones.
+from jax_translate.training.specs import METHODS, PAIRED_METHODS, PAPER_METHODS  # noqa: F401
 MEMBER_AXES = ("auto", "vmap", "map", "loop")
 AUTOTUNE_MODES = ("auto", "on", "off")  # auto: measure on accelerators only (training/autotune.py)
 CONV_IMPLS = ("auto", *layers.CONV_IMPLS)
@@ -61,6 +60,13 @@ class SweepConfig:
     condgan_gan_loss: str = "vanilla"  # the reference: "lsgan"
     condgan_pool_size: int = 0       # pool of (source, output) pairs; the reference: 50
     condgan_discriminator_first: bool = False  # the reference updates D before G
+    # cut / fastcut (training/patchnce.py): the reference's defaults.
+    nce_patches: int = 256           # patch locations per layer
+    nce_temperature: float = 0.07
+    nce_head_features: int = 256     # width of the 2-layer projection MLP
+    # cyclegan-cc (training/lesion.py).
+    lambda_lesion: float = 10.0      # weight of the lesion-consistency term
+    lesion_segmenter_steps: int = 1500  # training steps of each frozen segmenter
     n_source: int = 700
     n_target: int = 700
     n_holdout: int = 350
@@ -175,6 +181,7 @@ def validate(cfg: SweepConfig) -> None:
         raise UsageError(f"decay_fraction must be in [0, 1], got {cfg.decay_fraction}")
     if cfg.pool_size < 0:
         raise UsageError(f"pool_size must be >= 0, got {cfg.pool_size}")
+    _validate_method_settings(cfg)
     _validate_reference_settings(cfg)
     if cfg.version != CONFIG_VERSION:
         raise UsageError(f"config version {cfg.version} is not this program's ({CONFIG_VERSION})")
@@ -204,6 +211,19 @@ def _validate_reference_settings(cfg: SweepConfig) -> None:
         raise UsageError(f"condgan_pool_size must be >= 0, got {cfg.condgan_pool_size}")
 
 
+def _validate_method_settings(cfg: SweepConfig) -> None:
+    for name in ("nce_patches", "nce_head_features", "lesion_segmenter_steps"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
+            raise UsageError(f"{name} must be an integer >= 1, got {getattr(cfg, name)!r}")
+    if not cfg.nce_temperature > 0:
+        raise UsageError(f"nce_temperature must be > 0, got {cfg.nce_temperature}")
+    if not cfg.lambda_lesion >= 0:
+        raise UsageError(f"lambda_lesion must be >= 0, got {cfg.lambda_lesion}")
+    if cfg.method in ("cut", "fastcut") and cfg.model.generator != "resnet":
+        raise UsageError(f"{cfg.method} takes PatchNCE features from the ResNet generator; "
+                         f"set model.generator to 'resnet', not {cfg.model.generator!r}")
+
+
 def parse_ratios(text: str) -> tuple[float, ...]:
     """'0,0.5,1' -> (0.0, 0.5, 1.0), with a clear error for anything else."""
     try:
@@ -213,6 +233,19 @@ def parse_ratios(text: str) -> tuple[float, ...]:
     if not ratios:
         raise UsageError("give at least one target tumor ratio")
     return ratios
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    """'cut,fastcut' -> ('cut', 'fastcut'), refusing unknown or repeated names."""
+    methods = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not methods:
+        raise UsageError(f"give at least one method; choose from {', '.join(METHODS)}")
+    for method in methods:
+        if method not in METHODS:
+            raise UsageError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if len(set(methods)) != len(methods):
+        raise UsageError(f"repeated method in {text!r}")
+    return methods
 
 
 def preset_settings(preset: str, **overrides) -> dict:
@@ -260,7 +293,8 @@ class Experiment:
         unknown = set(raw) - known
         if unknown:
             raise UsageError(f"config {path} has unknown fields {sorted(unknown)}")
-        methods = raw.pop("methods", None) or ([raw.pop("method")] if "method" in raw else METHODS)
+        methods = (raw.pop("methods", None)
+                   or ([raw.pop("method")] if "method" in raw else PAPER_METHODS))
         for method in methods:
             if method not in METHODS:
                 raise UsageError(f"config {path}: unknown method {method!r}")

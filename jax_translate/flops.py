@@ -119,22 +119,26 @@ class StepPasses:
 
 
 def method_passes(method: str, discriminator_first: bool = False) -> StepPasses:
-    """The passes of ``methods.train_step`` for ``method``, read off its losses.
+    """The passes of ``methods.train_step`` for ``method``, from its spec (training/specs.py).
 
     cyclegan: G loss runs ab(a), ba(b), ba(fake_b), ab(fake_a), ab(b), ba(a)
     (6 trained generator passes) and D_b(fake_b), D_a(fake_a) (2 with input
     gradients); D loss runs each discriminator on a real and a pooled fake
     (4 trained). gan and condgan: 1 generator, 1 + 2 discriminator passes;
-    condgan with the discriminator first adds one gradient-free generator
-    pass for the fakes D trains on. l1: one generator pass.
+    a step that updates the discriminator first (``discriminator_first``:
+    condgan's option, always for cut and fastcut) adds one gradient-free
+    generator pass for the fakes D trains on. l1: one generator pass. cut's PatchNCE
+    encoder passes are counted as whole passes (an upper bound); cyclegan-cc's
+    small segmenters are not counted.
     """
-    if method == "cyclegan":
-        return StepPasses({"train": 6}, {"input_grad": 2, "train": 4})
-    if method == "l1":
-        return StepPasses({"train": 1}, {})
-    generator = {"train": 1, **({"forward": 1} if discriminator_first else {})}
-    return StepPasses(generator, {"input_grad": 1, "train": 2},
-                      discriminator_channels=2 if method == "condgan" else 1)
+    from jax_translate.training.specs import SPECS
+
+    spec = SPECS[method]
+    generator = dict(spec.generator_passes)
+    if discriminator_first:
+        generator["forward"] = generator.get("forward", 0) + 1
+    return StepPasses(generator, dict(spec.discriminator_passes),
+                      discriminator_channels=2 if spec.conditional else 1)
 
 
 def member_step_flops(cfg, image_shape: tuple[int, int]) -> float:
@@ -143,7 +147,9 @@ def member_step_flops(cfg, image_shape: tuple[int, int]) -> float:
     ``image_shape`` is what the models see (``members.model_image_shape``:
     the dataset's size times ``cfg.upscale``). Batch size multiplies it.
     """
-    passes = method_passes(cfg.method, cfg.method == "condgan" and cfg.condgan_discriminator_first)
+    from jax_translate.training.specs import SPECS
+
+    passes = method_passes(cfg.method, SPECS[cfg.method].discriminator_first(cfg))
     g = generator_forward_flops(cfg.model, image_shape)
     d = discriminator_forward_flops(cfg.model, image_shape, passes.discriminator_channels)
     total = (g * sum(PASS_COST[k] * n for k, n in passes.generator.items())

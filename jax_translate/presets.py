@@ -36,7 +36,12 @@ PRESETS: dict[str, dict] = {
     # Converged adversarial members need a GPU (the gpu preset).
     "cpu": dict(
         model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=(0.0, 0.5, 1.0), seeds=2,
-        steps={"cyclegan": 800, "gan": 500, "condgan": 800, "l1": 2500},
+        steps={"cyclegan": 800, "gan": 500, "condgan": 800, "l1": 2500,
+               # beyond the paper (README "Methods"): cyclegan's budget. Analytic FLOPs per
+               # member-step (flops.py): cyclegan 4.3 G, cut <= 2.6 G, fastcut <= 1.7 G,
+               # cyclegan-cc ~4.3 G plus, once per run folder, two segmenters of
+               # lesion_segmenter_steps (1500) steps each, the evaluator's cost twice
+               "cut": 800, "fastcut": 800, "cyclegan-cc": 800},
         n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=1500, steps_per_call=0, checkpoint_every=500, log_every=50,
         notes="64x64, narrow ResNet, 3 ratios x 2 seeds: L1 passes the quality gate, "
@@ -58,7 +63,8 @@ PRESETS: dict[str, dict] = {
     # alone), so it does not fit 8 minutes at these step counts; left out.
     "gpu": dict(
         model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=ELEVEN, seeds=3,
-        steps={"cyclegan": 5000, "gan": 6000, "condgan": 6000, "l1": 3000},
+        steps={"cyclegan": 5000, "gan": 6000, "condgan": 6000, "l1": 3000,
+               "cut": 5000, "fastcut": 5000, "cyclegan-cc": 5000},
         n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=1500, member_axis="vmap", autotune="off",
         steps_per_call=50, checkpoint_every=1000, log_every=500,
@@ -71,15 +77,17 @@ PRESETS: dict[str, dict] = {
         domain_protocol="reference", condgan_gan_loss="lsgan", condgan_pool_size=50,
         condgan_discriminator_first=True,
         size="256x128", target_tumor_ratios=ELEVEN, seeds=1,
-        steps={"cyclegan": PAPER_STEPS, "gan": PAPER_STEPS, "condgan": PAPER_STEPS,
-               "l1": PAPER_STEPS},
+        steps={m: PAPER_STEPS for m in ("cyclegan", "gan", "condgan", "l1", "cut", "fastcut",
+                                        "cyclegan-cc")},
         n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=3000, steps_per_call=100, checkpoint_every=5000, log_every=500,
         preflight=True, notes="the paper's protocol; for a GPU"),
     # For tests: seconds.
     "tiny": dict(
         model=MODEL_PRESETS["tiny"], size="64", target_tumor_ratios=(0.0, 1.0), seeds=1,
-        steps={"cyclegan": 4, "gan": 4, "condgan": 4, "l1": 4},
+        steps={m: 4 for m in ("cyclegan", "gan", "condgan", "l1", "cut", "fastcut",
+                              "cyclegan-cc")},
+        lesion_segmenter_steps=20,
         n_source=20, n_target=20, n_holdout=16, n_patients=5, n_train_patients=3,
         classifier_steps=20, steps_per_call=2, checkpoint_every=2, log_every=2,
         notes="tiny networks and data, for tests"),

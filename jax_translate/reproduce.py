@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 
 from jax_translate import io_utils, preflight
-from jax_translate.config import METHODS, Experiment, make_config, preset_settings
+from jax_translate.config import PAPER_METHODS, Experiment, make_config, preset_settings
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import evaluate, figures, metrics
 from jax_translate.run_folder import RESULTS_CSV, RESULTS_JSON, RunFolder, load_splits
@@ -29,13 +29,14 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
               progress: bool = True, log=print, memory_limit: int | None = None) -> dict:
     """Runs (or resumes) the whole experiment into ``out``; returns the summary.
 
-    ``experiment`` is a preset name (every method) or an :class:`Experiment`.
+    ``experiment`` is a preset name (the paper's four methods) or an
+    :class:`Experiment` (its ``methods``: any registered, e.g. cut).
     A preset with ``preflight`` (paper) first prints its ETA and memory and
     refuses, before writing anything, what the device (``memory_limit``
     bytes; default: the device's own) cannot hold.
     """
     if isinstance(experiment, str):
-        experiment = Experiment(experiment, METHODS, {})
+        experiment = Experiment(experiment, PAPER_METHODS, {})
     preset_name = experiment.preset or default_preset()
     settings = preset_settings(preset_name, **experiment.overrides)
     t0 = time.perf_counter()

@@ -81,3 +81,23 @@ def test_preset_values():
     assert (tiny.steps, tiny.n_source, tiny.n_holdout, tiny.n_patients) == (4, 20, 16, 5)
     assert [PRESETS[p]["classifier_steps"] for p in ("cpu", "paper", "tiny")] == [1500, 3000, 20]
     assert set(METHODS) == set(PRESETS["cpu"]["steps"])
+
+
+def test_method_registry_lists_and_the_methods_flag(tmp_path):
+    from jax_translate.config import PAIRED_METHODS, PAPER_METHODS, parse_methods
+
+    assert PAPER_METHODS == ("cyclegan", "condgan", "l1", "gan")
+    assert METHODS == PAPER_METHODS + ("cut", "fastcut", "cyclegan-cc")
+    assert PAIRED_METHODS == ("condgan", "l1")
+    assert parse_methods("cut, fastcut") == ("cut", "fastcut")
+    with pytest.raises(UsageError, match="unknown method 'foo'"):
+        parse_methods("cut,foo")
+    with pytest.raises(UsageError, match="repeated"):
+        parse_methods("cut,cut")
+    (tmp_path / "c.json").write_text("{}")
+    assert Experiment.load(tmp_path / "c.json").methods == PAPER_METHODS  # reproduce's default
+    args = cli.build_parser().parse_args(["reproduce", "--methods", "cut,cyclegan-cc"])
+    assert parse_methods(args.methods) == ("cut", "cyclegan-cc")
+    with pytest.raises(UsageError, match="ResNet generator"):
+        make_config("cut", "tiny", model={**dataclasses.asdict(MODEL_PRESETS["tiny"]),
+                                          "generator": "unet"})

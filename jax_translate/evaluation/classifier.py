@@ -124,12 +124,13 @@ def _balanced_batches(labels: np.ndarray, batch_size: int, steps: int, seed: int
 
 
 def train_classifier(train: SliceSet, cfg: ClassifierConfig = ClassifierConfig(),
-                     progress: bool = False):
-    """Params of the segmenter trained on the real T1 slices and masks of ``train``."""
+                     progress: bool = False, modality: str = "t1"):
+    """Params of the segmenter trained on the real ``modality`` ("t1" or "flair")
+    slices and tumor masks of ``train``."""
     from jax_translate import progress as progress_lib
 
     model = TumorSegmenter(cfg.width)
-    images = jnp.asarray(train.t1[..., None])
+    images = jnp.asarray(getattr(train, modality)[..., None])
     masks = jnp.asarray(train.tumor_mask[..., None], jnp.float32)
     key = jax.random.PRNGKey(cfg.seed)
     params = model.init(key, images[:1])["params"]

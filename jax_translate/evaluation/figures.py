@@ -20,7 +20,8 @@ PAPER_CURVES = {
 PAPER_X = tuple(10 * i for i in range(11))
 PAPER_LABEL = "paper (their classifier)"
 METHOD_COLORS = {"cyclegan": "tab:purple", "condgan": "tab:orange", "l1": "tab:green",
-                 "gan": "tab:brown"}
+                 "gan": "tab:brown", "cut": "tab:cyan", "fastcut": "tab:olive",
+                 "cyclegan-cc": "tab:pink"}
 UNDERTRAINED_LABEL = f"undertrained (fidelity r < {quality.FIDELITY_GATE:g})"
 LABEL_STYLE = {"healthy": ("healthy source (tumors added)", "tab:blue"),
                "tumor": ("tumor source (tumors kept)", "tab:red")}

@@ -58,18 +58,35 @@ class ResnetGenerator(nn.Module):
     dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        """``train`` turns dropout on (it then needs a 'dropout' rng)."""
+    def __call__(self, x: jax.Array, train: bool = False,
+                 encode_only: bool = False) -> jax.Array | list[jax.Array]:
+        """``train`` turns dropout on (it then needs a 'dropout' rng).
+
+        ``encode_only`` returns, instead of the image, the encoder feature maps
+        that PatchNCE compares (CUT's ``nce_layers`` 0,4,8,12,16 of its
+        resnet_9blocks), stopping there: the input, the output of each
+        downsampling conv (before its norm), and the outputs of the first and
+        the middle residual block (``n_blocks // 2``: the 5th of 9; once if
+        they are the same block). See training/patchnce.py for the mapping.
+        """
         _check_divisible(x, 4, "ResnetGenerator")
+        features_out = [x]
         h = layers.PaddedConv(self.ngf, 7, 3, name="stem")(x)
         h = nn.relu(layers.normalize(h, self.norm))
 
         for i, features in enumerate((self.ngf * 2, self.ngf * 4)):
             h = layers.conv(features, 3, stride=2, padding=1, name=f"down{i}")(h)
+            features_out.append(h)
             h = nn.relu(layers.normalize(h, self.norm))
 
         for i in range(self.n_blocks):
             h = ResnetBlock(self.ngf * 4, self.norm, self.dropout, name=f"block{i}")(h, train)
+            if i in (0, self.n_blocks // 2):
+                features_out.append(h)
+            if encode_only and i == self.n_blocks // 2:
+                break
+        if encode_only:
+            return features_out
 
         for i, features in enumerate((self.ngf * 2, self.ngf)):
             h = layers.Upsample2x(

@@ -24,6 +24,7 @@ class SharedData:
     flair: jnp.ndarray  # (N, H, W, 1) in [-1, 1]
     t1: jnp.ndarray     # (N, H, W, 1) in [-1, 1]
     label: jnp.ndarray  # (N,) int32
+    frozen: dict | None = None  # frozen networks every member's loss uses (cyclegan-cc)
 
 
 @flax.struct.dataclass
@@ -82,17 +83,28 @@ def domain_indices(cfg: SweepConfig, train: SliceSet, ratio: float, seed: int
     return domains.unpaired_domains(train.label, train.patient_id, ratio, sizes, seed)
 
 
-def build_members(cfg: SweepConfig, train: SliceSet) -> tuple[SharedData, MemberData]:
+def build_members(cfg: SweepConfig, train: SliceSet, cache_dir=None
+                  ) -> tuple[SharedData, MemberData]:
     """Device data for all members, stacked on a leading member axis.
 
     Only slices some member uses go to the device; indices are remapped.
+    A method whose spec asks for frozen lesion segmenters (cyclegan-cc) gets
+    them trained on ``train`` (the training split), cached under ``cache_dir``
+    (the run folder) when given.
     """
+    from jax_translate.training.specs import SPECS
+
     pairs = [domain_indices(cfg, train, r, s) for r, s in cfg.members]
     used = np.unique(np.concatenate([np.concatenate(p) for p in pairs]))
     remap = lambda index: np.searchsorted(used, index).astype(np.int32)  # noqa: E731
     shared = SharedData(flair=jnp.asarray(to_model_range(train.flair[used], cfg.intensity_range)),
                         t1=jnp.asarray(to_model_range(train.t1[used], cfg.intensity_range)),
                         label=jnp.asarray(train.label[used], jnp.int32))
+    if SPECS[cfg.method].lesion_segmenters:
+        from jax_translate.training import lesion
+
+        shared = shared.replace(frozen=lesion.train_segmenters(
+            train, cfg.lesion_segmenter_steps, cache_dir))
     members = MemberData(
         source_index=jnp.asarray(np.stack([remap(p[0]) for p in pairs])),
         target_index=jnp.asarray(np.stack([remap(p[1]) for p in pairs])))
@@ -119,5 +131,5 @@ def sample_batch(shared: SharedData, member: MemberData, key: jax.Array, cfg: Sw
         target = pick(target_key, member.target_index)
         source = target if cfg.paired else pick(source_key, member.source_index)
     batch = Batch(source=upsample(shared.flair[source], cfg.upscale),
-                  target=upsample(shared.t1[target], cfg.upscale))
+                  target=upsample(shared.t1[target], cfg.upscale), frozen=shared.frozen)
     return batch, target

@@ -1,22 +1,18 @@
-"""The four translation methods of the paper, as pure functions of one member.
+"""The translation methods, as pure functions of one member.
 
-Every method has a generator ``ab`` (Flair -> T1, the translator we evaluate)
-and says how to score it. ``train_step`` is shared: update the generators on
-their loss, then the discriminators on real images and pooled fakes made by
-the generators *before* their update (as the reference code does for
-CycleGAN). With ``condgan_discriminator_first`` condgan updates D first and
-then G against the updated D, as the reference's pix2pix does.
+Every method has a generator ``ab`` (Flair -> T1, the translator we evaluate);
+what else it has and how it scores it is its spec (:mod:`specs`: the paper's
+cyclegan, gan, condgan and l1, and cut, fastcut and cyclegan-cc) and its
+objective (:mod:`objectives`). ``train_step`` is shared: update the
+generators on their loss, then the discriminators on real images and pooled
+fakes made by the generators *before* their update (as the reference code
+does for CycleGAN). Methods whose spec says ``discriminator_first`` (condgan
+with ``condgan_discriminator_first``, as the reference's pix2pix; cut and
+fastcut, as the CUT code) update D first and then G against the updated D.
 
-- ``cyclegan``: generators ab and ba, discriminators b (on T1) and a (on
-  Flair); LSGAN + cycle loss (lambda each way) + identity loss
-  (lambda_identity * lambda). Unpaired.
-- ``gan``: generator ab and discriminator b only; LSGAN only; nothing ties the
-  output to the input. Unpaired.
-- ``condgan``: pix2pix's conditional discriminator on (source, output) pairs,
-  vanilla (cross-entropy) GAN loss, no L1 term, no image pool by default;
-  ``condgan_gan_loss="lsgan"`` and ``condgan_pool_size=50`` (a pool of
-  (source, output) pairs) are the reference's. Paired.
-- ``l1``: pixel L1 to the paired target only. No discriminator. Paired.
+The generator-side params are ``{"ab", ["ba"], ["nce_head"]}`` (CUT's
+projection heads train with G's optimizer, as the reference's netF with the
+same Adam settings); the discriminators' are ``{"b", ["a"]}``.
 """
 
 from __future__ import annotations
@@ -32,8 +28,14 @@ import optax
 
 from jax_translate.config import SweepConfig
 from jax_translate.models import build_discriminator, build_generator
+from jax_translate.models.projection import ProjectionHead
 from jax_translate.training import image_pool, optim
-from jax_translate.training.losses import GAN_LOSSES, l1_loss
+from jax_translate.training.losses import GAN_LOSSES
+from jax_translate.training.specs import SPECS, MethodSpec
+
+# Dropout keys per step: the most translations any objective runs (cyclegan's
+# and cut's six). Fixed, so that every method draws the same keys it always did.
+DROPOUT_PASSES = 6
 
 Params = Any
 
@@ -42,6 +44,7 @@ Params = Any
 class Batch:
     source: jnp.ndarray  # (B, H, W, 1) Flair in [-1, 1]
     target: jnp.ndarray  # (B, H, W, 1) T1 in [-1, 1]; the pair of source if paired
+    frozen: dict | None = None  # frozen networks' params an objective uses (cyclegan-cc)
 
 
 @flax.struct.dataclass
@@ -49,7 +52,7 @@ class TrainState:
     """Everything one member carries from step to step."""
 
     step: jnp.ndarray                 # int32
-    generator: Params                 # {"ab": ..., "ba": ...}
+    generator: Params                 # {"ab": ..., "ba": ..., "nce_head": ...}
     discriminator: Params             # {"b": ..., "a": ...}, possibly empty
     generator_opt: optax.OptState
     discriminator_opt: optax.OptState
@@ -69,24 +72,28 @@ class Method:
         return self.cfg.method
 
     @property
+    def spec(self) -> MethodSpec:
+        return SPECS[self.name]
+
+    @property
     def generators(self) -> tuple[str, ...]:
-        return ("ab", "ba") if self.name == "cyclegan" else ("ab",)
+        return self.spec.generators
 
     @property
     def discriminators(self) -> tuple[str, ...]:
-        return {"cyclegan": ("b", "a"), "gan": ("b",), "condgan": ("b",), "l1": ()}[self.name]
+        return self.spec.discriminators
 
     @property
     def pool_size(self) -> int:
-        return self.cfg.condgan_pool_size if self.name == "condgan" else self.cfg.pool_size
+        return self.spec.pool_size(self.cfg)
 
     @property
     def gan_loss(self):
-        return GAN_LOSSES[self.cfg.condgan_gan_loss if self.name == "condgan" else "lsgan"]
+        return GAN_LOSSES[self.spec.gan_loss(self.cfg)]
 
     @property
     def discriminator_first(self) -> bool:
-        return self.name == "condgan" and self.cfg.condgan_discriminator_first
+        return self.spec.discriminator_first(self.cfg)
 
     @property
     def generator_net(self):
@@ -95,6 +102,10 @@ class Method:
     @property
     def discriminator_net(self):
         return build_discriminator(self.cfg.model)
+
+    @property
+    def head_net(self) -> ProjectionHead:
+        return ProjectionHead(self.cfg.nce_head_features)
 
     def optimizer(self) -> optax.GradientTransformation:
         c = self.cfg
@@ -108,9 +119,16 @@ class Method:
         g_keys = dict(zip(("ab", "ba"), jax.random.split(jax.random.fold_in(init_key, 0))))
         d_keys = dict(zip(("b", "a"), jax.random.split(jax.random.fold_in(init_key, 1))))
         image = jnp.zeros((1, *image_shape, 1), jnp.float32)
-        d_input = jnp.concatenate([image, image], -1) if self.name == "condgan" else image
+        d_input = jnp.concatenate([image, image], -1) if self.spec.conditional else image
         generator = {g: self.generator_net.init(g_keys[g], image)["params"]
                      for g in self.generators}
+        if self.spec.nce is not None:
+            features = self.generator_net.apply({"params": generator["ab"]}, image,
+                                                encode_only=True)
+            head_keys = jax.random.split(jax.random.fold_in(init_key, 2), len(features))
+            generator["nce_head"] = {
+                str(i): self.head_net.init(k, jnp.zeros((1, f.shape[-1])))["params"]
+                for i, (k, f) in enumerate(zip(head_keys, features))}
         discriminator = {d: self.discriminator_net.init(d_keys[d], d_input)["params"]
                          for d in self.discriminators}
         opt = self.optimizer()
@@ -125,51 +143,44 @@ class Method:
     # ---------------------------------------------------------------- losses
 
     def translate(self, generator: Params, images: jnp.ndarray, name: str = "ab",
-                  dropout_key: jax.Array | None = None) -> jnp.ndarray:
-        """Generator ``name`` on images; a ``dropout_key`` (training only) turns dropout on."""
+                  dropout_key: jax.Array | None = None, encode_only: bool = False):
+        """Generator ``name`` on images; a ``dropout_key`` (training only) turns dropout on.
+
+        ``encode_only``: its PatchNCE feature maps instead (a list; ResNet only).
+        """
         variables = {"params": generator[name]}
+        extra = {"encode_only": True} if encode_only else {}
         if dropout_key is None or not self.cfg.model.dropout:
-            return self.generator_net.apply(variables, images)
+            return self.generator_net.apply(variables, images, **extra)
         return self.generator_net.apply(variables, images, train=True,
-                                        rngs={"dropout": dropout_key})
+                                        rngs={"dropout": dropout_key}, **extra)
+
+    def project(self, generator: Params, layer: int, vectors: jnp.ndarray) -> jnp.ndarray:
+        """CUT's projection head of feature layer ``layer`` on (..., C) vectors."""
+        return self.head_net.apply({"params": generator["nce_head"][str(layer)]}, vectors)
 
     def _conditioned(self, source, images):
-        """What D "b" sees: (source, image) pairs for condgan (also in its pool), else images."""
-        return jnp.concatenate([source, images], -1) if self.name == "condgan" else images
+        """What D "b" sees: (source, image) pairs if conditional (also in its pool), else images."""
+        return jnp.concatenate([source, images], -1) if self.spec.conditional else images
 
     def _score(self, discriminator: Params, name: str, images):
         return self.discriminator_net.apply({"params": discriminator[name]}, images)
 
     def generator_loss(self, generator: Params, discriminator: Params, batch: Batch,
-                       dropout_key: jax.Array | None = None):
-        """(loss, (metrics, fakes)); fakes are what the discriminators train on."""
-        a, b = batch.source, batch.target
-        keys = iter(jax.random.split(dropout_key, 6)) if dropout_key is not None else None
+                       keys: "StepKeys | None" = None):
+        """(loss, (metrics, fakes)); fakes are what the discriminators train on.
 
-        def translate(images, name):
-            return self.translate(generator, images, name, next(keys) if keys else None)
+        ``keys`` (training only) are the step's keys: dropout and patch sampling.
+        """
+        dropout = (iter(jax.random.split(keys.dropout, DROPOUT_PASSES))
+                   if keys is not None else None)
 
-        fake_b = translate(a, "ab")
-        metrics, fakes = {}, {}
-        if self.name == "l1":
-            metrics["l1_loss"] = l1_loss(fake_b, b)
-            return metrics["l1_loss"], (metrics, fakes)
-        fakes["b"] = self._conditioned(a, fake_b)
-        adv = self.gan_loss(self._score(discriminator, "b", fakes["b"]), True)
-        if self.name == "cyclegan":
-            lam, lam_id = self.cfg.lambda_cycle, self.cfg.lambda_identity * self.cfg.lambda_cycle
-            fake_a = translate(b, "ba")
-            fakes["a"] = fake_a
-            adv = adv + self.gan_loss(self._score(discriminator, "a", fake_a), True)
-            metrics["cycle_loss"] = (l1_loss(translate(fake_b, "ba"), a)
-                                     + l1_loss(translate(fake_a, "ab"), b))
-            metrics["identity_loss"] = (l1_loss(translate(b, "ab"), b)
-                                        + l1_loss(translate(a, "ba"), a))
-            metrics["adversarial_loss"] = adv
-            loss = adv + lam * metrics["cycle_loss"] + lam_id * metrics["identity_loss"]
-        else:
-            metrics["adversarial_loss"] = adv
-            loss = adv
+        def translate(images, name, encode_only=False):
+            return self.translate(generator, images, name, next(dropout) if dropout else None,
+                                  encode_only=encode_only)
+
+        loss, metrics, fakes = self.spec.objective(self, generator, discriminator, batch,
+                                                   translate, keys)
         return loss, (metrics, fakes)
 
     def discriminator_loss(self, discriminator: Params, batch: Batch, fakes: dict):
@@ -200,13 +211,14 @@ class StepKeys:
     batch: jax.Array      # which source and target images
     dropout: jax.Array    # the generators' dropout (split further per call)
     pools: jax.Array      # the image pools (folded with the pool's index)
+    patches: jax.Array    # PatchNCE's patch locations (cut, fastcut)
 
 
 def step_keys(member_key: jax.Array, step: jnp.ndarray) -> StepKeys:
     """The keys of step ``step`` of the member whose key (from its seed) is ``member_key``."""
     key = jax.random.fold_in(member_key, step)
     return StepKeys(batch=jax.random.fold_in(key, 1 << 20), dropout=jax.random.fold_in(key, 7919),
-                    pools=key)
+                    pools=key, patches=jax.random.fold_in(key, 104729))
 
 
 def _update_discriminators(method: Method, state: TrainState, batch: Batch, opt,
@@ -240,11 +252,10 @@ def train_step(method: Method, state: TrainState, batch: Batch,
     if method.discriminator_first:
         # D on this step's fakes, then G against the updated D; the same dropout
         # key makes G's second forward pass produce the same fakes.
-        _, (_, fakes) = method.generator_loss(state.generator, state.discriminator, batch,
-                                              keys.dropout)
+        _, (_, fakes) = method.generator_loss(state.generator, state.discriminator, batch, keys)
         discriminator, discriminator_opt, pools, d_metrics = d_update(fakes)
     (g_loss, (metrics, fakes)), g_grads = jax.value_and_grad(
-        method.generator_loss, has_aux=True)(state.generator, discriminator, batch, keys.dropout)
+        method.generator_loss, has_aux=True)(state.generator, discriminator, batch, keys)
     generator, generator_opt = _update(state.generator, g_grads, state.generator_opt, opt)
     if method.discriminators and not method.discriminator_first:
         discriminator, discriminator_opt, pools, d_metrics = d_update(fakes)

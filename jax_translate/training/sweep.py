@@ -95,7 +95,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     if folder.bind(cfg) and folder.is_finished() and folder.manager().latest_step() == cfg.steps:
         return SweepResult(cfg, None, axis, 0.0, 0.0, 0)  # nothing to compile or load
     splits = splits if splits is not None else load_splits(cfg)
-    shared, members = build_members(cfg, splits["train"])
+    shared, members = build_members(cfg, splits["train"], cache_dir=folder.path)
     image_shape = model_image_shape(cfg, splits["train"].flair.shape)
     seeds = np.asarray([s for _, s in cfg.members])
     states = engine.init_states(method, seeds, image_shape)

@@ -1,0 +1,119 @@
+"""cyclegan-cc's lesion-consistency term and the frozen segmenters it uses.
+
+Two tumor segmenters, one per domain, are trained once on the **training**
+split only (real Flair with its masks, real T1 with its masks), with the
+evaluation classifier's network and training code
+(:mod:`jax_translate.evaluation.classifier`) but their own seeds, and never
+the evaluator itself: a translator trained against the judge could learn to
+please it. They are cached in the run folder and enter the compiled step as
+data (``SharedData.frozen`` -> ``Batch.frozen``), behind ``stop_gradient``.
+
+The term asks each translation to keep the source's lesion map: the
+T1-domain segmenter's tumor probabilities on G_ab(a) should equal the
+Flair-domain segmenter's on a, and symmetrically for G_ba on T1 sources:
+
+    lesion_loss = mean (S_T1(G_ab(a)) - S_Fl(a))^2 + mean (S_Fl(G_ba(b)) - S_T1(b))^2
+
+(probabilities on the segmenter's 2x coarser grid; the source side is a
+constant target). A whole lesion of typical size (~2% of the pixels) that is
+erased or invented costs ~0.02 per direction, so ``lambda_lesion`` 10 (the
+cycle loss's weight) makes that ~0.2, the size of the LSGAN generator loss
+near equilibrium (0.25): enough to compete with the adversarial pull that
+adds or removes tumors, not so much that it dominates the translation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_translate.data.dataset import SliceSet
+
+SEGMENTER_DIR = "lesion_segmenters"
+# The evaluation classifier uses seed 0; these must differ from it and each other.
+SEGMENTER_SEEDS = {"t1": 1, "flair": 2}
+MODALITIES = tuple(SEGMENTER_SEEDS)
+
+
+def _fingerprint(train: SliceSet) -> str:
+    """A short hash of the slices and masks a segmenter learns from."""
+    digest = hashlib.sha1()
+    for array in (train.flair, train.t1, train.tumor_mask, train.patient_id):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def segmenter_config(steps: int, modality: str):
+    from jax_translate.evaluation.classifier import ClassifierConfig
+
+    return ClassifierConfig(steps=steps, seed=SEGMENTER_SEEDS[modality])
+
+
+def train_segmenters(train: SliceSet, steps: int, cache_dir: Path | None = None) -> dict:
+    """{"t1": params, "flair": params}: segmenters trained on ``train`` (the training split),
+    read from / written to ``cache_dir/lesion_segmenters`` when given.
+
+    Each cache entry's JSON records the patients and slice count it was
+    trained on, so what a segmenter saw can be checked afterwards.
+    """
+    from jax_translate.evaluation.classifier import TumorSegmenter, train_classifier
+    from jax_translate.io_utils import atomic_write_json
+
+    fingerprint = _fingerprint(train)
+    frozen = {}
+    for modality in MODALITIES:
+        cfg = segmenter_config(steps, modality)
+        name = f"{modality}_w{cfg.width}_steps{steps}_seed{cfg.seed}_{fingerprint}"
+        path = Path(cache_dir) / SEGMENTER_DIR / name if cache_dir is not None else None
+        if path is not None and (path / "params.msgpack").exists():
+            template = TumorSegmenter(cfg.width).init(
+                jax.random.PRNGKey(0), jnp.zeros((1, *train.t1.shape[1:], 1)))["params"]
+            frozen[modality] = flax.serialization.from_bytes(
+                template, (path / "params.msgpack").read_bytes())
+            continue
+        frozen[modality] = train_classifier(train, cfg, modality=modality)
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "params.msgpack").write_bytes(flax.serialization.to_bytes(frozen[modality]))
+            atomic_write_json(path / "segmenter.json", {
+                "modality": modality, "config": dataclasses.asdict(cfg),
+                "fingerprint": fingerprint, "n_slices": len(train),
+                "patient_ids": sorted(int(p) for p in np.unique(train.patient_id))})
+    return frozen
+
+
+def trained_on(cache_dir: Path) -> list[dict]:
+    """The records of every segmenter cached under ``cache_dir``."""
+    return [json.loads(p.read_text())
+            for p in sorted((Path(cache_dir) / SEGMENTER_DIR).glob("*/segmenter.json"))]
+
+
+def tumor_probability(params, images: jnp.ndarray, intensity_range, upscale: int,
+                      width: int = 16) -> jnp.ndarray:
+    """(B, H/2, W/2) tumor probabilities of model-range images (B, upscale*H, upscale*W, 1)."""
+    from jax_translate.evaluation.classifier import TumorSegmenter
+    from jax_translate.training.members import downsample
+
+    low, high = intensity_range
+    unit = jnp.clip((downsample(images, upscale) - low) / (high - low), 0.0, 1.0)
+    logits = TumorSegmenter(width).apply({"params": jax.lax.stop_gradient(params)}, unit)
+    return jax.nn.sigmoid(logits)
+
+
+def lesion_consistency(frozen: dict, source: jnp.ndarray, translation: jnp.ndarray,
+                       source_modality: str, intensity_range=(-1.0, 1.0),
+                       upscale: int = 1) -> jnp.ndarray:
+    """mean (S_target(translation) - S_source(source))^2, the source side constant."""
+    target_modality = "t1" if source_modality == "flair" else "flair"
+    source_map = jax.lax.stop_gradient(tumor_probability(
+        frozen[source_modality], source, intensity_range, upscale))
+    translation_map = tumor_probability(frozen[target_modality], translation, intensity_range,
+                                        upscale)
+    return jnp.mean((translation_map - source_map) ** 2)
