@@ -62,9 +62,10 @@ def flops_per_member_step(method: str, preset: str, size: str, slices: SliceSet)
     return flops.member_step_flops(cfg, model_image_shape(cfg, slices.t1.shape))
 
 
-def _sweep(method: str, n_members: int, preset: str, size: str, slices: SliceSet):
+def _sweep(method: str, n_members: int, preset: str, size: str, slices: SliceSet,
+           conv_impl: str = "xla"):
     """(method, shared data, stacked initial states, member data) of an N-member sweep."""
-    m = Method(sweep_config(method, n_members, preset, size))
+    m = Method(sweep_config(method, n_members, preset, size), conv_impl=conv_impl)
     shared, members = build_members(m.cfg, slices)
     states = engine.init_states(m, np.zeros(n_members, int),
                                 model_image_shape(m.cfg, slices.t1.shape))
@@ -75,9 +76,9 @@ def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
             preset: str = "cpu", size: str = "64", min_seconds: float = 3.0,
             conv_impl: str = "xla") -> dict:
     """member-steps/s of the compiled sweep step, after a warm-up call."""
-    m, shared, states, members = _sweep(method, n_members, preset, size, slices)
+    m, shared, states, members = _sweep(method, n_members, preset, size, slices, conv_impl)
     t0 = time.perf_counter()
-    step = engine.make_sweep_step(m, k, axis, conv_impl=conv_impl).lower(
+    step = engine.make_sweep_step(m, k, axis).lower(
         shared, states, members).compile()
     compile_s = time.perf_counter() - t0
     memory = autotune.memory_bytes(step)

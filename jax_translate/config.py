@@ -35,6 +35,9 @@ GAN_LOSS_NAMES = ("vanilla", "lsgan")
 # Changing these does not change the numbers a run produces.
 RUNTIME_FIELDS = ("member_axis", "conv_impl", "data_dir", "log_every", "checkpoint_every",
                   "steps_per_call", "autotune")
+# ModelConfig fields that say how the networks compute: a sweep sets them with
+# its own top-level fields (the engine puts them on Method.model), never in "model".
+MODEL_COMPUTE_FIELDS = ("conv_impl",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +108,10 @@ class SweepConfig:
                     seed=self.data_seed)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        for name in MODEL_COMPUTE_FIELDS:
+            del fields["model"][name]
+        return json.dumps(fields, indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, raw: dict) -> "SweepConfig":
@@ -150,6 +156,10 @@ def validate(cfg: SweepConfig) -> None:
     if cfg.conv_impl not in CONV_IMPLS:
         raise UsageError(
             f"unknown conv impl {cfg.conv_impl!r}; choose one of {', '.join(CONV_IMPLS)}")
+    for name in MODEL_COMPUTE_FIELDS:
+        default = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == name)
+        if getattr(cfg.model, name) != default:
+            raise UsageError(f"model.{name} is set by the top-level {name}, not in \"model\"")
     if cfg.member_axis not in MEMBER_AXES:
         raise UsageError(f"unknown member axis {cfg.member_axis!r}; choose one of {', '.join(MEMBER_AXES)}")
     if cfg.autotune not in AUTOTUNE_MODES:

@@ -67,7 +67,7 @@ def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, train):
     init = lambda: engine.init_states(m, np.zeros(2, int), (16, 16))  # noqa: E731
     a, _ = engine.make_sweep_step(m, 3, "vmap")(shared, init(), members)
     b = init()
-    step = engine.make_sweep_step(m, k, axis, conv_impl=conv_impl)
+    step = engine.make_sweep_step(Method(cfg, conv_impl=conv_impl), k, axis)
     for _ in range(3 // k):
         b, _ = step(shared, b, members)
     probe = jnp.asarray(train.flair[:2, ..., None] * 2 - 1)
@@ -81,6 +81,11 @@ def test_auto_conv_impl_batches_matmuls_only_under_vmap_on_accelerators():
     assert engine.resolve_conv_impl("auto", "loop", "gpu") == "xla"
     assert engine.resolve_conv_impl("auto", "vmap", "cpu") == "xla"
     assert engine.resolve_conv_impl("xla", "vmap", "gpu") == "xla"
+    # the resolved impl is an attribute of the networks the Method builds
+    cfg = tiny_config(conv_impl="patches")
+    assert engine.method_for(cfg, "vmap").model.conv_impl == "patches"
+    assert engine.method_for(cfg, "loop", "xla").generator_net.conv_impl == "xla"
+    assert cfg.model.conv_impl == "xla"  # the sweep's own model is not changed
 
 
 def test_resume_equals_uninterrupted(tmp_path, tiny_splits):

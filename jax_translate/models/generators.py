@@ -30,14 +30,15 @@ class ResnetBlock(nn.Module):
     features: int
     norm: layers.Norm = "instance"
     dropout: float = 0.0
+    conv_impl: layers.ConvImpl = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        y = layers.PaddedConv(self.features, 3, 1, name="conv1")(x)
+        y = layers.PaddedConv(self.features, 3, 1, conv_impl=self.conv_impl, name="conv1")(x)
         y = nn.relu(layers.normalize(y, self.norm))
         if self.dropout:
             y = nn.Dropout(self.dropout, deterministic=not train)(y)
-        y = layers.PaddedConv(self.features, 3, 1, name="conv2")(y)
+        y = layers.PaddedConv(self.features, 3, 1, conv_impl=self.conv_impl, name="conv2")(y)
         # No activation after the sum, as in the reference.
         return x + layers.normalize(y, self.norm)
 
@@ -56,28 +57,30 @@ class ResnetGenerator(nn.Module):
     upsample: layers.Upsample = "resize"
     norm: layers.Norm = "instance"
     dropout: float = 0.0
+    conv_impl: layers.ConvImpl = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """``train`` turns dropout on (it then needs a 'dropout' rng)."""
         _check_divisible(x, 4, "ResnetGenerator")
-        h = layers.PaddedConv(self.ngf, 7, 3, name="stem")(x)
+        impl = self.conv_impl
+        h = layers.PaddedConv(self.ngf, 7, 3, conv_impl=impl, name="stem")(x)
         h = nn.relu(layers.normalize(h, self.norm))
 
         for i, features in enumerate((self.ngf * 2, self.ngf * 4)):
-            h = layers.conv(features, 3, stride=2, padding=1, name=f"down{i}")(h)
+            h = layers.conv(features, 3, stride=2, padding=1, name=f"down{i}", conv_impl=impl)(h)
             h = nn.relu(layers.normalize(h, self.norm))
 
         for i in range(self.n_blocks):
-            h = ResnetBlock(self.ngf * 4, self.norm, self.dropout, name=f"block{i}")(h, train)
+            h = ResnetBlock(self.ngf * 4, self.norm, self.dropout, impl, name=f"block{i}")(h, train)
 
         for i, features in enumerate((self.ngf * 2, self.ngf)):
             h = layers.Upsample2x(
-                features, self.upsample, transpose_kernel_size=3, name=f"up{i}"
+                features, self.upsample, transpose_kernel_size=3, conv_impl=impl, name=f"up{i}"
             )(h)
             h = nn.relu(layers.normalize(h, self.norm))
 
-        h = layers.PaddedConv(self.out_channels, 7, 3, name="head")(h)
+        h = layers.PaddedConv(self.out_channels, 7, 3, conv_impl=impl, name="head")(h)
         return jnp.tanh(h)
 
 
@@ -95,6 +98,7 @@ class UnetGenerator(nn.Module):
     num_downs: int = 6
     upsample: layers.Upsample = "resize"
     norm: layers.Norm = "instance"
+    conv_impl: layers.ConvImpl = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -112,7 +116,8 @@ class UnetGenerator(nn.Module):
         for level, features in enumerate(widths):
             if level > 0:
                 h = nn.leaky_relu(h, 0.2)
-            h = layers.conv(features, 4, stride=2, padding=1, name=f"down{level}")(h)
+            h = layers.conv(features, 4, stride=2, padding=1, name=f"down{level}",
+                            conv_impl=self.conv_impl)(h)
             if 0 < level < innermost:
                 h = layers.normalize(h, self.norm)
             skips.append(h)
@@ -132,7 +137,8 @@ class UnetGenerator(nn.Module):
     def _up(self, features: int, level: int) -> layers.Upsample2x:
         # Zero-padded like every UNet conv in the reference (see Upsample2x).
         return layers.Upsample2x(
-            features, self.upsample, transpose_kernel_size=4, pad_mode="zero", name=f"up{level}"
+            features, self.upsample, transpose_kernel_size=4, pad_mode="zero",
+            conv_impl=self.conv_impl, name=f"up{level}"
         )
 
 

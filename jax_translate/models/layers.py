@@ -12,8 +12,6 @@ All tensors are NHWC float32.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 from typing import Literal
 
 import jax
@@ -76,27 +74,14 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
 
 
 ConvImpl = Literal["xla", "patches"]
+# How a Conv2d computes (its `conv_impl` attribute, like the conv function
+# Flax's nn.Conv takes as an attribute). 'xla' is lax.conv (cuDNN on GPUs).
+# 'patches' is shifted slices and matmuls (:func:`conv_as_matmuls`): same
+# function and parameters, but when a sweep is vmapped over members (each
+# with its own weights) the matmuls batch into batched GEMMs, where lax.conv
+# would become a grouped convolution, which is slow on GPUs and CPUs alike
+# (benchmarks/).
 CONV_IMPLS = ("xla", "patches")
-_CONV_IMPL: contextvars.ContextVar[str] = contextvars.ContextVar("conv_impl", default="xla")
-
-
-@contextlib.contextmanager
-def conv_impl(impl: ConvImpl):
-    """Computes the convolutions of models traced inside as ``impl``.
-
-    'xla' is lax.conv (cuDNN on GPUs). 'patches' is shifted slices and
-    matmuls (:func:`conv_as_matmuls`): same function and parameters, but when
-    a sweep is vmapped over members (each with its own weights) the matmuls
-    batch into batched GEMMs, where lax.conv would become a grouped
-    convolution, which is slow on GPUs and CPUs alike (benchmarks/).
-    """
-    if impl not in CONV_IMPLS:
-        raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
-    token = _CONV_IMPL.set(impl)
-    try:
-        yield
-    finally:
-        _CONV_IMPL.reset(token)
 
 
 def conv_as_matmuls(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
@@ -125,19 +110,22 @@ def conv_as_matmuls(x: jax.Array, kernel: jax.Array, stride: int, padding: int) 
 
 
 class Conv2d(nn.Module):
-    """nn.Conv's parameters ('kernel' HWIO, 'bias') with a switchable kernel (conv_impl)."""
+    """nn.Conv's parameters ('kernel' HWIO, 'bias'), computed as ``conv_impl`` says."""
 
     features: int
     kernel_size: int
     stride: int = 1
     padding: int = 0
+    conv_impl: ConvImpl = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k, s, p = self.kernel_size, self.stride, self.padding
         kernel = self.param("kernel", CONV_INIT, (k, k, x.shape[-1], self.features))
         bias = self.param("bias", BIAS_INIT, (self.features,))
-        if _CONV_IMPL.get() == "patches":
+        if self.conv_impl not in CONV_IMPLS:
+            raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {self.conv_impl!r}")
+        if self.conv_impl == "patches":
             y = conv_as_matmuls(x, kernel, s, p)
         else:
             y = jax.lax.conv_general_dilated(
@@ -151,13 +139,14 @@ def conv(
     stride: int = 1,
     padding: int = 0,
     name: str | None = None,
+    conv_impl: ConvImpl = "xla",
 ) -> Conv2d:
     """A Conv2d with the reference's init and symmetric zero padding.
 
     Every conv keeps its bias: with affine-free instance norm the reference sets
     use_bias=True, and the layers without norm have a bias by default anyway.
     """
-    return Conv2d(features, kernel_size, stride, padding, name=name)
+    return Conv2d(features, kernel_size, stride, padding, conv_impl, name=name)
 
 
 class PaddedConv(nn.Module):
@@ -171,14 +160,16 @@ class PaddedConv(nn.Module):
     kernel_size: int
     pad: int
     pad_mode: PadMode = "reflect"
+    conv_impl: ConvImpl = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.pad_mode == "reflect":
             x = reflect_pad(x, self.pad)
-            return conv(self.features, self.kernel_size, name="conv")(x)
+            return conv(self.features, self.kernel_size, name="conv", conv_impl=self.conv_impl)(x)
         if self.pad_mode == "zero":
-            return conv(self.features, self.kernel_size, padding=self.pad, name="conv")(x)
+            return conv(self.features, self.kernel_size, padding=self.pad, name="conv",
+                        conv_impl=self.conv_impl)(x)
         raise ValueError(f"unknown pad_mode {self.pad_mode!r}; expected 'reflect' or 'zero'")
 
 
@@ -273,11 +264,13 @@ class Upsample2x(nn.Module):
     mode: Upsample = "resize"
     transpose_kernel_size: int = 3
     pad_mode: PadMode = "reflect"
+    conv_impl: ConvImpl = "xla"  # the resize conv's; the transposed conv is always matmuls
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.mode == "resize":
-            conv_layer = PaddedConv(self.features, 3, 1, self.pad_mode, name="resize_conv")
+            conv_layer = PaddedConv(self.features, 3, 1, self.pad_mode, self.conv_impl,
+                                    name="resize_conv")
             return conv_layer(upsample_nearest(x, 2))
         if self.mode == "transpose":
             conv_layer = TransposeConv2x(

@@ -216,8 +216,8 @@ def choose(cfg, method, steps_per_call: int, mesh, args, image_shape, cache_path
         return Choice(axis, impl, None, {**hit, "cached": True})
 
     def compile_real(cand: Candidate):
-        step = engine.make_sweep_step(method, steps_per_call, cand.member_axis, mesh,
-                                      conv_impl=cand.conv_impl)
+        step = engine.make_sweep_step(dataclasses.replace(method, conv_impl=cand.conv_impl),
+                                      steps_per_call, cand.member_axis, mesh)
         return step.lower(*args).compile()
 
     t0 = time.perf_counter()

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_translate.errors import UsageError
-from jax_translate.models import layers
 from jax_translate.training import sharding
 from jax_translate.training.members import MemberData, SharedData, sample_batch
 from jax_translate.training.methods import Method, TrainState, step_keys, train_step
@@ -65,20 +64,18 @@ def _take(tree, i):
     return jax.tree_util.tree_map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), tree)
 
 
-def make_sweep_step(method: Method, n_steps: int, member_axis: str, mesh=None,
-                    conv_impl: str = "xla"):
+def make_sweep_step(method: Method, n_steps: int, member_axis: str, mesh=None):
     """(shared, states, members) -> (states, metrics) for every member, states donated.
 
     ``vmap`` and ``map`` are one jitted program, split over ``mesh``'s member
     axis when given. ``loop`` is a host loop that calls one compiled
     single-member program per member (the member index is traced, so it
     compiles once), updating the stacked state in place; it uses one device.
-    ``conv_impl`` says how convolutions are computed (see
-    :func:`resolve_conv_impl`).
+    How convolutions are computed is ``method.conv_impl`` (see
+    :func:`method_for`).
     """
     def single(shared, state, member):
-        with layers.conv_impl(conv_impl):  # read while tracing
-            return member_steps(method, n_steps, shared, state, member)
+        return member_steps(method, n_steps, shared, state, member)
 
     if member_axis == "vmap":
         def sweep(shared, states, members):
@@ -180,6 +177,12 @@ def resolve_conv_impl(conv_impl: str, member_axis: str, backend: str | None = No
         return conv_impl
     backend = backend or jax.default_backend()
     return "patches" if member_axis == "vmap" and backend != "cpu" else "xla"
+
+
+def method_for(cfg, member_axis: str, conv_impl: str | None = None) -> Method:
+    """``cfg``'s Method, its convolutions computed as ``conv_impl`` (default: ``cfg.conv_impl``)
+    resolved for ``member_axis`` on this backend (:func:`resolve_conv_impl`)."""
+    return Method(cfg, conv_impl=resolve_conv_impl(conv_impl or cfg.conv_impl, member_axis))
 
 
 def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> int:

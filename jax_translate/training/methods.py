@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from jax_translate.config import SweepConfig
-from jax_translate.models import build_discriminator, build_generator
+from jax_translate.models import ModelConfig, build_discriminator, build_generator
 from jax_translate.training import image_pool, optim
 from jax_translate.training.losses import GAN_LOSSES, l1_loss
 
@@ -60,9 +60,14 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """Static description of a method; hashable so it can be a jit constant."""
+    """Static description of a method; hashable so it can be a jit constant.
+
+    ``conv_impl`` is how its networks compute their convolutions, resolved
+    by the engine (``engine.resolve_conv_impl``); it is part of ``model``.
+    """
 
     cfg: SweepConfig
+    conv_impl: str = "xla"
 
     @property
     def name(self) -> str:
@@ -89,12 +94,17 @@ class Method:
         return self.name == "condgan" and self.cfg.condgan_discriminator_first
 
     @property
+    def model(self) -> ModelConfig:
+        """The networks' config: the sweep's, computed as this method says."""
+        return dataclasses.replace(self.cfg.model, conv_impl=self.conv_impl)
+
+    @property
     def generator_net(self):
-        return build_generator(self.cfg.model)
+        return build_generator(self.model)
 
     @property
     def discriminator_net(self):
-        return build_discriminator(self.cfg.model)
+        return build_discriminator(self.model)
 
     def optimizer(self) -> optax.GradientTransformation:
         c = self.cfg
