@@ -78,8 +78,7 @@ def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
     """member-steps/s of the compiled sweep step, after a warm-up call."""
     m, shared, states, members = _sweep(method, n_members, preset, size, slices, conv_impl)
     t0 = time.perf_counter()
-    step = engine.make_sweep_step(m, k, axis).lower(
-        shared, states, members).compile()
+    step = engine.SweepStep(m, k, axis).compile(shared, states, members)
     compile_s = time.perf_counter() - t0
     memory = autotune.memory_bytes(step)
     states, _ = step(shared, states, members)  # warm-up

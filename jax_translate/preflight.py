@@ -54,8 +54,8 @@ def step_memory_bytes(cfg) -> int | None:
     train = stand_in_train(cfg)
     shared, members = build_members(cfg, train)
     states = state_template(cfg, model_image_shape(cfg, train.flair.shape))
-    step = engine.make_sweep_step(engine.method_for(cfg, axis), k, axis, None)
-    return autotune.memory_bytes(step.lower(shared, states, members).compile())
+    step = engine.SweepStep(engine.method_for(cfg, axis), k, axis)
+    return autotune.memory_bytes(step.compile(shared, states, members))
 
 
 def projected_seconds(configs, flops_per_s: float = ASSUMED_FLOPS_PER_S) -> float:

@@ -31,7 +31,8 @@ def test_vmapped_sweep_equals_members_alone(method, train):
     shared, members = build_members(cfg, train)
     seeds = np.array([s for _, s in cfg.members])
     states = engine.init_states(m, seeds, (16, 16))
-    swept, swept_metrics = engine.make_sweep_step(m, 4, "vmap")(shared, states, members)
+    swept, swept_metrics = engine.SweepStep(m, 4, "vmap").compile(shared, states, members)(
+        shared, states, members)
 
     alone = jax.jit(functools.partial(engine.member_steps, m, 4))
     fresh = engine.init_states(m, seeds, (16, 16))
@@ -65,9 +66,13 @@ def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, train):
     m = Method(cfg)
     shared, members = build_members(cfg, train)
     init = lambda: engine.init_states(m, np.zeros(2, int), (16, 16))  # noqa: E731
-    a, _ = engine.make_sweep_step(m, 3, "vmap")(shared, init(), members)
+    a = init()
+    a, _ = engine.SweepStep(m, 3, "vmap").compile(shared, a, members)(shared, a, members)
     b = init()
-    step = engine.make_sweep_step(Method(cfg, conv_impl=conv_impl), k, axis)
+    step = engine.SweepStep(Method(cfg, conv_impl=conv_impl), k, axis).compile(shared, b, members)
+    # XLA's analyses answer for every member axis (loop: one member's program)
+    assert step.memory_analysis().temp_size_in_bytes > 0
+    assert step.cost_analysis()["flops"] > 0
     for _ in range(3 // k):
         b, _ = step(shared, b, members)
     probe = jnp.asarray(train.flair[:2, ..., None] * 2 - 1)
@@ -163,7 +168,7 @@ def test_loss_goes_down(method, metric, train):
     m = Method(cfg)
     shared, members = build_members(cfg, train)
     states = engine.init_states(m, np.zeros(1, int), (16, 16))
-    step = engine.make_sweep_step(m, 10, "vmap")
+    step = engine.SweepStep(m, 10, "vmap").compile(shared, states, members)
     history = []
     for _ in range(6):
         states, metrics = step(shared, states, members)

@@ -69,7 +69,7 @@ class Trial:
 class Choice:
     member_axis: str
     conv_impl: str
-    compiled: object | None   # the chosen program, compiled, when it was measured now
+    compiled: engine.CompiledSweepStep | None  # the chosen step, when it was measured now
     record: dict              # what run.json keeps
 
 
@@ -216,9 +216,9 @@ def choose(cfg, method, steps_per_call: int, mesh, args, image_shape, cache_path
         return Choice(axis, impl, None, {**hit, "cached": True})
 
     def compile_real(cand: Candidate):
-        step = engine.make_sweep_step(dataclasses.replace(method, conv_impl=cand.conv_impl),
-                                      steps_per_call, cand.member_axis, mesh)
-        return step.lower(*args).compile()
+        step = engine.SweepStep(dataclasses.replace(method, conv_impl=cand.conv_impl),
+                                steps_per_call, cand.member_axis, mesh)
+        return step.compile(*args)
 
     t0 = time.perf_counter()
     trials, compiled_by = measure(

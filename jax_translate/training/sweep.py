@@ -87,7 +87,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     method = engine.method_for(cfg, axis)
     layout = sharding.MemberLayout.create(len(cfg.members))
     k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
-    sweep_step = engine.make_sweep_step(method, k, axis, layout.mesh)  # refuses before any write
+    sweep_step = engine.SweepStep(method, k, axis, layout.mesh)  # refuses before any write
     primary = distributed.is_primary()
     folder = RunFolder.create(workdir)
     if folder.bind(cfg) and folder.is_finished() and folder.manager().latest_step() == cfg.steps:
@@ -109,11 +109,11 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
                                   image_shape, log=say)
     if tuned is not None:
         axis, method = tuned.member_axis, engine.method_for(cfg, axis, tuned.conv_impl)
-        sweep_step = engine.make_sweep_step(method, k, axis, layout.mesh)
+        sweep_step = engine.SweepStep(method, k, axis, layout.mesh)
 
     t0 = time.perf_counter()
     step_fn = (tuned.compiled if tuned is not None and tuned.compiled is not None
-               else sweep_step.lower(shared, states, members).compile())
+               else sweep_step.compile(shared, states, members))
     compile_seconds = time.perf_counter() - t0
     run_info = {"member_axis": axis, "conv_impl": method.conv_impl, "steps_per_call": k,
                 "backend": jax.default_backend(), "image_shape": list(image_shape),
