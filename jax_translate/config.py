@@ -37,7 +37,8 @@ RUNTIME_FIELDS = ("member_axis", "conv_impl", "data_dir", "log_every", "checkpoi
                   "steps_per_call", "autotune")
 # ModelConfig fields that say how the networks compute: a sweep sets them with
 # its own top-level fields (the engine puts them on Method.model), never in "model".
-MODEL_COMPUTE_FIELDS = ("conv_impl",)
+MODEL_COMPUTE_FIELDS = ("conv_impl", "precision")
+PRECISIONS = layers.PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +73,10 @@ class SweepConfig:
     n_train_patients: int = 30
     data_seed: int = 0
     brats_dir: str | None = None
+    # Convolutions and matmuls on float32 or bfloat16 operands (float32 parameters,
+    # Adam, norms and losses either way: models/layers.py). Not a runtime field:
+    # it changes the numbers. fp32 everywhere until a GPU measures bf16 (benchmarks/gpu.sh).
+    precision: str = "fp32"
     # Runtime only.
     member_axis: str = "auto"
     conv_impl: str = "auto"          # lax.conv ("xla") or batched matmuls ("patches")
@@ -160,6 +165,9 @@ def validate(cfg: SweepConfig) -> None:
         default = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == name)
         if getattr(cfg.model, name) != default:
             raise UsageError(f"model.{name} is set by the top-level {name}, not in \"model\"")
+    if cfg.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {cfg.precision!r}; "
+                         f"choose one of {', '.join(PRECISIONS)}")
     if cfg.member_axis not in MEMBER_AXES:
         raise UsageError(f"unknown member axis {cfg.member_axis!r}; choose one of {', '.join(MEMBER_AXES)}")
     if cfg.autotune not in AUTOTUNE_MODES:

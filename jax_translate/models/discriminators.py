@@ -31,13 +31,14 @@ class PatchDiscriminator(nn.Module):
     n_layers: int = 3
     norm: layers.Norm = "instance"
     conv_impl: layers.ConvImpl = "xla"
+    precision: layers.Precision = "fp32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
         # The first layer has no norm, as in the reference.
-        conv = functools.partial(layers.conv, conv_impl=self.conv_impl)
+        conv = functools.partial(layers.conv, conv_impl=self.conv_impl, precision=self.precision)
         h = conv(self.ndf, 4, stride=2, padding=1, name="conv0")(x)
         h = nn.leaky_relu(h, 0.2)
 

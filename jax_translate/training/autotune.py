@@ -184,7 +184,7 @@ def cache_key(cfg, image_shape, n_members: int, n_devices: int, steps_per_call: 
         "jax": jax.__version__, "method": cfg.method, "model": dataclasses.asdict(cfg.model),
         "image_shape": list(image_shape), "members": n_members, "batch_size": cfg.batch_size,
         "steps_per_call": steps_per_call, "conv_impl": cfg.conv_impl,
-        "precision": getattr(cfg, "precision", "fp32"),
+        "precision": cfg.precision,
         "condgan_discriminator_first": cfg.condgan_discriminator_first,
         "pool_size": cfg.condgan_pool_size if cfg.method == "condgan" else cfg.pool_size,
     }, sort_keys=True)

@@ -63,7 +63,8 @@ class Method:
     """Static description of a method; hashable so it can be a jit constant.
 
     ``conv_impl`` is how its networks compute their convolutions, resolved
-    by the engine (``engine.resolve_conv_impl``); it is part of ``model``.
+    by the engine (``engine.resolve_conv_impl``); it and the sweep's
+    ``precision`` are part of ``model``.
     """
 
     cfg: SweepConfig
@@ -96,7 +97,8 @@ class Method:
     @property
     def model(self) -> ModelConfig:
         """The networks' config: the sweep's, computed as this method says."""
-        return dataclasses.replace(self.cfg.model, conv_impl=self.conv_impl)
+        return dataclasses.replace(self.cfg.model, conv_impl=self.conv_impl,
+                                   precision=self.cfg.precision)
 
     @property
     def generator_net(self):

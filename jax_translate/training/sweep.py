@@ -115,7 +115,8 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     step_fn = (tuned.compiled if tuned is not None and tuned.compiled is not None
                else sweep_step.compile(shared, states, members))
     compile_seconds = time.perf_counter() - t0
-    run_info = {"member_axis": axis, "conv_impl": method.conv_impl, "steps_per_call": k,
+    run_info = {"member_axis": axis, "conv_impl": method.conv_impl,
+                "precision": method.model.precision, "steps_per_call": k,
                 "backend": jax.default_backend(), "image_shape": list(image_shape),
                 "devices": layout.n_devices, "processes": jax.process_count(),
                 "padded_members": layout.n_padded, "members": [
