@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -12,9 +13,11 @@ from conftest import tiny_config, tiny_slices
 from jax_translate import cli
 from jax_translate.errors import UsageError
 from jax_translate.models import MODEL_PRESETS, ModelConfig, build_generator
+from jax_translate.run_folder import RunFolder
 from jax_translate.training import engine
 from jax_translate.training.members import build_members
 from jax_translate.training.methods import Batch, Method
+from jax_translate.training.sweep import train_sweep
 
 CONTRACTIONS = ("conv_general_dilated", "dot_general")
 
@@ -147,3 +150,14 @@ def test_reproduce_precision_flag_reaches_every_config(tmp_path, monkeypatch):
     assert cli.main(["reproduce", "--preset", "tiny", "--precision", "bf16",
                      "--out", str(tmp_path)]) == 0
     assert {seen[0].config(m).precision for m in seen[0].methods} == {"bf16"}
+
+
+def test_a_bf16_sweep_runs_and_records_its_precision(tmp_path, tiny_splits):
+    cfg = tiny_config("l1", target_tumor_ratios=(0.5,), steps=2, steps_per_call=2,
+                      precision="bf16")
+    result = train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
+    assert result.steps_run == 2
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(result.states))
+    folder = RunFolder(tmp_path / "run")
+    assert json.loads(folder.run_path.read_text())["precision"] == "bf16"
+    assert json.loads(folder.config_path.read_text())["precision"] == "bf16"
