@@ -226,18 +226,18 @@ def test_image_pool_follows_the_reference_rule():
 def test_out_of_device_memory_is_one_clear_error_and_keeps_checkpoints(tmp_path, tiny_splits,
                                                                         monkeypatch):
     cfg = tiny_config("l1", steps=4, steps_per_call=2, checkpoint_every=2, member_axis="loop")
-    real_loop, calls = engine._host_loop, []
+    real_call, calls = engine.CompiledSweepStep.__call__, []
 
-    def failing_second_call(*args):  # the loop strategy runs every call through it
+    def failing_second_call(*args):  # every compiled sweep step is called through it
         calls.append(1)
         if len(calls) == 2:
             raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory")
-        return real_loop(*args)
+        return real_call(*args)
 
-    monkeypatch.setattr(engine, "_host_loop", failing_second_call)
+    monkeypatch.setattr(engine.CompiledSweepStep, "__call__", failing_second_call)
     from jax_translate.errors import UsageError
     with pytest.raises(UsageError, match="out of device memory.*--conv-impl xla.*steps: 2"):
         train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
-    monkeypatch.setattr(engine, "_host_loop", real_loop)
+    monkeypatch.setattr(engine.CompiledSweepStep, "__call__", real_call)
     resumed = train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
     assert resumed.steps_run == 2  # resumed from the step-2 checkpoint
