@@ -6,7 +6,10 @@
 # Needs jax (CUDA), flax, optax, numpy and, for the baseline, torch (CUDA);
 # nothing is downloaded and the package need not be installed (PYTHONPATH).
 # Writes OUT_DIR/gpu-<card>-cpu-preset, -paper-256 and -paper .json/.md
-# (see the three steps below).
+# (see the three steps below). Steps 1 and 2 time every strategy in fp32 and
+# in bf16 (--precisions), side by side: the bf16 rows (`axis/conv/bf16`) carry
+# their speed-up over the same strategy in fp32 ("x fp32"), the numbers that
+# decide whether bf16 becomes the GPU default (config.py `precision`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-benchmarks/results}
@@ -33,18 +36,21 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 # 256x128 on an H100). Skipped rows are listed in each JSON's "skipped".
 
 # 1. The cpu-preset model (64x64), cyclegan, N=11: the loop, vmap with
-#    batched matmuls, PyTorch eager (CUDA).
+#    batched matmuls (the winner at this size), in fp32 and bf16; PyTorch eager (CUDA).
 $py benchmarks/run.py --methods cyclegan --members 11 --strategies loop,vmap/patches \
-    --min-seconds 2 --torch cuda --budget-s 60 --machine "$card" \
+    --precisions fp32,bf16 --min-seconds 2 --torch cuda --budget-s 80 --machine "$card" \
     --out "$out/gpu-$card-cpu-preset.json" || status=1
 
 # 2. The paper's networks at 256x128 as issue 11's table measured them
 #    (resize-conv, no dropout, no upscale), where the PyTorch baseline is the
-#    same network: cyclegan, N=11, the loop, the candidates auto times, torch.
+#    same network: cyclegan, N=11, the loop, the candidates auto times, torch;
+#    the loop and vmap/patches again in bf16 (map/xla in fp32 only: lax.map
+#    is the open member-axis question, not a precision one).
 $py benchmarks/run.py --preset paper --size 256x128 --upscale 1 --upsample resize --dropout 0 \
     --methods cyclegan --members 11 --steps-per-call 10 \
-    --strategies loop,vmap/patches,map/xla --min-seconds 2 --torch cuda \
-    --budget-s 100 --machine "$card" --out "$out/gpu-$card-paper-256.json" || status=1
+    --strategies loop,vmap/patches,map/xla --precisions fp32,bf16 --only "map/xla/bf16=" \
+    --min-seconds 2 --torch cuda \
+    --budget-s 190 --machine "$card" --out "$out/gpu-$card-paper-256.json" || status=1
 
 # 3. The paper preset as `reproduce` runs it (512x256, transposed convs,
 #    dropout 0.5), all four methods, N=11: the loop and vmap/patches (what
@@ -53,5 +59,5 @@ $py benchmarks/run.py --preset paper --size 256x128 --upscale 1 --upsample resiz
 #    baseline has no transposed conv, dropout or upscale.
 $py benchmarks/run.py --preset paper --size 256x128 --methods cyclegan,l1,gan,condgan \
     --members 11 --steps-per-call 10 --strategies loop,vmap/patches --min-seconds 2 \
-    --torch none --budget-s 200 --machine "$card" --out "$out/gpu-$card-paper.json" || status=1
+    --torch none --budget-s 150 --machine "$card" --out "$out/gpu-$card-paper.json" || status=1
 exit "${status:-0}"

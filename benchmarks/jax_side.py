@@ -43,10 +43,10 @@ def synthetic_slices(size: str = "64", n_patients: int = 50, per_patient: int = 
 OVERRIDES: dict = {}
 
 
-def sweep_config(method: str, n_members: int, preset: str, size: str):
+def sweep_config(method: str, n_members: int, preset: str, size: str, precision: str = "fp32"):
     ratios = tuple(float(r) for r in np.round(np.linspace(0, 1, n_members), 6))
     return make_config(method, preset, size=size, target_tumor_ratios=ratios, steps=10**6,
-                       **OVERRIDES)
+                       precision=precision, **OVERRIDES)
 
 
 def flops_per_member_step(method: str, preset: str, size: str, slices: SliceSet) -> float:
@@ -62,9 +62,10 @@ def flops_per_member_step(method: str, preset: str, size: str, slices: SliceSet)
     return flops.member_step_flops(cfg, model_image_shape(cfg, slices.t1.shape))
 
 
-def _sweep(method: str, n_members: int, preset: str, size: str, slices: SliceSet):
+def _sweep(method: str, n_members: int, preset: str, size: str, slices: SliceSet,
+           conv_impl: str = "xla", precision: str = "fp32"):
     """(method, shared data, stacked initial states, member data) of an N-member sweep."""
-    m = Method(sweep_config(method, n_members, preset, size))
+    m = Method(sweep_config(method, n_members, preset, size, precision), conv_impl=conv_impl)
     shared, members = build_members(m.cfg, slices)
     states = engine.init_states(m, np.zeros(n_members, int),
                                 model_image_shape(m.cfg, slices.t1.shape))
@@ -73,12 +74,12 @@ def _sweep(method: str, n_members: int, preset: str, size: str, slices: SliceSet
 
 def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
             preset: str = "cpu", size: str = "64", min_seconds: float = 3.0,
-            conv_impl: str = "xla") -> dict:
+            conv_impl: str = "xla", precision: str = "fp32") -> dict:
     """member-steps/s of the compiled sweep step, after a warm-up call."""
-    m, shared, states, members = _sweep(method, n_members, preset, size, slices)
+    m, shared, states, members = _sweep(method, n_members, preset, size, slices, conv_impl,
+                                        precision)
     t0 = time.perf_counter()
-    step = engine.make_sweep_step(m, k, axis, conv_impl=conv_impl).lower(
-        shared, states, members).compile()
+    step = engine.SweepStep(m, k, axis).compile(shared, states, members)
     compile_s = time.perf_counter() - t0
     memory = autotune.memory_bytes(step)
     states, _ = step(shared, states, members)  # warm-up
@@ -92,7 +93,7 @@ def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
             break
     seconds = time.perf_counter() - t0
     return {"method": method, "members": n_members, "member_axis": axis, "conv_impl": conv_impl,
-            "steps_per_call": k,
+            "precision": precision, "steps_per_call": k,
             "member_steps_per_s": calls * k * n_members / seconds, "compile_s": compile_s,
             "memory_bytes": memory}
 

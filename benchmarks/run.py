@@ -10,6 +10,9 @@ One command, everything side by side in one process (see README.md here):
    over time, against the card's TF32 and bf16 peaks and a measured matmul
    peak;
 4. compile time and XLA's memory estimate per strategy and N;
+   with ``--precisions fp32,bf16`` every strategy in both precisions, side
+   by side (bf16 rows are labelled ``axis/conv/bf16``, with their speed-up
+   over the same strategy in fp32);
 5. with the paper preset, the projected wall time of the paper's protocol
    (4 methods x 11 ratios x 140k steps) at the fastest measured strategy.
 
@@ -45,8 +48,10 @@ def parse_args(argv=None):
                    help="member axis[/conv impl], e.g. 'loop,vmap/xla,vmap/patches' "
                         "(impl defaults to what 'auto' picks for that axis)")
     p.add_argument("--only", default="",
-                   help="restrict strategies to some N, e.g. 'map=11;loop=1,11,22' "
-                        "(default: every strategy at every N)")
+                   help="restrict strategies to some N, e.g. 'map=11;loop=1,11,22', or one "
+                        "precision's, e.g. 'map/xla/bf16=' (none) (default: all at every N)")
+    p.add_argument("--precisions", default="fp32",
+                   help="comma-separated: fp32, bf16 (convs and matmuls on bfloat16 operands)")
     p.add_argument("--preset", default="cpu", help="model preset (cpu, paper, tiny)")
     p.add_argument("--size", default="64", help="image size (64, 128, 256x128)")
     p.add_argument("--upscale", type=int, default=None,
@@ -102,6 +107,7 @@ class Results:
             "auto_strategy": strategy_label(engine.resolve_member_axis("auto")),
             "steps_per_call": engine.resolve_steps_per_call(args.steps_per_call),
             "members": [int(n) for n in args.members.split(",")],
+            "precisions": args.precisions.split(","),
             "member_steps_per_s": {}, "compile_s": {}, "memory_bytes": {},
             "torch_member_steps_per_s": {}, "jax_over_torch": {}, "flops_per_member_step": {},
             "flops_utilisation": {}, "torch_flops_utilisation": {}, "skipped": [],
@@ -126,6 +132,14 @@ def strategy_label(spec: str) -> str:
     return f"{axis}/{engine.resolve_conv_impl(impl or 'auto', axis)}"
 
 
+def _only_key(spec: str) -> str:
+    """'vmap' -> 'vmap/patches'; 'map/xla/bf16' -> 'map/xla/bf16' (that precision only)."""
+    parts = spec.split("/")
+    precision = parts.pop() if parts[-1] in ("fp32", "bf16") else "fp32"
+    label = strategy_label("/".join(parts))
+    return label if precision == "fp32" else f"{label}/{precision}"
+
+
 def run(args) -> dict:
     res = Results(args)
     d = res.data
@@ -139,7 +153,7 @@ def run(args) -> dict:
     print("peaks (TFLOP/s): " + ", ".join(f"{k} {v / 1e12:.1f}" for k, v in d["peak_flops"].items()),
           flush=True)
     strategies = [strategy_label(x) for x in args.strategies.split(",")]
-    only = {strategy_label(spec): {int(n) for n in ns.split(",")}
+    only = {_only_key(spec): {int(n) for n in ns.split(",") if n}
             for spec, _, ns in (part.partition("=") for part in args.only.split(";") if part)}
     torch_device = None if args.torch == "none" else (
         ("cpu" if d["backend"] == "cpu" else "cuda") if args.torch == "auto" else args.torch)
@@ -156,28 +170,30 @@ def run(args) -> dict:
                                                      "device": torch_device, "value": rate}
             print(f"{method}: PyTorch eager ({torch_device}) {rate:.2f} member-steps/s "
                   f"at N={n_compare}", flush=True)
-        for n in d["members"]:
-            for label in strategies:
-                if label in only and n not in only[label]:
-                    continue
-                if res.over_budget():
-                    d["skipped"].append(f"{method} N={n} {label}: over --budget-s")
-                    continue
-                axis, impl = label.split("/")
-                try:
-                    row = jax_side.measure(method, n, axis, k, slices, args.preset, args.size,
-                                           args.min_seconds, impl)
-                except Exception as err:  # e.g. out of memory: keep the other rows
-                    d["skipped"].append(f"{method} N={n} {label}: {type(err).__name__}: "
-                                        f"{str(err).splitlines()[0][:200]}")
-                    print(d["skipped"][-1], flush=True)
-                    continue
-                row["strategy"], row["ratio_to_loop"] = label, None
-                d["rows"].append(row)
-                for key in ("member_steps_per_s", "compile_s", "memory_bytes"):
-                    d[key][method].setdefault(label, {})[str(n)] = row[key]
-                print(json.dumps(row), flush=True)
-                res.save()
+        for n, precision, strategy in ((n, p, s) for n in d["members"]
+                                       for p in d["precisions"] for s in strategies):
+            label = strategy if precision == "fp32" else f"{strategy}/{precision}"
+            allowed = only.get(label, only.get(strategy))  # precision-specific first
+            if allowed is not None and n not in allowed:
+                continue
+            if res.over_budget():
+                d["skipped"].append(f"{method} N={n} {label}: over --budget-s")
+                continue
+            axis, impl = strategy.split("/")
+            try:
+                row = jax_side.measure(method, n, axis, k, slices, args.preset, args.size,
+                                       args.min_seconds, impl, precision)
+            except Exception as err:  # e.g. out of memory: keep the other rows
+                d["skipped"].append(f"{method} N={n} {label}: {type(err).__name__}: "
+                                    f"{str(err).splitlines()[0][:200]}")
+                print(d["skipped"][-1], flush=True)
+                continue
+            row["strategy"], row["ratio_to_loop"] = label, None
+            d["rows"].append(row)
+            for key in ("member_steps_per_s", "compile_s", "memory_bytes"):
+                d[key][method].setdefault(label, {})[str(n)] = row[key]
+            print(json.dumps(row), flush=True)
+            res.save()
         _summarise(d, method, n_compare)
         res.save()
     _project_protocol(d, args)
@@ -190,11 +206,15 @@ def run(args) -> dict:
 def _summarise(d, method, n):
     """Ratios to the loop; auto vs PyTorch and vs the loop at N=n; utilisation."""
     rates = d["member_steps_per_s"][method]
-    loop = next((r for label, r in rates.items() if label.startswith("loop/")), {})
+    loop = next((r for label, r in rates.items()
+                 if label.startswith("loop/") and label.count("/") == 1), {})  # the fp32 loop
     for row in d["rows"]:
         base = loop.get(str(row["members"]))
         if row["method"] == method and base:
             row["ratio_to_loop"] = row["member_steps_per_s"] / base
+        fp32 = rates.get(row["strategy"].rsplit("/", 1)[0], {}).get(str(row["members"]))
+        if row["method"] == method and row.get("precision", "fp32") != "fp32" and fp32:
+            row["ratio_to_fp32"] = row["member_steps_per_s"] / fp32
     auto = rates.get(d["auto_strategy"], {}).get(str(n))
     flops, peaks = d["flops_per_member_step"].get(method), d["peak_flops"]
     best = max((r[str(n)] for r in rates.values() if str(n) in r), default=None)
@@ -254,14 +274,16 @@ def markdown(d: dict) -> str:
              f"per call; `auto` picks `{d['auto_strategy']}`. Peaks (TFLOP/s): "
              + ", ".join(f"{k} {v / 1e12:.1f}" for k, v in d.get("peak_flops", {}).items())
              + ".", "",
-             "| method | N | strategy (axis/conv) | member-steps/s | x loop | compile s "
-             "| XLA memory MB |",
-             "|---|---|---|---|---|---|---|"]
+             "| method | N | strategy (axis/conv[/precision]) | member-steps/s | x loop (fp32) "
+             "| x fp32 | compile s | XLA memory MB |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in d["rows"]:
         ratio = f"{r['ratio_to_loop']:.2f}" if r.get("ratio_to_loop") else "-"
+        over_fp32 = f"{r['ratio_to_fp32']:.2f}" if r.get("ratio_to_fp32") else "-"
         mem = f"{r['memory_bytes'] / 2**20:.0f}" if r.get("memory_bytes") else "-"
         lines.append(f"| {r['method']} | {r['members']} | {r['strategy']} | "
-                     f"{r['member_steps_per_s']:.2f} | {ratio} | {r['compile_s']:.1f} | {mem} |")
+                     f"{r['member_steps_per_s']:.2f} | {ratio} | {over_fp32} | "
+                     f"{r['compile_s']:.1f} | {mem} |")
     if d["torch_member_steps_per_s"]:
         lines += ["", f"JAX with `auto` ({d['auto_strategy']}) against PyTorch eager, members "
                   "one after another; utilisation is FLOPs per member-step (counted from the "
@@ -309,6 +331,11 @@ def _percent(utilisation: dict | None) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    from jax_translate.config import PRECISIONS
+
+    bad = set(args.precisions.split(",")) - set(PRECISIONS)
+    if bad:
+        raise SystemExit(f"error: unknown precision {sorted(bad)}; choose from {PRECISIONS}")
     jax_side.OVERRIDES.update({k: v for k, v in (
         ("upscale", args.upscale), ("dropout", args.dropout)) if v is not None})
     if args.upsample is not None or args.dropout is not None:

@@ -7,6 +7,7 @@ reported as one ``error: ...`` line with exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -79,7 +80,7 @@ def _sweep_config(args):
     if args.ratios is not None:
         overrides["target_tumor_ratios"] = parse_ratios(args.ratios)
     for name in ("seeds", "member_axis", "conv_impl", "size", "steps", "batch_size",
-                 "checkpoint_every", "log_every", "steps_per_call", "autotune"):
+                 "checkpoint_every", "log_every", "steps_per_call", "autotune", "precision"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     for name in ("data_dir", "brats_dir"):
@@ -137,7 +138,19 @@ def cmd_reproduce(args) -> None:
         experiment = dataclasses.replace(experiment, methods=parse_methods(args.methods))
     if experiment.preset is None:
         experiment = experiment.with_preset(default_preset())
+    if args.precision is not None:
+        experiment = dataclasses.replace(
+            experiment, overrides={**experiment.overrides, "precision": args.precision})
     reproduce(experiment, args.out, data_dir=str(args.data_dir) if args.data_dir else None)
+
+
+def _add_precision_arg(parser: argparse.ArgumentParser) -> None:
+    from jax_translate.config import PRECISIONS
+
+    parser.add_argument("--precision", default=None, choices=PRECISIONS,
+                        help="convolutions and matmuls on float32 or bfloat16 operands "
+                             "(parameters, Adam, norms and losses stay float32); default fp32, "
+                             "or the config's")
 
 
 def _int_at_least(minimum: int):
@@ -194,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conv-impl", default=None, choices=CONV_IMPLS,
                    help="convolutions as lax.conv (xla) or batched matmuls (patches); "
                         "default auto: patches under vmap on accelerators")
+    _add_precision_arg(p)
     p.add_argument("--autotune", dest="autotune", action="store_const", const="on",
                    default=None, help="with member axis auto: time the strategies and keep the "
                                       "fastest (default: on GPUs/TPUs only; cached per machine)")
@@ -234,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"config's): any of {', '.join(METHODS)}")
     p.add_argument("--out", type=Path, default=Path("runs/reproduce"))
     p.add_argument("--data-dir", type=Path, default=None)
+    _add_precision_arg(p)
     p.set_defaults(func=cmd_reproduce)
     return parser
 

@@ -34,6 +34,10 @@ GAN_LOSS_NAMES = ("vanilla", "lsgan")
 # Changing these does not change the numbers a run produces.
 RUNTIME_FIELDS = ("member_axis", "conv_impl", "data_dir", "log_every", "checkpoint_every",
                   "steps_per_call", "autotune")
+# ModelConfig fields that say how the networks compute: a sweep sets them with
+# its own top-level fields (the engine puts them on Method.model), never in "model".
+MODEL_COMPUTE_FIELDS = ("conv_impl", "precision")
+PRECISIONS = layers.PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +79,10 @@ class SweepConfig:
     n_train_patients: int = 30
     data_seed: int = 0
     brats_dir: str | None = None
+    # Convolutions and matmuls on float32 or bfloat16 operands (float32 parameters,
+    # Adam, norms and losses either way: models/layers.py). Not a runtime field:
+    # it changes the numbers. fp32 everywhere until a GPU measures bf16 (benchmarks/gpu.sh).
+    precision: str = "fp32"
     # Runtime only.
     member_axis: str = "auto"
     conv_impl: str = "auto"          # lax.conv ("xla") or batched matmuls ("patches")
@@ -111,7 +119,10 @@ class SweepConfig:
                     seed=self.data_seed)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        for name in MODEL_COMPUTE_FIELDS:
+            del fields["model"][name]
+        return json.dumps(fields, indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, raw: dict) -> "SweepConfig":
@@ -156,6 +167,13 @@ def validate(cfg: SweepConfig) -> None:
     if cfg.conv_impl not in CONV_IMPLS:
         raise UsageError(
             f"unknown conv impl {cfg.conv_impl!r}; choose one of {', '.join(CONV_IMPLS)}")
+    for name in MODEL_COMPUTE_FIELDS:
+        default = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == name)
+        if getattr(cfg.model, name) != default:
+            raise UsageError(f"model.{name} is set by the top-level {name}, not in \"model\"")
+    if cfg.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {cfg.precision!r}; "
+                         f"choose one of {', '.join(PRECISIONS)}")
     if cfg.member_axis not in MEMBER_AXES:
         raise UsageError(f"unknown member axis {cfg.member_axis!r}; choose one of {', '.join(MEMBER_AXES)}")
     if cfg.autotune not in AUTOTUNE_MODES:

@@ -48,16 +48,14 @@ def step_memory_bytes(cfg) -> int | None:
     from jax_translate.run_folder import state_template
     from jax_translate.training import engine
     from jax_translate.training.members import build_members, model_image_shape
-    from jax_translate.training.methods import Method
 
     axis = "loop" if cfg.member_axis == "auto" else cfg.member_axis
     k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
     train = stand_in_train(cfg)
     shared, members = build_members(cfg, train)
     states = state_template(cfg, model_image_shape(cfg, train.flair.shape))
-    step = engine.make_sweep_step(Method(cfg), k, axis, None,
-                                  conv_impl=engine.resolve_conv_impl(cfg.conv_impl, axis))
-    return autotune.memory_bytes(step.lower(shared, states, members).compile())
+    step = engine.SweepStep(engine.method_for(cfg, axis), k, axis)
+    return autotune.memory_bytes(step.compile(shared, states, members))
 
 
 def projected_seconds(configs, flops_per_s: float = ASSUMED_FLOPS_PER_S) -> float:

@@ -71,6 +71,15 @@ def test_config_files_are_checked(tmp_path):
     assert Experiment.load(path).settings()["classifier_steps"] == PRESETS["cpu"]["classifier_steps"]
 
 
+def test_how_the_model_computes_is_set_at_the_top_level_only():
+    """conv_impl lives on the top level; model.conv_impl is the engine's, never in a file."""
+    cfg = make_config("cyclegan", "tiny", conv_impl="patches")
+    assert "conv_impl" not in json.loads(cfg.to_json())["model"]
+    model = {**dataclasses.asdict(cfg.model), "conv_impl": "patches"}
+    with pytest.raises(UsageError, match="model.conv_impl is set by the top-level conv_impl"):
+        make_config("cyclegan", "tiny", model=model)
+
+
 def test_preset_values():
     """The cpu preset is the SweepConfig defaults but for its grid and steps; >= 2 seeds (bands)."""
     cpu, paper, tiny = (make_config("cyclegan", p) for p in ("cpu", "paper", "tiny"))

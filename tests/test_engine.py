@@ -31,7 +31,8 @@ def test_vmapped_sweep_equals_members_alone(method, train):
     shared, members = build_members(cfg, train)
     seeds = np.array([s for _, s in cfg.members])
     states = engine.init_states(m, seeds, (16, 16))
-    swept, swept_metrics = engine.make_sweep_step(m, 4, "vmap")(shared, states, members)
+    swept, swept_metrics = engine.SweepStep(m, 4, "vmap").compile(shared, states, members)(
+        shared, states, members)
 
     alone = jax.jit(functools.partial(engine.member_steps, m, 4))
     fresh = engine.init_states(m, seeds, (16, 16))
@@ -65,9 +66,13 @@ def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, train):
     m = Method(cfg)
     shared, members = build_members(cfg, train)
     init = lambda: engine.init_states(m, np.zeros(2, int), (16, 16))  # noqa: E731
-    a, _ = engine.make_sweep_step(m, 3, "vmap")(shared, init(), members)
+    a = init()
+    a, _ = engine.SweepStep(m, 3, "vmap").compile(shared, a, members)(shared, a, members)
     b = init()
-    step = engine.make_sweep_step(m, k, axis, conv_impl=conv_impl)
+    step = engine.SweepStep(Method(cfg, conv_impl=conv_impl), k, axis).compile(shared, b, members)
+    # XLA's analyses answer for every member axis (loop: one member's program)
+    assert step.memory_analysis().temp_size_in_bytes > 0
+    assert step.cost_analysis()["flops"] > 0
     for _ in range(3 // k):
         b, _ = step(shared, b, members)
     probe = jnp.asarray(train.flair[:2, ..., None] * 2 - 1)
@@ -81,6 +86,11 @@ def test_auto_conv_impl_batches_matmuls_only_under_vmap_on_accelerators():
     assert engine.resolve_conv_impl("auto", "loop", "gpu") == "xla"
     assert engine.resolve_conv_impl("auto", "vmap", "cpu") == "xla"
     assert engine.resolve_conv_impl("xla", "vmap", "gpu") == "xla"
+    # the resolved impl is an attribute of the networks the Method builds
+    cfg = tiny_config(conv_impl="patches")
+    assert engine.method_for(cfg, "vmap").model.conv_impl == "patches"
+    assert engine.method_for(cfg, "loop", "xla").generator_net.conv_impl == "xla"
+    assert cfg.model.conv_impl == "xla"  # the sweep's own model is not changed
 
 
 def test_resume_equals_uninterrupted(tmp_path, tiny_splits):
@@ -158,7 +168,7 @@ def test_loss_goes_down(method, metric, train):
     m = Method(cfg)
     shared, members = build_members(cfg, train)
     states = engine.init_states(m, np.zeros(1, int), (16, 16))
-    step = engine.make_sweep_step(m, 10, "vmap")
+    step = engine.SweepStep(m, 10, "vmap").compile(shared, states, members)
     history = []
     for _ in range(6):
         states, metrics = step(shared, states, members)
@@ -216,18 +226,18 @@ def test_image_pool_follows_the_reference_rule():
 def test_out_of_device_memory_is_one_clear_error_and_keeps_checkpoints(tmp_path, tiny_splits,
                                                                         monkeypatch):
     cfg = tiny_config("l1", steps=4, steps_per_call=2, checkpoint_every=2, member_axis="loop")
-    real_loop, calls = engine._host_loop, []
+    real_call, calls = engine.CompiledSweepStep.__call__, []
 
-    def failing_second_call(*args):  # the loop strategy runs every call through it
+    def failing_second_call(*args):  # every compiled sweep step is called through it
         calls.append(1)
         if len(calls) == 2:
             raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory")
-        return real_loop(*args)
+        return real_call(*args)
 
-    monkeypatch.setattr(engine, "_host_loop", failing_second_call)
+    monkeypatch.setattr(engine.CompiledSweepStep, "__call__", failing_second_call)
     from jax_translate.errors import UsageError
     with pytest.raises(UsageError, match="out of device memory.*--conv-impl xla.*steps: 2"):
         train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
-    monkeypatch.setattr(engine, "_host_loop", real_loop)
+    monkeypatch.setattr(engine.CompiledSweepStep, "__call__", real_call)
     resumed = train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
     assert resumed.steps_run == 2  # resumed from the step-2 checkpoint

@@ -312,19 +312,21 @@ def test_conv_as_matmuls_matches_lax_conv_and_its_gradients(kernel_size, stride,
         np.testing.assert_allclose(g_got, g_want, atol=1e-3)
 
 
-def test_conv_impl_switches_the_computation_not_the_parameters():
-    net = build_generator(MODEL_PRESETS["tiny"])
-    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 1)), jnp.float32)
-    params = net.init(jax.random.PRNGKey(0), x)
-    with layers.conv_impl("patches"):
-        jaxpr = str(jax.make_jaxpr(net.apply)(params, x))
-        patched = net.apply(params, x)
-    assert "conv_general_dilated" not in jaxpr
-    assert "conv_general_dilated" in str(jax.make_jaxpr(net.apply)(params, x))
-    np.testing.assert_allclose(patched, net.apply(params, x), atol=1e-5)
-    with pytest.raises(ValueError, match="conv impl"):
-        with layers.conv_impl("cudnn"):
-            pass
+@pytest.mark.parametrize("generator", ["resnet", "unet"])
+def test_conv_impl_switches_the_computation_not_the_parameters(generator):
+    model = dataclasses.replace(MODEL_PRESETS["tiny"], generator=generator, num_downs=5)
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)), jnp.float32)
+    for build, inputs in ((build_generator, x), (build_discriminator, x)):
+        net = build(model)
+        patched_net = build(dataclasses.replace(model, conv_impl="patches"))
+        params = net.init(jax.random.PRNGKey(0), inputs)
+        chex.assert_trees_all_equal_shapes(params, patched_net.init(jax.random.PRNGKey(0), inputs))
+        assert "conv_general_dilated" not in str(jax.make_jaxpr(patched_net.apply)(params, inputs))
+        assert "conv_general_dilated" in str(jax.make_jaxpr(net.apply)(params, inputs))
+        np.testing.assert_allclose(patched_net.apply(params, inputs), net.apply(params, inputs),
+                                   atol=1e-5)
+    with pytest.raises(UsageError, match="conv_impl"):
+        ModelConfig(conv_impl="cudnn")
 
 
 def test_resnet_dropout_acts_in_training_only():

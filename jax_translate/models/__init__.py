@@ -13,6 +13,7 @@ import dataclasses
 from flax import linen as nn
 
 from jax_translate.errors import UsageError
+from jax_translate.models import layers
 from jax_translate.models.discriminators import PatchDiscriminator
 from jax_translate.models.generators import ResnetGenerator, UnetGenerator
 
@@ -26,6 +27,11 @@ class ModelConfig:
 
     n_blocks is used by the ResNet generator only and num_downs by the UNet
     only (which then needs H and W divisible by 2**num_downs).
+
+    ``conv_impl`` and ``precision`` say how the networks compute: every conv
+    module gets them as attributes. A sweep's config leaves it at its
+    default; the engine sets the resolved value on the model a ``Method``
+    builds (``Method.model``).
     """
 
     generator: str = "resnet"
@@ -36,6 +42,8 @@ class ModelConfig:
     ndf: int = 64
     n_disc_layers: int = 3
     dropout: float = 0.0  # ResNet blocks only: the reference's use_dropout (0.5)
+    conv_impl: str = "xla"  # lax.conv or batched matmuls (layers.CONV_IMPLS)
+    precision: str = "fp32"  # or "bf16": convs and matmuls on bfloat16 (layers.in_precision)
 
     def __post_init__(self):
         if self.generator not in GENERATORS:
@@ -53,6 +61,12 @@ class ModelConfig:
             raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dropout and self.generator != "resnet":
             raise UsageError("dropout is implemented for the ResNet generator only")
+        if self.conv_impl not in layers.CONV_IMPLS:
+            raise UsageError(
+                f"conv_impl must be one of {layers.CONV_IMPLS}, got {self.conv_impl!r}")
+        if self.precision not in layers.PRECISIONS:
+            raise UsageError(
+                f"precision must be one of {layers.PRECISIONS}, got {self.precision!r}")
 
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
@@ -79,16 +93,18 @@ def build_generator(cfg: ModelConfig, out_channels: int = 1) -> nn.Module:
     if cfg.generator == "resnet":
         return ResnetGenerator(
             out_channels=out_channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, upsample=cfg.upsample,
-            dropout=cfg.dropout,
+            dropout=cfg.dropout, conv_impl=cfg.conv_impl, precision=cfg.precision,
         )
     return UnetGenerator(
-        out_channels=out_channels, ngf=cfg.ngf, num_downs=cfg.num_downs, upsample=cfg.upsample
+        out_channels=out_channels, ngf=cfg.ngf, num_downs=cfg.num_downs, upsample=cfg.upsample,
+        conv_impl=cfg.conv_impl, precision=cfg.precision,
     )
 
 
 def build_discriminator(cfg: ModelConfig) -> nn.Module:
     """The PatchGAN; feed it 2 channels (source, image) for the conditional GAN."""
-    return PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.n_disc_layers)
+    return PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.n_disc_layers, conv_impl=cfg.conv_impl,
+                              precision=cfg.precision)
 
 
 __all__ = [

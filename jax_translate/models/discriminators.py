@@ -16,6 +16,8 @@ conv stack.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 from flax import linen as nn
 
@@ -28,22 +30,25 @@ class PatchDiscriminator(nn.Module):
     ndf: int = 64
     n_layers: int = 3
     norm: layers.Norm = "instance"
+    conv_impl: layers.ConvImpl = "xla"
+    precision: layers.Precision = "fp32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
         # The first layer has no norm, as in the reference.
-        h = layers.conv(self.ndf, 4, stride=2, padding=1, name="conv0")(x)
+        conv = functools.partial(layers.conv, conv_impl=self.conv_impl, precision=self.precision)
+        h = conv(self.ndf, 4, stride=2, padding=1, name="conv0")(x)
         h = nn.leaky_relu(h, 0.2)
 
         for n in range(1, self.n_layers):
             features = self.ndf * min(2**n, 8)
-            h = layers.conv(features, 4, stride=2, padding=1, name=f"conv{n}")(h)
+            h = conv(features, 4, stride=2, padding=1, name=f"conv{n}")(h)
             h = nn.leaky_relu(layers.normalize(h, self.norm), 0.2)
 
         features = self.ndf * min(2**self.n_layers, 8)
-        h = layers.conv(features, 4, stride=1, padding=1, name=f"conv{self.n_layers}")(h)
+        h = conv(features, 4, stride=1, padding=1, name=f"conv{self.n_layers}")(h)
         h = nn.leaky_relu(layers.normalize(h, self.norm), 0.2)
 
-        return layers.conv(1, 4, stride=1, padding=1, name="scores")(h)
+        return conv(1, 4, stride=1, padding=1, name="scores")(h)

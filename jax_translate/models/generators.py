@@ -12,7 +12,8 @@ scripts do not pass `--no_dropout`, and the 2017 code then puts Dropout(0.5)
 between the two convs of every residual block, so the paper's generators
 most likely trained with it; it is active only in training steps.
 
-Inputs and outputs are NHWC float32 in [-1, 1].
+Inputs and outputs are NHWC float32 in [-1, 1]; ``conv_impl`` and
+``precision`` say how every conv computes (see ``layers``).
 """
 
 from __future__ import annotations
@@ -30,14 +31,17 @@ class ResnetBlock(nn.Module):
     features: int
     norm: layers.Norm = "instance"
     dropout: float = 0.0
+    conv_impl: layers.ConvImpl = "xla"
+    precision: layers.Precision = "fp32"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        y = layers.PaddedConv(self.features, 3, 1, name="conv1")(x)
+        how = dict(conv_impl=self.conv_impl, precision=self.precision)
+        y = layers.PaddedConv(self.features, 3, 1, **how, name="conv1")(x)
         y = nn.relu(layers.normalize(y, self.norm))
         if self.dropout:
             y = nn.Dropout(self.dropout, deterministic=not train)(y)
-        y = layers.PaddedConv(self.features, 3, 1, name="conv2")(y)
+        y = layers.PaddedConv(self.features, 3, 1, **how, name="conv2")(y)
         # No activation after the sum, as in the reference.
         return x + layers.normalize(y, self.norm)
 
@@ -56,6 +60,8 @@ class ResnetGenerator(nn.Module):
     upsample: layers.Upsample = "resize"
     norm: layers.Norm = "instance"
     dropout: float = 0.0
+    conv_impl: layers.ConvImpl = "xla"
+    precision: layers.Precision = "fp32"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False,
@@ -70,17 +76,19 @@ class ResnetGenerator(nn.Module):
         they are the same block). See training/patchnce.py for the mapping.
         """
         _check_divisible(x, 4, "ResnetGenerator")
+        how = dict(conv_impl=self.conv_impl, precision=self.precision)
         features_out = [x]
-        h = layers.PaddedConv(self.ngf, 7, 3, name="stem")(x)
+        h = layers.PaddedConv(self.ngf, 7, 3, **how, name="stem")(x)
         h = nn.relu(layers.normalize(h, self.norm))
 
         for i, features in enumerate((self.ngf * 2, self.ngf * 4)):
-            h = layers.conv(features, 3, stride=2, padding=1, name=f"down{i}")(h)
+            h = layers.conv(features, 3, stride=2, padding=1, name=f"down{i}", **how)(h)
             features_out.append(h)
             h = nn.relu(layers.normalize(h, self.norm))
 
         for i in range(self.n_blocks):
-            h = ResnetBlock(self.ngf * 4, self.norm, self.dropout, name=f"block{i}")(h, train)
+            block = ResnetBlock(self.ngf * 4, self.norm, self.dropout, **how, name=f"block{i}")
+            h = block(h, train)
             if i in (0, self.n_blocks // 2):
                 features_out.append(h)
             if encode_only and i == self.n_blocks // 2:
@@ -90,11 +98,11 @@ class ResnetGenerator(nn.Module):
 
         for i, features in enumerate((self.ngf * 2, self.ngf)):
             h = layers.Upsample2x(
-                features, self.upsample, transpose_kernel_size=3, name=f"up{i}"
+                features, self.upsample, transpose_kernel_size=3, **how, name=f"up{i}"
             )(h)
             h = nn.relu(layers.normalize(h, self.norm))
 
-        h = layers.PaddedConv(self.out_channels, 7, 3, name="head")(h)
+        h = layers.PaddedConv(self.out_channels, 7, 3, **how, name="head")(h)
         return jnp.tanh(h)
 
 
@@ -112,6 +120,8 @@ class UnetGenerator(nn.Module):
     num_downs: int = 6
     upsample: layers.Upsample = "resize"
     norm: layers.Norm = "instance"
+    conv_impl: layers.ConvImpl = "xla"
+    precision: layers.Precision = "fp32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -129,7 +139,8 @@ class UnetGenerator(nn.Module):
         for level, features in enumerate(widths):
             if level > 0:
                 h = nn.leaky_relu(h, 0.2)
-            h = layers.conv(features, 4, stride=2, padding=1, name=f"down{level}")(h)
+            h = layers.conv(features, 4, stride=2, padding=1, name=f"down{level}",
+                            conv_impl=self.conv_impl, precision=self.precision)(h)
             if 0 < level < innermost:
                 h = layers.normalize(h, self.norm)
             skips.append(h)
@@ -149,7 +160,8 @@ class UnetGenerator(nn.Module):
     def _up(self, features: int, level: int) -> layers.Upsample2x:
         # Zero-padded like every UNet conv in the reference (see Upsample2x).
         return layers.Upsample2x(
-            features, self.upsample, transpose_kernel_size=4, pad_mode="zero", name=f"up{level}"
+            features, self.upsample, transpose_kernel_size=4, pad_mode="zero",
+            conv_impl=self.conv_impl, precision=self.precision, name=f"up{level}"
         )
 
 

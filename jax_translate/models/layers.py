@@ -7,14 +7,15 @@ conventions: weights drawn from normal(0, 0.02) with zero biases
 and instance normalisation without learnable affine parameters
 (`InstanceNorm2d(affine=False)`).
 
-All tensors are NHWC float32.
+All tensors are NHWC float32. With ``precision="bf16"`` the convolutions
+and matmuls (forward and backward) take bfloat16 operands and give float32
+results (:func:`in_precision`); parameters, normalisation and activations
+stay float32.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from typing import Literal
+from typing import Callable, Literal
 
 import jax
 import jax.numpy as jnp
@@ -76,30 +77,58 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
 
 
 ConvImpl = Literal["xla", "patches"]
+# How a Conv2d computes (its `conv_impl` attribute, like the conv function
+# Flax's nn.Conv takes as an attribute). 'xla' is lax.conv (cuDNN on GPUs).
+# 'patches' is shifted slices and matmuls (:func:`conv_as_matmuls`): same
+# function and parameters, but when a sweep is vmapped over members (each
+# with its own weights) the matmuls batch into batched GEMMs, where lax.conv
+# would become a grouped convolution, which is slow on GPUs and CPUs alike
+# (benchmarks/).
 CONV_IMPLS = ("xla", "patches")
-_CONV_IMPL: contextvars.ContextVar[str] = contextvars.ContextVar("conv_impl", default="xla")
+
+Precision = Literal["fp32", "bf16"]
+PRECISIONS = ("fp32", "bf16")
 
 
-@contextlib.contextmanager
-def conv_impl(impl: ConvImpl):
-    """Computes the convolutions of models traced inside as ``impl``.
+def in_precision(op: Callable, x: jax.Array, kernel: jax.Array, precision: Precision) -> jax.Array:
+    """``op(x, kernel, out_dtype)`` (a conv or matmul) computed in ``precision``.
 
-    'xla' is lax.conv (cuDNN on GPUs). 'patches' is shifted slices and
-    matmuls (:func:`conv_as_matmuls`): same function and parameters, but when
-    a sweep is vmapped over members (each with its own weights) the matmuls
-    batch into batched GEMMs, where lax.conv would become a grouped
-    convolution, which is slow on GPUs and CPUs alike (benchmarks/).
+    'fp32' is ``op(x, kernel, None)``, exactly the float32 computation. 'bf16'
+    rounds both operands to bfloat16 and asks for float32 results
+    (``preferred_element_type``), so what follows (bias, instance-norm
+    statistics, activations, losses) stays float32. The backward pass is
+    defined here too: JAX's own transpose of such an op gets a float32
+    cotangent and would upcast the bfloat16 operands to match, running the
+    backward convolutions (two thirds of a step's FLOPs) in float32; here the
+    cotangent is rounded to bfloat16 and both gradients are bfloat16 ops.
+    Gradients come back as float32 (bfloat16-rounded) for the float32
+    parameters and Adam.
     """
-    if impl not in CONV_IMPLS:
-        raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {impl!r}")
-    token = _CONV_IMPL.set(impl)
-    try:
-        yield
-    finally:
-        _CONV_IMPL.reset(token)
+    if precision == "fp32":
+        return op(x, kernel, None)
+    if precision != "bf16":
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    x_dtype, kernel_dtype = x.dtype, kernel.dtype
+
+    @jax.custom_vjp
+    def run(x, kernel):
+        return op(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), jnp.float32)
+
+    def forward(x, kernel):
+        x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+        return op(x, kernel, jnp.float32), (x, kernel)
+
+    def backward(operands, cotangent):
+        _, vjp = jax.vjp(lambda a, b: op(a, b, None), *operands)
+        dx, dkernel = vjp(cotangent.astype(jnp.bfloat16))
+        return dx.astype(x_dtype), dkernel.astype(kernel_dtype)
+
+    run.defvjp(forward, backward)
+    return run(x, kernel)
 
 
-def conv_as_matmuls(x: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+def conv_as_matmuls(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+                    out_dtype=None) -> jax.Array:
     """lax.conv (NHWC, HWIO, symmetric zero padding) as one matmul per kernel row.
 
     Each kernel row i multiplies the input's strided slices at column
@@ -109,6 +138,7 @@ def conv_as_matmuls(x: jax.Array, kernel: jax.Array, stride: int, padding: int) 
     (cpu preset, 128x128, 4 members) is 2.1 GB against 0.42 GB with lax.conv,
     and 11 paper-sized members did not fit in 40 GB of an H100. Wrapping this
     in jax.checkpoint made the estimate larger (2.9 GB), so it is not.
+    ``out_dtype`` is the matmuls' ``preferred_element_type`` (None: the inputs').
     """
     k = kernel.shape[0]
     if padding:
@@ -120,28 +150,38 @@ def conv_as_matmuls(x: jax.Array, kernel: jax.Array, stride: int, padding: int) 
     for i in range(k):
         row = x[:, i : i + rows_end : stride]
         patches = jnp.concatenate([row[:, :, j : j + cols_end : stride] for j in range(k)], -1)
-        out = out + patches @ kernel[i].reshape(-1, kernel.shape[-1])
+        out = out + jnp.matmul(patches, kernel[i].reshape(-1, kernel.shape[-1]),
+                               preferred_element_type=out_dtype)
     return out
 
 
 class Conv2d(nn.Module):
-    """nn.Conv's parameters ('kernel' HWIO, 'bias') with a switchable kernel (conv_impl)."""
+    """nn.Conv's parameters ('kernel' HWIO, 'bias'), computed as ``conv_impl`` and
+    ``precision`` say."""
 
     features: int
     kernel_size: int
     stride: int = 1
     padding: int = 0
+    conv_impl: ConvImpl = "xla"
+    precision: Precision = "fp32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k, s, p = self.kernel_size, self.stride, self.padding
         kernel = self.param("kernel", CONV_INIT, (k, k, x.shape[-1], self.features))
         bias = self.param("bias", BIAS_INIT, (self.features,))
-        if _CONV_IMPL.get() == "patches":
-            y = conv_as_matmuls(x, kernel, s, p)
+        if self.conv_impl not in CONV_IMPLS:
+            raise ValueError(f"conv impl must be one of {CONV_IMPLS}, got {self.conv_impl!r}")
+        if self.conv_impl == "patches":
+            def op(x, kernel, out_dtype):
+                return conv_as_matmuls(x, kernel, s, p, out_dtype)
         else:
-            y = jax.lax.conv_general_dilated(
-                x, kernel, (s, s), ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            def op(x, kernel, out_dtype):
+                return jax.lax.conv_general_dilated(
+                    x, kernel, (s, s), ((p, p), (p, p)),
+                    dimension_numbers=("NHWC", "HWIO", "NHWC"), preferred_element_type=out_dtype)
+        y = in_precision(op, x, kernel, self.precision)
         return y + bias
 
 
@@ -151,13 +191,15 @@ def conv(
     stride: int = 1,
     padding: int = 0,
     name: str | None = None,
+    conv_impl: ConvImpl = "xla",
+    precision: Precision = "fp32",
 ) -> Conv2d:
     """A Conv2d with the reference's init and symmetric zero padding.
 
     Every conv keeps its bias: with affine-free instance norm the reference sets
     use_bias=True, and the layers without norm have a bias by default anyway.
     """
-    return Conv2d(features, kernel_size, stride, padding, name=name)
+    return Conv2d(features, kernel_size, stride, padding, conv_impl, precision, name=name)
 
 
 class PaddedConv(nn.Module):
@@ -171,14 +213,17 @@ class PaddedConv(nn.Module):
     kernel_size: int
     pad: int
     pad_mode: PadMode = "reflect"
+    conv_impl: ConvImpl = "xla"
+    precision: Precision = "fp32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        how = dict(conv_impl=self.conv_impl, precision=self.precision)
         if self.pad_mode == "reflect":
             x = reflect_pad(x, self.pad)
-            return conv(self.features, self.kernel_size, name="conv")(x)
+            return conv(self.features, self.kernel_size, name="conv", **how)(x)
         if self.pad_mode == "zero":
-            return conv(self.features, self.kernel_size, padding=self.pad, name="conv")(x)
+            return conv(self.features, self.kernel_size, padding=self.pad, name="conv", **how)(x)
         raise ValueError(f"unknown pad_mode {self.pad_mode!r}; expected 'reflect' or 'zero'")
 
 
@@ -218,16 +263,20 @@ class TransposeConv2x(nn.Module):
 
     features: int
     kernel_size: int = 3
+    precision: Precision = "fp32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
         if k not in (3, 4):
             raise ValueError(f"kernel_size must be 3 or 4, got {k}")
-        batch, height, width, in_features = x.shape
-        kernel = self.param("kernel", CONV_INIT, (k, k, in_features, self.features))
+        kernel = self.param("kernel", CONV_INIT, (k, k, x.shape[-1], self.features))
         bias = self.param("bias", BIAS_INIT, (self.features,))
+        return in_precision(self._polyphase, x, kernel, self.precision) + bias
 
+    def _polyphase(self, x: jax.Array, kernel: jax.Array, out_dtype) -> jax.Array:
+        k = self.kernel_size
+        batch, height, width, _ = x.shape
         low = k - 2
         before, after = low // 2, (low + 1) // 2  # input offsets reach -before..after
         x = jnp.pad(x, ((0, 0), (before, after), (before, after), (0, 0)))
@@ -249,10 +298,11 @@ class TransposeConv2x(nn.Module):
                 # (and its gradient is one pad, not one per tap).
                 first_row, first_col = taps[0][1], taps[0][3]
                 weights = kernel[first_row::2, first_col::2].reshape(-1, self.features)
-                columns.append(jnp.concatenate(shifted, axis=-1) @ weights)
+                columns.append(jnp.matmul(jnp.concatenate(shifted, axis=-1), weights,
+                                          preferred_element_type=out_dtype))
             rows.append(jnp.stack(columns, axis=3))  # (batch, H, W, col_phase, C)
         y = jnp.stack(rows, axis=2)  # (batch, H, row_phase, W, col_phase, C)
-        return y.reshape(batch, 2 * height, 2 * width, self.features) + bias
+        return y.reshape(batch, 2 * height, 2 * width, self.features)
 
 
 class Upsample2x(nn.Module):
@@ -273,15 +323,18 @@ class Upsample2x(nn.Module):
     mode: Upsample = "resize"
     transpose_kernel_size: int = 3
     pad_mode: PadMode = "reflect"
+    conv_impl: ConvImpl = "xla"  # the resize conv's; the transposed conv is always matmuls
+    precision: Precision = "fp32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.mode == "resize":
-            conv_layer = PaddedConv(self.features, 3, 1, self.pad_mode, name="resize_conv")
+            conv_layer = PaddedConv(self.features, 3, 1, self.pad_mode, self.conv_impl,
+                                    self.precision, name="resize_conv")
             return conv_layer(upsample_nearest(x, 2))
         if self.mode == "transpose":
             conv_layer = TransposeConv2x(
-                self.features, self.transpose_kernel_size, name="transpose_conv"
+                self.features, self.transpose_kernel_size, self.precision, name="transpose_conv"
             )
             return conv_layer(x)
         raise ValueError(f"unknown upsample {self.mode!r}; expected 'resize' or 'transpose'")

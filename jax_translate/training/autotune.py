@@ -69,7 +69,7 @@ class Trial:
 class Choice:
     member_axis: str
     conv_impl: str
-    compiled: object | None   # the chosen program, compiled, when it was measured now
+    compiled: engine.CompiledSweepStep | None  # the chosen step, when it was measured now
     record: dict              # what run.json keeps
 
 
@@ -184,7 +184,7 @@ def cache_key(cfg, image_shape, n_members: int, n_devices: int, steps_per_call: 
         "jax": jax.__version__, "method": cfg.method, "model": dataclasses.asdict(cfg.model),
         "image_shape": list(image_shape), "members": n_members, "batch_size": cfg.batch_size,
         "steps_per_call": steps_per_call, "conv_impl": cfg.conv_impl,
-        "precision": getattr(cfg, "precision", "fp32"),
+        "precision": cfg.precision,
         "condgan_discriminator_first": cfg.condgan_discriminator_first,
         "pool_size": cfg.condgan_pool_size if cfg.method == "condgan" else cfg.pool_size,
     }, sort_keys=True)
@@ -216,9 +216,9 @@ def choose(cfg, method, steps_per_call: int, mesh, args, image_shape, cache_path
         return Choice(axis, impl, None, {**hit, "cached": True})
 
     def compile_real(cand: Candidate):
-        step = engine.make_sweep_step(method, steps_per_call, cand.member_axis, mesh,
-                                      conv_impl=cand.conv_impl)
-        return step.lower(*args).compile()
+        step = engine.SweepStep(dataclasses.replace(method, conv_impl=cand.conv_impl),
+                                steps_per_call, cand.member_axis, mesh)
+        return step.compile(*args)
 
     t0 = time.perf_counter()
     trials, compiled_by = measure(

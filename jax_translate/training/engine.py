@@ -7,11 +7,16 @@ The single-member step (:func:`methods.train_step`) is written first; a
 CPU, where vmapping convolutions over their weights turns them into grouped
 convolutions). Ratios and seeds are data, so one compile serves any grid with
 the same number of members. Given a mesh, ``vmap`` and ``map`` run on each
-device's block of members (:mod:`sharding`).
+device's block of members (:mod:`sharding`). A third member axis, ``loop``,
+calls one compiled single-member program per member from the host.
+
+``SweepStep(method, K, member_axis, mesh).compile(shared, states, members)``
+is the compiled step: call it, or ask XLA's memory and cost analyses of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -19,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_translate.errors import UsageError
-from jax_translate.models import layers
 from jax_translate.training import sharding
 from jax_translate.training.members import MemberData, SharedData, sample_batch
 from jax_translate.training.methods import Method, TrainState, step_keys, train_step
@@ -65,88 +69,98 @@ def _take(tree, i):
     return jax.tree_util.tree_map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), tree)
 
 
-def make_sweep_step(method: Method, n_steps: int, member_axis: str, mesh=None,
-                    conv_impl: str = "xla"):
-    """(shared, states, members) -> (states, metrics) for every member, states donated.
+MEMBER_AXES = ("vmap", "map", "loop")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepStep:
+    """(shared, states, members) -> (states, metrics) for every member, not yet compiled.
 
     ``vmap`` and ``map`` are one jitted program, split over ``mesh``'s member
     axis when given. ``loop`` is a host loop that calls one compiled
     single-member program per member (the member index is traced, so it
     compiles once), updating the stacked state in place; it uses one device.
-    ``conv_impl`` says how convolutions are computed (see
-    :func:`resolve_conv_impl`).
+    How convolutions are computed is ``method.conv_impl`` (see
+    :func:`method_for`). States are donated.
     """
-    def single(shared, state, member):
-        with layers.conv_impl(conv_impl):  # read while tracing
-            return member_steps(method, n_steps, shared, state, member)
 
-    if member_axis == "vmap":
-        def sweep(shared, states, members):
-            return jax.vmap(single, in_axes=(None, 0, 0))(shared, states, members)
-    elif member_axis == "map":
-        def sweep(shared, states, members):
-            return jax.lax.map(lambda sm: single(shared, *sm), (states, members))
-    elif member_axis == "loop":
-        if mesh is not None:
-            raise UsageError(f"member axis 'loop' runs on one device, not {mesh.size}; "
+    method: Method
+    n_steps: int
+    member_axis: str
+    mesh: object = None
+
+    def __post_init__(self):
+        if self.member_axis not in MEMBER_AXES:
+            raise ValueError(f"member_axis must be one of {MEMBER_AXES}, got {self.member_axis!r}")
+        if self.member_axis == "loop" and self.mesh is not None:
+            raise UsageError(f"member axis 'loop' runs on one device, not {self.mesh.size}; "
                              "use vmap, map or auto to spread members over devices")
 
-        @functools.partial(jax.jit, donate_argnums=(1,))
-        def one(shared, states, members, i):
-            state, metrics = single(shared, _take(states, i), _take(members, i))
-            states = jax.tree_util.tree_map(
-                lambda s, n: jax.lax.dynamic_update_index_in_dim(s, n, i, 0), states, state)
-            return states, metrics
+    def _single(self, shared, state, member):
+        return member_steps(self.method, self.n_steps, shared, state, member)
 
-        run = functools.partial(_host_loop, one)
-        run.lower = lambda *args: _Lowered(one, args)
-        return run
-    else:
-        raise ValueError(f"member_axis must be 'vmap', 'map' or 'loop', got {member_axis!r}")
-    if mesh is not None:
-        sweep = sharding.shard_members(sweep, mesh)
-    return jax.jit(sweep, donate_argnums=(1,))
+    def _program(self):
+        """The jitted function XLA compiles: the whole sweep, or (loop) one member by index."""
+        single = self._single
+        if self.member_axis == "loop":
+            def one(shared, states, members, i):
+                state, metrics = single(shared, _take(states, i), _take(members, i))
+                states = jax.tree_util.tree_map(
+                    lambda s, n: jax.lax.dynamic_update_index_in_dim(s, n, i, 0), states, state)
+                return states, metrics
 
+            return jax.jit(one, donate_argnums=(1,))
+        if self.member_axis == "vmap":
+            def sweep(shared, states, members):
+                return jax.vmap(single, in_axes=(None, 0, 0))(shared, states, members)
+        else:
+            def sweep(shared, states, members):
+                return jax.lax.map(lambda sm: single(shared, *sm), (states, members))
+        if self.mesh is not None:
+            sweep = sharding.shard_members(sweep, self.mesh)
+        return jax.jit(sweep, donate_argnums=(1,))
 
-def _host_loop(one, shared, states, members):
-    n = jax.tree_util.tree_leaves(members)[0].shape[0]
-    metrics = []
-    for i in range(n):
-        states, m = one(shared, states, members, jnp.int32(i))
-        metrics.append(m)
-    return states, jax.tree_util.tree_map(lambda *m: jnp.stack(m), *metrics)
+    def lower(self, shared, states, members) -> jax.stages.Lowered:
+        """The program for these arguments' shapes, lowered (``loop``: one member's)."""
+        extra = (jnp.int32(0),) if self.member_axis == "loop" else ()
+        return self._program().lower(shared, states, members, *extra)
 
-
-class _Lowered:
-    """Lets the host-loop strategy be compiled ahead of time like a jitted function."""
-
-    def __init__(self, one, args):
-        self.one, self.args = one, args
-
-    def compile(self) -> "_CompiledLoop":
-        shared, states, members = self.args
-        return _CompiledLoop(self.one.lower(shared, states, members, jnp.int32(0)).compile())
+    def compile(self, shared, states, members) -> "CompiledSweepStep":
+        """Compiles for these arguments' shapes (nothing is run or donated)."""
+        return CompiledSweepStep(self.lower(shared, states, members).compile(),
+                                 self.member_axis == "loop")
 
 
-class _CompiledLoop:
-    """The host loop over a compiled single-member program.
+class CompiledSweepStep:
+    """A compiled :class:`SweepStep`: call it with (shared, states, members).
 
-    Like a compiled jitted function it is called with (shared, states,
-    members) and answers XLA's memory and cost analyses, which are those of
-    the single-member program.
+    XLA's memory and cost analyses are those of the compiled program: the
+    whole sweep under vmap and map, one member's under loop (where the host
+    calls it once per member).
     """
 
-    def __init__(self, compiled):
-        self.compiled = compiled
+    def __init__(self, compiled: jax.stages.Compiled, per_member: bool):
+        self.compiled, self.per_member = compiled, per_member
 
     def __call__(self, shared, states, members):
-        return _host_loop(self.compiled, shared, states, members)
+        if not self.per_member:
+            return self.compiled(shared, states, members)
+        n = jax.tree_util.tree_leaves(members)[0].shape[0]
+        metrics = []
+        for i in range(n):
+            states, m = self.compiled(shared, states, members, jnp.int32(i))
+            metrics.append(m)
+        return states, jax.tree_util.tree_map(lambda *m: jnp.stack(m), *metrics)
 
     def memory_analysis(self):
         return self.compiled.memory_analysis()
 
     def cost_analysis(self):
         return self.compiled.cost_analysis()
+
+    def as_text(self) -> str:
+        """The optimised HLO of the compiled program."""
+        return self.compiled.as_text()
 
 
 def resolve_member_axis(member_axis: str, backend: str | None = None,
@@ -180,6 +194,12 @@ def resolve_conv_impl(conv_impl: str, member_axis: str, backend: str | None = No
         return conv_impl
     backend = backend or jax.default_backend()
     return "patches" if member_axis == "vmap" and backend != "cpu" else "xla"
+
+
+def method_for(cfg, member_axis: str, conv_impl: str | None = None) -> Method:
+    """``cfg``'s Method, its convolutions computed as ``conv_impl`` (default: ``cfg.conv_impl``)
+    resolved for ``member_axis`` on this backend (:func:`resolve_conv_impl`)."""
+    return Method(cfg, conv_impl=resolve_conv_impl(conv_impl or cfg.conv_impl, member_axis))
 
 
 def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> int:

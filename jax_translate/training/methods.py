@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from jax_translate.config import SweepConfig
-from jax_translate.models import build_discriminator, build_generator
+from jax_translate.models import ModelConfig, build_discriminator, build_generator
 from jax_translate.models.projection import ProjectionHead
 from jax_translate.training import image_pool, optim
 from jax_translate.training.losses import GAN_LOSSES
@@ -63,9 +63,15 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """Static description of a method; hashable so it can be a jit constant."""
+    """Static description of a method; hashable so it can be a jit constant.
+
+    ``conv_impl`` is how its networks compute their convolutions, resolved
+    by the engine (``engine.resolve_conv_impl``); it and the sweep's
+    ``precision`` are part of ``model``.
+    """
 
     cfg: SweepConfig
+    conv_impl: str = "xla"
 
     @property
     def name(self) -> str:
@@ -96,12 +102,18 @@ class Method:
         return self.spec.discriminator_first(self.cfg)
 
     @property
+    def model(self) -> ModelConfig:
+        """The networks' config: the sweep's, computed as this method says."""
+        return dataclasses.replace(self.cfg.model, conv_impl=self.conv_impl,
+                                   precision=self.cfg.precision)
+
+    @property
     def generator_net(self):
-        return build_generator(self.cfg.model)
+        return build_generator(self.model)
 
     @property
     def discriminator_net(self):
-        return build_discriminator(self.cfg.model)
+        return build_discriminator(self.model)
 
     @property
     def head_net(self) -> ProjectionHead:

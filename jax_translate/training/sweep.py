@@ -26,7 +26,7 @@ from jax_translate.data.dataset import SliceSet
 from jax_translate.errors import UsageError
 from jax_translate.training import autotune, checkpoints, distributed, engine, eta, sharding
 from jax_translate.training.members import build_members, model_image_shape
-from jax_translate.training.methods import Method, TrainState
+from jax_translate.training.methods import TrainState
 from jax_translate.run_folder import RunFolder, load_splits, parse_metrics_line
 
 @dataclasses.dataclass
@@ -83,13 +83,11 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     ``splits`` skips loading the dataset (tests pass small ones);
     ``stop_after`` ends the call after that many steps, as an interruption would.
     """
-    method = Method(cfg)
     axis = engine.resolve_member_axis(cfg.member_axis)
+    method = engine.method_for(cfg, axis)
     layout = sharding.MemberLayout.create(len(cfg.members))
     k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
-    conv_impl = engine.resolve_conv_impl(cfg.conv_impl, axis)
-    sweep_step = engine.make_sweep_step(method, k, axis, layout.mesh,  # refuses before any write
-                                        conv_impl=conv_impl)
+    sweep_step = engine.SweepStep(method, k, axis, layout.mesh)  # refuses before any write
     primary = distributed.is_primary()
     folder = RunFolder.create(workdir)
     if folder.bind(cfg) and folder.is_finished() and folder.manager().latest_step() == cfg.steps:
@@ -110,14 +108,15 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     tuned = autotune.maybe_choose(cfg, method, k, layout.mesh, (shared, states, members),
                                   image_shape, log=say)
     if tuned is not None:
-        axis, conv_impl = tuned.member_axis, tuned.conv_impl
-        sweep_step = engine.make_sweep_step(method, k, axis, layout.mesh, conv_impl=conv_impl)
+        axis, method = tuned.member_axis, engine.method_for(cfg, axis, tuned.conv_impl)
+        sweep_step = engine.SweepStep(method, k, axis, layout.mesh)
 
     t0 = time.perf_counter()
     step_fn = (tuned.compiled if tuned is not None and tuned.compiled is not None
-               else sweep_step.lower(shared, states, members).compile())
+               else sweep_step.compile(shared, states, members))
     compile_seconds = time.perf_counter() - t0
-    run_info = {"member_axis": axis, "conv_impl": conv_impl, "steps_per_call": k,
+    run_info = {"member_axis": axis, "conv_impl": method.conv_impl,
+                "precision": method.model.precision, "steps_per_call": k,
                 "backend": jax.default_backend(), "image_shape": list(image_shape),
                 "devices": layout.n_devices, "processes": jax.process_count(),
                 "padded_members": layout.n_padded, "members": [
@@ -156,7 +155,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
         mngr.wait_until_finished()
         raise UsageError(
             f"out of device memory training {len(cfg.members)} members ({axis}, conv "
-            f"{conv_impl}); try --conv-impl xla, more devices, or fewer members; "
+            f"{method.conv_impl}); try --conv-impl xla, more devices, or fewer members; "
             f"checkpointed steps: {mngr.latest_step() or 0}") from None
     except KeyboardInterrupt:
         if mngr.latest_step() != step and step > start:
