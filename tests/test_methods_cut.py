@@ -129,7 +129,8 @@ def test_cut_sweep_trains_and_vmap_equals_loop():
     init = lambda: engine.init_states(m, np.array([0, 1]), (16, 16))  # noqa: E731
     out = {}
     for axis in ("vmap", "loop"):
-        states, step = init(), engine.make_sweep_step(m, 1, axis)
+        states = init()
+        step = engine.SweepStep(m, 1, axis).compile(shared, states, members)
         for _ in range(2):
             states, metrics = step(shared, states, members)
         out[axis] = (states, metrics)
@@ -155,8 +156,8 @@ def test_fastcut_sweep_trains():
     m = Method(cfg)
     shared, members = build_members(cfg, train)
     fresh = engine.init_states(m, np.array([0, 1]), (16, 16))
-    states, step = engine.init_states(m, np.array([0, 1]), (16, 16)), engine.make_sweep_step(
-        m, 1, "vmap")
+    states = engine.init_states(m, np.array([0, 1]), (16, 16))
+    step = engine.SweepStep(m, 1, "vmap").compile(shared, states, members)
     for _ in range(2):
         states, metrics = step(shared, states, members)
     assert set(metrics) == {"generator_loss", "adversarial_loss", "nce_loss", "discriminator_loss"}
