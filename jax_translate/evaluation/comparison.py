@@ -1,0 +1,288 @@
+"""The methods comparison (issue 12): flips at the extreme ratios against fidelity.
+
+Reads the ``results.csv`` of finished run folders (one per method, as
+``reproduce`` writes them; several ``reproduce`` folders can be combined),
+and makes, per method:
+
+- one point for **tumors added** at the highest target tumor ratio (100%,
+  healthy sources) and one for **tumors removed** at the lowest (0%, tumor
+  sources). y: the flip fraction of the seeds' pooled counts, error bars its
+  Wilson 95% interval; x: the fidelity r of the same members (their healthy
+  rows, as the quality gate reads it), mean over seeds, error bars the
+  seeds' min to max. A point with an undertrained member is hollow (as in
+  :func:`figures.bias_curve_figure`); ``gan`` (never gated) is a square.
+- one row of a markdown table: fidelity r per ratio, quality, the two flips,
+  pFPR / iFPR at the highest ratio and lesion preservation per ratio.
+
+Diverged members (``status`` not ``ok``) are left out of every number and
+counted in the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from jax_translate.evaluation import figures, metrics, quality
+from jax_translate.run_folder import CONFIG_FILE, RESULTS_CSV
+from jax_translate.training.specs import METHODS
+
+# Flair used as T1 (no translation at all) on the simulated 64x64 healthy
+# holdout (quality.py, README "The quality gate").
+FLAIR_FLOOR_R = 0.42
+ADDED, REMOVED = "added", "removed"
+# what: (source label, which end of the ratio sweep)
+PANELS = {ADDED: ("healthy", max), REMOVED: ("tumor", min)}
+GATE_LABEL = f"quality gate (r {quality.FIDELITY_GATE:g})"
+FLOOR_LABEL = f"Flair as T1 (r {FLAIR_FLOOR_R:g})"
+NOT_GATED_LABEL = "not gated (gan)"
+
+
+# ------------------------------------------------------------------ reading
+
+
+def _parse(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Rows of a ``results.csv``, numbers parsed (``nan`` included)."""
+    with open(path, newline="") as f:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def result_files(run_dir: str | Path) -> list[Path]:
+    """The per-method ``results.csv`` files of a ``reproduce`` folder, or a sweep
+    folder's own."""
+    run_dir = Path(run_dir)
+    if (run_dir / CONFIG_FILE).exists():
+        return [run_dir / RESULTS_CSV] if (run_dir / RESULTS_CSV).exists() else []
+    return sorted(p for p in run_dir.glob(f"*/{RESULTS_CSV}") if (p.parent / CONFIG_FILE).exists())
+
+
+def read_runs(run_dirs) -> tuple[list[dict], dict[str, Path]]:
+    """Rows of every method found in ``run_dirs`` and the file each method came
+    from. A method in several folders is taken from the last one given."""
+    by_method: dict[str, tuple[Path, list[dict]]] = {}
+    for run_dir in run_dirs:
+        for path in result_files(run_dir):
+            rows = read_csv(path)
+            for method in dict.fromkeys(r["method"] for r in rows):
+                by_method[method] = (path, [r for r in rows if r["method"] == method])
+    order = method_order(by_method)
+    return ([r for m in order for r in by_method[m][1]], {m: by_method[m][0] for m in order})
+
+
+def method_order(methods) -> list[str]:
+    """The registry's order (the paper's four, then the others); unknown names last."""
+    known = [m for m in METHODS if m in methods]
+    return known + sorted(m for m in methods if m not in METHODS)
+
+
+# ------------------------------------------------------------------ numbers
+
+
+def _ok(rows):
+    return [r for r in rows if r.get("status", "ok") == "ok"]
+
+
+def _select(rows, method, label=None, ratio=None):
+    return [r for r in rows if r["method"] == method
+            and (label is None or r["source_label"] == label)
+            and (ratio is None or math.isclose(float(r["target_tumor_ratio"]), ratio))]
+
+
+def ratios_of(rows, method=None) -> list[float]:
+    return sorted({float(r["target_tumor_ratio"]) for r in rows
+                   if method is None or r["method"] == method})
+
+
+def _finite(values):
+    values = np.asarray([float(v) for v in values], float)
+    return values[np.isfinite(values)]
+
+
+def _mean(values) -> float:
+    values = _finite(values)
+    return float(values.mean()) if len(values) else math.nan
+
+
+def flip_point(rows: list[dict], method: str, what: str) -> dict | None:
+    """One point of the figure: ``what`` is ``added`` (healthy sources, highest
+    ratio) or ``removed`` (tumor sources, lowest ratio); None if the method has
+    no such rows."""
+    label, pick = PANELS[what]
+    rows = _ok(rows)
+    ratios = ratios_of(rows, method)
+    if not ratios:
+        return None
+    ratio = pick(ratios)
+    flips = _select(rows, method, label, ratio)
+    members = _select(rows, method, "healthy", ratio)  # fidelity as the gate reads it
+    if not flips:
+        return None
+    n = sum(int(r["n_images"]) for r in flips)
+    kept = sum(int(r["n_pred_tumor"]) for r in flips)
+    k = kept if what == ADDED else n - kept
+    y_low, y_high = metrics.wilson_interval(k, n)
+    r = _finite(m["fidelity_r"] for m in members)
+    verdicts = [m.get("quality") for m in members]
+    return dict(method=method, what=what, ratio=ratio, seeds=sorted({m["seed"] for m in flips}),
+                k=k, n=n, y=k / n, y_low=y_low, y_high=y_high,
+                x=float(r.mean()) if len(r) else math.nan,
+                x_low=float(r.min()) if len(r) else math.nan,
+                x_high=float(r.max()) if len(r) else math.nan,
+                undertrained=quality.UNDERTRAINED in verdicts,
+                not_gated=bool(verdicts) and all(v == quality.NOT_GATED for v in verdicts))
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per method (registry order): the table's numbers and the figure's points."""
+    out = []
+    all_ratios = ratios_of(rows)
+    for method in method_order({r["method"] for r in rows}):
+        mine = _select(rows, method)
+        ok = _ok(mine)
+        healthy = [r for r in ok if r["source_label"] == "healthy"]
+        top = max(ratios_of(ok, method), default=math.nan)
+        verdicts = [r.get("quality") for r in healthy]
+        out.append(dict(
+            method=method,
+            ratios=all_ratios,
+            members=len({(r["target_tumor_ratio"], r["seed"]) for r in mine}),
+            diverged=len({(r["target_tumor_ratio"], r["seed"]) for r in mine
+                          if r.get("status", "ok") != "ok"}),
+            fidelity_r={x: _mean(r["fidelity_r"] for r in _select(ok, method, "healthy", x))
+                        for x in all_ratios},
+            lesion_kept={x: _mean(r["lesion_score"] for r in _select(ok, method, "tumor", x))
+                         for x in all_ratios},
+            n_undertrained=verdicts.count(quality.UNDERTRAINED),
+            n_gated=sum(v in (quality.OK, quality.UNDERTRAINED) for v in verdicts),
+            not_gated=bool(verdicts) and all(v == quality.NOT_GATED for v in verdicts),
+            top_ratio=top,
+            pfpr=_mean(r.get("pfpr", math.nan) for r in _select(ok, method, "healthy", top)),
+            ifpr=_mean(r.get("ifpr", math.nan) for r in _select(ok, method, "healthy", top)),
+            added=flip_point(rows, method, ADDED),
+            removed=flip_point(rows, method, REMOVED),
+        ))
+    return out
+
+
+# ------------------------------------------------------------------ table
+
+
+def _num(x: float, fmt: str = ".2f") -> str:
+    return "-" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def _pct(ratio: float) -> str:
+    return f"{100 * ratio:g}%"
+
+
+def quality_cell(s: dict) -> str:
+    if s["not_gated"]:
+        return "not gated"
+    if s["n_undertrained"] == 0:
+        return "ok"
+    return f"undertrained {s['n_undertrained']}/{s['n_gated']}"
+
+
+def _flip_cell(point: dict | None) -> str:
+    if point is None:
+        return "-"
+    return f"{point['y']:.2f} [{point['y_low']:.2f}, {point['y_high']:.2f}]"
+
+
+def markdown_table(summaries: list[dict]) -> str:
+    """The README's comparison table, one row per method."""
+    ratios = summaries[0]["ratios"] if summaries else []
+    per_ratio = " / ".join(_pct(x).rstrip("%") for x in ratios) + "%"
+    top = _pct(max(ratios)) if ratios else "100%"
+    low = _pct(min(ratios)) if ratios else "0%"
+    head = ["method", f"fidelity r at {per_ratio}", "quality",
+            f"added @{top} [95% CI]", f"removed @{low} [95% CI]", f"pFPR / iFPR @{top}",
+            f"lesion kept at {per_ratio}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summaries:
+        name = s["method"] + (f" ({s['diverged']} diverged)" if s["diverged"] else "")
+        cells = [name,
+                 " / ".join(_num(s["fidelity_r"].get(x)) for x in ratios),
+                 quality_cell(s),
+                 _flip_cell(s["added"]),
+                 _flip_cell(s["removed"]),
+                 f"{_num(s['pfpr'], '.4f')} / {_num(s['ifpr'])}",
+                 " / ".join(_num(s["lesion_kept"].get(x)) for x in ratios)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ figure
+
+
+def comparison_figure(rows: list[dict]):
+    """Two panels: tumors added at the highest ratio, removed at the lowest, each
+    against fidelity r; one point per method (see the module docstring)."""
+    plt = figures._pyplot()
+    summaries = summary(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), sharey=True)
+    for ax, what in zip(axes, (ADDED, REMOVED)):
+        label, _ = PANELS[what]
+        ratio = None
+        for s in summaries:
+            p = s[what]
+            if p is None:
+                continue
+            ratio = p["ratio"]
+            color = figures.METHOD_COLORS.get(s["method"], "gray")
+            xerr = np.clip([[p["x"] - p["x_low"]], [p["x_high"] - p["x"]]], 0.0, None)
+            yerr = np.clip([[p["y"] - p["y_low"]], [p["y_high"] - p["y"]]], 0.0, None)
+            ax.errorbar([p["x"]], [p["y"]], xerr=xerr, yerr=yerr, fmt="none", ecolor=color,
+                        elinewidth=1.0, capsize=2, alpha=0.8)
+            ax.plot([p["x"]], [p["y"]], ls="", marker="s" if p["not_gated"] else "o", ms=7,
+                    color=color, mfc="none" if p["undertrained"] else color, mew=1.5,
+                    label=s["method"])
+            ax.annotate(s["method"], (p["x"], p["y"]), xytext=(5, 4),
+                        textcoords="offset points", fontsize=7, color=color)
+        ax.axvline(quality.FIDELITY_GATE, ls="--", color="gray", lw=1, label=GATE_LABEL)
+        ax.axvline(FLAIR_FLOOR_R, ls=":", color="gray", lw=1, label=FLOOR_LABEL)
+        where = f"{_pct(ratio)} tumor target" if ratio is not None else ""
+        ax.set_title(f"tumors {what}, {where} ({label} sources)", fontsize=10)
+        ax.set_xlabel("fidelity r (healthy holdout; mean, seeds' min-max)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("fraction of holdout translations flipped\n(seeds pooled, Wilson 95%)")
+    lo = min([FLAIR_FLOOR_R] + [s[w]["x_low"] for s in summaries for w in PANELS
+                                if s[w] is not None and math.isfinite(s[w]["x_low"])])
+    for ax in axes:
+        ax.set_xlim(min(lo - 0.05, 0.35), 1.0)
+    # Legend: one filled marker per method, then the reference lines and the marker styles.
+    handles = [plt.Line2D([], [], ls="", marker="s" if s["not_gated"] else "o", ms=7,
+                          color=figures.METHOD_COLORS.get(s["method"], "gray"))
+               for s in summaries]
+    labels = [s["method"] for s in summaries]
+    handles += [plt.Line2D([], [], ls="--", color="gray", lw=1),
+                plt.Line2D([], [], ls=":", color="gray", lw=1)]
+    labels += [GATE_LABEL, FLOOR_LABEL]
+    points = [p for s in summaries for p in (s[ADDED], s[REMOVED]) if p is not None]
+    if any(p["undertrained"] for p in points):
+        handles.append(plt.Line2D([], [], ls="", marker="o", color="gray", mfc="none", ms=7))
+        labels.append(figures.UNDERTRAINED_LABEL)
+    if any(p["not_gated"] for p in points):
+        handles.append(plt.Line2D([], [], ls="", marker="s", color="gray", ms=7))
+        labels.append(NOT_GATED_LABEL)
+    fig.legend(handles, labels, fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 0.83, 1))
+    return fig
+
+
+def comparison_plot(rows: list[dict], out: str | Path) -> Path:
+    """`comparison_figure(rows)`, saved to `out`."""
+    return figures._write(comparison_figure(rows), Path(out))
