@@ -111,8 +111,8 @@ def make_sweep_step(method: Method, n_steps: int, member_axis: str, mesh=None,
 def _host_loop(one, shared, states, members):
     n = jax.tree_util.tree_leaves(members)[0].shape[0]
     metrics = []
-    for i in range(n):
-        states, m = one(shared, states, members, jnp.int32(i))
+    for i in range(n):  # the index goes explicitly: no implicit transfer in the loop
+        states, m = one(shared, states, members, jax.device_put(np.int32(i)))
         metrics.append(m)
     return states, jax.tree_util.tree_map(lambda *m: jnp.stack(m), *metrics)
 
