@@ -83,7 +83,7 @@ def test_peaks_and_utilisation():
 def test_eta_arithmetic(monkeypatch):
     assert eta.projected_seconds(1000, 11, 55.0) == pytest.approx(200.0)
     assert eta.projected_seconds(-5, 11, 55.0) == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="member-steps/s must be > 0"):
         eta.projected_seconds(10, 1, 0.0)
     # The paper protocol: 4 methods x 11 ratios x 140k steps, each at its rate.
     rates = {"cyclegan": 47.0, "gan": 100.0, "condgan": 100.0, "l1": 154.0}
