@@ -60,8 +60,9 @@ def test_vmapped_sweep_equals_members_alone(method, train):
     ("map", 2, "xla", 0.0), ("loop", 2, "xla", 0.0), ("loop", 1, "xla", 0.0),
     ("vmap", 2, "patches", 0.0), ("loop", 1, "xla", 0.5)])
 def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, tiny_run, train):
-    """Each strategy trains the shared run's members as its vmapped sweep did."""
-    cfg = tiny_run[0].cfg
+    """Each strategy trains the shared run's members as its vmapped sweep did (with dropout:
+    2 members, 3 steps, against their own vmapped sweep)."""
+    cfg = tiny_run[0].cfg if not dropout else tiny_config("cyclegan", steps=3)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=dropout))
     m = Method(cfg)
     shared, members = build_members(cfg, train)
