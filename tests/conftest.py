@@ -1,10 +1,20 @@
 """Shared fixtures: tiny slice sets and tiny configs, so a training step runs in seconds."""
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 
 from jax_translate.config import make_config
 from jax_translate.data.dataset import SliceSet
+from jax_translate.training import sweep
+
+# STYLE.md, "No hidden host syncs": every compiled call of a training loop run by
+# the tests (and by their subprocess workers, which import this module) fails on
+# an implicit host<->device transfer. Data, states and members are placed before
+# the loop; whatever must cross inside it crosses explicitly (jax.device_put/get).
+sweep.LOOP_TRANSFER_GUARD = "disallow"
 
 
 def tiny_slices(n_patients=8, per_patient=12, size=16, seed=0) -> SliceSet:
@@ -43,11 +53,85 @@ def tiny_config(method="cyclegan", **overrides):
     return make_config(method, preset="tiny", **base)
 
 
+def shared_run_config(**overrides):
+    """The tiny cyclegan sweep that the training tests share (:func:`tiny_run`):
+    3 ratios x 2 seeds, 4 steps in calls of 2, a checkpoint after each call."""
+    base = dict(target_tumor_ratios=(0.0, 0.5, 1.0), seeds=2, steps=4, steps_per_call=2,
+                checkpoint_every=2, log_every=2)
+    return tiny_config("cyclegan", **{**base, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_splits):
+    """The shared sweep trained to the end: its SweepResult and folder.
+
+    Read-only: a test that writes into a run folder copies it first (:func:`copy_run`).
+    """
+    from jax_translate.training.sweep import train_sweep
+
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    return train_sweep(shared_run_config(), workdir, tiny_splits, progress=False), workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_run_half(tmp_path_factory, tiny_splits):
+    """The shared sweep stopped after its first call (checkpoint at step 2); read-only."""
+    from jax_translate.training.sweep import train_sweep
+
+    workdir = tmp_path_factory.mktemp("tiny_run_half")
+    return train_sweep(shared_run_config(), workdir, tiny_splits, progress=False,
+                       stop_after=2), workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """A data folder holding the tiny preset's simulated dataset (5 patients), built once.
+
+    Tests that train on it share it, and with it the classifier cached next to the
+    dataset (the tiny preset's 20 steps); building from nothing is tested in
+    test_builders.
+    """
+    from jax_translate.run_folder import load_splits
+
+    folder = tmp_path_factory.mktemp("tiny_data")
+    load_splits(make_config("l1", preset="tiny", data_dir=str(folder)))
+    return folder
+
+
+def copy_run(folder, to):
+    """A writable copy of a shared run folder."""
+    shutil.copytree(folder, to)
+    return to
+
+
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory):
-    """Reuse compiled programs across tests that build the same step again."""
+    """One persistent compile cache for the session, shared with the subprocesses
+    the tests start (the env vars): a program compiled once is not compiled again
+    by a later test, a resumed CLI run, or another pytest-xdist worker."""
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # Under xdist every worker has its own basetemp; their parent is shared.
+    root = tmp_path_factory.getbasetemp()
+    shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    cache = shared / "jax_cache"
+    cache.mkdir(exist_ok=True)
+    settings = {"jax_compilation_cache_dir": str(cache),
+                "jax_persistent_cache_min_compile_time_secs": 0.0,
+                "jax_persistent_cache_min_entry_size_bytes": 0}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+        os.environ[name.upper()] = str(value)
+    return cache
+
+
+# Tests that share a session fixture built at some cost run in one pytest-xdist
+# worker (pyproject: --dist loadgroup), so that fixture is built once, not per worker.
+_SHARED_GROUPS = {"tiny_run": "tiny_run", "tiny_run_half": "tiny_run", "tiny_data_dir": "tiny_data"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        groups = {_SHARED_GROUPS[f] for f in item.fixturenames if f in _SHARED_GROUPS}
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(min(groups)))

@@ -7,6 +7,7 @@ run folder: the uninterrupted reference runs in this process.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,13 +29,13 @@ CLASSIFIER_STEPS = 20
 
 
 @pytest.fixture(scope="module")
-def run_config(tmp_path_factory):
-    """A config file of a short l1 sweep on a 5-patient simulated dataset (built here)."""
+def run_config(tmp_path_factory, tiny_data_dir):
+    """A config file of a short l1 sweep on the tiny preset's 5-patient simulated dataset."""
     folder = tmp_path_factory.mktemp("crash")
     cfg = make_config("l1", "tiny", target_tumor_ratios=(0.0, 1.0), steps=120, n_source=20,
                       n_target=20, n_holdout=16, steps_per_call=1, checkpoint_every=10,
                       log_every=5, n_patients=5, n_train_patients=3,
-                      data_dir=str(folder / "data"))
+                      data_dir=str(tiny_data_dir))
     path = folder / "sweep.json"
     path.write_text(cfg.to_json())
     return cfg, path, load_splits(cfg)
@@ -50,8 +51,10 @@ def uninterrupted(run_config, tmp_path_factory):
     return workdir
 
 
-def _start(args, cache: Path) -> subprocess.Popen:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache)}
+def _start(args) -> subprocess.Popen:
+    # The session's compile cache comes with os.environ (conftest.compilation_cache):
+    # the CLI runs load the programs this process compiled for the same config.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     return subprocess.Popen([sys.executable, "-m", "jax_translate.cli", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -69,8 +72,8 @@ def _kill_when(proc: subprocess.Popen, ready, check=lambda: None, timeout=240) -
     check()
 
 
-def _finish(args, cache: Path) -> None:
-    proc = _start(args, cache)
+def _finish(args) -> None:
+    proc = _start(args)
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
 
@@ -78,15 +81,15 @@ def _finish(args, cache: Path) -> None:
 def test_sigkilled_sweep_and_evaluate_resume_to_the_same_results(run_config, uninterrupted,
                                                                  tmp_path):
     cfg, config_file, _ = run_config
-    workdir, cache = tmp_path / "run", tmp_path / "cache"
+    workdir = tmp_path / "run"
     sweep = ["sweep", "--config", str(config_file), "--workdir", str(workdir)]
 
     # Killed right after its first checkpoint is committed, mid-training.
     first = workdir / "checkpoints" / str(cfg.checkpoint_every)
-    _kill_when(_start(sweep, cache), lambda: (first / "commit_success.txt").exists()
+    _kill_when(_start(sweep), lambda: (first / "commit_success.txt").exists()
                or (first / "_CHECKPOINT_METADATA").exists())
     assert not json.loads((workdir / "run.json").read_text())["finished"]
-    _finish(sweep, cache)
+    _finish(sweep)
 
     chex.assert_trees_all_equal(RunFolder(uninterrupted).restore_final(cfg), RunFolder(workdir).restore_final(cfg))
     for path in sorted((uninterrupted / "metrics").glob("*.jsonl")):
@@ -100,9 +103,9 @@ def test_sigkilled_sweep_and_evaluate_resume_to_the_same_results(run_config, uni
         if results.exists():
             assert len(json.loads(results.read_text())["rows"]) == 2 * len(cfg.members)
 
-    _kill_when(_start(evaluate, cache), (workdir / "translations.npz").exists,
+    _kill_when(_start(evaluate), (workdir / "translations.npz").exists,
                results_whole_or_absent)
-    _finish(evaluate, cache)
+    _finish(evaluate)
     for name in ("results.csv", "results.json"):
         assert (workdir / name).read_text() == (uninterrupted / name).read_text(), name
 
@@ -112,13 +115,22 @@ def _snapshot(folder: Path) -> dict:
             for p in sorted(folder.rglob("*"))}
 
 
-@pytest.mark.parametrize("damage", ["truncate_data", "garble_metadata", "random_bytes"])
-def test_damaged_checkpoint_is_refused_and_the_folder_untouched(damage, run_config, tmp_path,
-                                                                capsys):
-    cfg, config_file, splits = run_config
+@pytest.fixture(scope="module")
+def stopped_at_20(run_config, tmp_path_factory):
+    """A 30-step sweep stopped after 20: checkpoints at steps 10 and 20."""
+    cfg, _, splits = run_config
     cfg = make_config(**{**json.loads(cfg.to_json()), "steps": 30, "model": cfg.model})
-    train_sweep(cfg, tmp_path, splits, progress=False, stop_after=20)
-    step_dir = tmp_path / "checkpoints" / "20"
+    workdir = tmp_path_factory.mktemp("stopped")
+    train_sweep(cfg, workdir, splits, progress=False, stop_after=20)
+    return workdir
+
+
+@pytest.mark.parametrize("damage", ["truncate_data", "garble_metadata", "random_bytes"])
+def test_damaged_checkpoint_is_refused_and_the_folder_untouched(damage, stopped_at_20, tmp_path,
+                                                                capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(stopped_at_20, workdir)
+    step_dir = workdir / "checkpoints" / "20"
     data = [p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"]
     if damage == "truncate_data":
         for p in data:
@@ -132,17 +144,17 @@ def test_damaged_checkpoint_is_refused_and_the_folder_untouched(damage, run_conf
         raw[middle:middle + 100] = np.random.default_rng(0).bytes(100)
         largest.write_bytes(bytes(raw))
     assert data
-    before = _snapshot(tmp_path)
+    before = _snapshot(workdir)
 
-    for argv in (["sweep", "--config", str(tmp_path / "config.json"), "--workdir", str(tmp_path)],
-                 ["evaluate", "--workdir", str(tmp_path)]):
+    for argv in (["sweep", "--config", str(workdir / "config.json"), "--workdir", str(workdir)],
+                 ["evaluate", "--workdir", str(workdir)]):
         code = cli.main(argv)
         err = capsys.readouterr().err
         assert code == 2, argv
         assert err.startswith(f"error: checkpoint {step_dir} ") and err.count("\n") == 1, err
         assert "is damaged" in err if damage == "random_bytes" else "cannot be read" in err
         assert "delete that folder to resume from step 10" in err
-        assert _snapshot(tmp_path) == before
-        (tmp_path / "run.json").write_text(  # evaluate checks a finished run's checkpoint
-            json.dumps({**json.loads((tmp_path / "run.json").read_text()), "finished": True}))
-        before = _snapshot(tmp_path)
+        assert _snapshot(workdir) == before
+        (workdir / "run.json").write_text(  # evaluate checks a finished run's checkpoint
+            json.dumps({**json.loads((workdir / "run.json").read_text()), "finished": True}))
+        before = _snapshot(workdir)

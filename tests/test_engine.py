@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config, tiny_slices
+from conftest import copy_run, shared_run_config, tiny_config, tiny_slices
 from jax_translate.run_folder import RunFolder
 from jax_translate.training import checkpoints, engine, image_pool, losses
 from jax_translate.training.members import build_members, sample_batch
@@ -58,22 +58,29 @@ def test_vmapped_sweep_equals_members_alone(method, train):
 
 
 @pytest.mark.parametrize("axis,k,conv_impl,dropout", [
-    ("map", 3, "xla", 0.0), ("loop", 3, "xla", 0.0), ("loop", 1, "xla", 0.0),
-    ("vmap", 3, "patches", 0.0), ("loop", 1, "xla", 0.5)])
-def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, train):
-    cfg = tiny_config("cyclegan", steps=3)
+    ("map", 2, "xla", 0.0), ("loop", 2, "xla", 0.0), ("loop", 1, "xla", 0.0),
+    ("vmap", 2, "patches", 0.0), ("loop", 1, "xla", 0.5)])
+def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, tiny_run, train):
+    """Each strategy trains the shared run's members as its vmapped sweep did (with dropout:
+    2 members, 3 steps, against their own vmapped sweep)."""
+    cfg = tiny_run[0].cfg if not dropout else tiny_config("cyclegan", steps=3)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=dropout))
     m = Method(cfg)
     shared, members = build_members(cfg, train)
-    init = lambda: engine.init_states(m, np.zeros(2, int), (16, 16))  # noqa: E731
-    a = init()
-    a, _ = engine.SweepStep(m, 3, "vmap").compile(shared, a, members)(shared, a, members)
+    seeds = np.asarray([s for _, s in cfg.members])
+    init = lambda: engine.init_states(m, seeds, (16, 16))  # noqa: E731
+    if dropout:  # the vmapped reference, with dropout
+        a = init()
+        a, _ = engine.SweepStep(m, cfg.steps, "vmap").compile(shared, a, members)(
+            shared, a, members)
+    else:
+        a = tiny_run[0].states
     b = init()
     step = engine.SweepStep(Method(cfg, conv_impl=conv_impl), k, axis).compile(shared, b, members)
     # XLA's analyses answer for every member axis (loop: one member's program)
     assert step.memory_analysis().temp_size_in_bytes > 0
     assert step.cost_analysis()["flops"] > 0
-    for _ in range(3 // k):
+    for _ in range(cfg.steps // k):
         b, _ = step(shared, b, members)
     probe = jnp.asarray(train.flair[:2, ..., None] * 2 - 1)
     outs = [jax.vmap(lambda g: m.translate(g, probe))(s.generator) for s in (a, b)]
@@ -93,17 +100,15 @@ def test_auto_conv_impl_batches_matmuls_only_under_vmap_on_accelerators():
     assert cfg.model.conv_impl == "xla"  # the sweep's own model is not changed
 
 
-def test_resume_equals_uninterrupted(tmp_path, tiny_splits):
-    cfg = tiny_config("cyclegan", steps=6, steps_per_call=2, checkpoint_every=2)
-    straight = train_sweep(cfg, tmp_path / "straight", tiny_splits, progress=False)
-    first = train_sweep(cfg, tmp_path / "resumed", tiny_splits, progress=False, stop_after=2)
+def test_resume_equals_uninterrupted(tiny_run, tiny_run_half, tmp_path, tiny_splits):
+    (straight, _), (first, half) = tiny_run, tiny_run_half
     assert first.steps_run == 2
-    resumed = train_sweep(cfg, tmp_path / "resumed", tiny_splits, progress=False)
-    assert resumed.steps_run == 4
-    chex.assert_trees_all_equal(straight.states.generator, resumed.states.generator)
-    chex.assert_trees_all_equal(straight.states.pools, resumed.states.pools)
+    workdir = copy_run(half, tmp_path / "resumed")
+    resumed = train_sweep(straight.cfg, workdir, tiny_splits, progress=False)
+    assert resumed.steps_run == 2
+    chex.assert_trees_all_equal(straight.states, resumed.states)
     # a finished run does nothing more when rerun
-    again = train_sweep(cfg, tmp_path / "resumed", tiny_splits, progress=False)
+    again = train_sweep(straight.cfg, workdir, tiny_splits, progress=False)
     assert (again.steps_run, again.states, again.compile_seconds) == (0, None, 0.0)
 
 
@@ -176,14 +181,11 @@ def test_loss_goes_down(method, metric, train):
     assert history[-1] < 0.7 * history[0], history
 
 
-def test_diverging_member_is_frozen_and_isolated(tmp_path, tiny_splits):
+def test_diverging_member_is_frozen_and_isolated(tiny_run, tiny_run_half, tmp_path, tiny_splits):
     """A member whose parameters turn non-finite (poisoned here in its checkpoint)
     is frozen and flagged; the other members train exactly as without it."""
-    cfg = tiny_config("cyclegan", target_tumor_ratios=(0.0, 0.5, 1.0), steps=4,
-                      steps_per_call=2, checkpoint_every=2)
-    base = train_sweep(cfg, tmp_path / "base", tiny_splits, progress=False)
-    train_sweep(cfg, tmp_path / "bad", tiny_splits, progress=False, stop_after=2)
-    folder = RunFolder(tmp_path / "bad")
+    base, _ = tiny_run
+    folder = RunFolder(copy_run(tiny_run_half[1], tmp_path / "bad"))
     mngr = folder.manager()
     _, states = checkpoints.restore_latest(mngr, base.states)
     poison = lambda x: x.at[1].set(jnp.nan) if x.dtype == jnp.float32 else x  # noqa: E731
@@ -191,10 +193,11 @@ def test_diverging_member_is_frozen_and_isolated(tmp_path, tiny_splits):
     mngr.delete(2)
     checkpoints.save(mngr, 2, poisoned)
     mngr.wait_until_finished()
-    bad = train_sweep(cfg, tmp_path / "bad", tiny_splits, progress=False)
+    bad = train_sweep(base.cfg, folder.path, tiny_splits, progress=False)
 
-    assert list(np.asarray(bad.states.diverged)) == [False, True, False]
-    for i in (0, 2):
+    n = len(base.cfg.members)
+    assert list(np.asarray(bad.states.diverged)) == [i == 1 for i in range(n)]
+    for i in set(range(n)) - {1}:
         pick = lambda t: jax.tree_util.tree_map(lambda x: x[i], t)  # noqa: E731
         chex.assert_trees_all_equal(pick(base.states), pick(bad.states))
     # the diverged member is frozen where it was: its step and optimizer did not move
@@ -224,8 +227,8 @@ def test_image_pool_follows_the_reference_rule():
 
 
 def test_out_of_device_memory_is_one_clear_error_and_keeps_checkpoints(tmp_path, tiny_splits,
-                                                                        monkeypatch):
-    cfg = tiny_config("l1", steps=4, steps_per_call=2, checkpoint_every=2, member_axis="loop")
+                                                                        monkeypatch, tiny_run):
+    cfg = shared_run_config(member_axis="loop")
     real_call, calls = engine.CompiledSweepStep.__call__, []
 
     def failing_second_call(*args):  # every compiled sweep step is called through it
@@ -241,3 +244,8 @@ def test_out_of_device_memory_is_one_clear_error_and_keeps_checkpoints(tmp_path,
     monkeypatch.setattr(engine.CompiledSweepStep, "__call__", real_call)
     resumed = train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
     assert resumed.steps_run == 2  # resumed from the step-2 checkpoint
+    # and the host loop trained the members as the shared run's vmap did
+    m, probe = Method(cfg), jnp.asarray(tiny_splits["holdout"].flair[:2, ..., None] * 2 - 1)
+    outs = [jax.vmap(lambda g: m.translate(g, probe))(s.generator)
+            for s in (resumed.states, tiny_run[0].states)]
+    chex.assert_trees_all_close(outs[0], outs[1], atol=2e-4)

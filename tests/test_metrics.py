@@ -69,7 +69,7 @@ def test_flip_counts_empty_class_and_booleans():
 
 
 def test_flip_counts_rejects_probabilities():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must hold only 0/1"):
         metrics.flip_counts(np.array([0.3, 0.9]), np.array([0, 1]))
 
 
@@ -287,7 +287,7 @@ def test_aggregate_over_seeds():
     assert cyc["lesion_score_mean"] == pytest.approx(0.02)  # NaN seed skipped
     assert "note_mean" not in cyc and "converged_mean" not in cyc and "seed_mean" not in cyc
     assert l1["frac_pred_tumor_mean"] == 0.3 and math.isnan(l1["frac_pred_tumor_std"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="repeated seed in group"):
         metrics.aggregate_over_seeds(rows + [dict(rows[0])])
 
 

@@ -240,9 +240,9 @@ def test_unet_rejects_images_too_small_for_its_depth():
 
 
 def test_config_validation():
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="generator must be one of .*'vgg'"):
         ModelConfig(generator="vgg")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="upsample must be one of .*'bilinear'"):
         ModelConfig(upsample="bilinear")
     assert {"paper", "cpu", "tiny"} <= set(MODEL_PRESETS)
 

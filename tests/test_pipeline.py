@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import copy_run, shared_run_config
 from jax_translate import cli
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import classifier as classifier_lib
@@ -31,9 +31,9 @@ class ThresholdClassifier:
         return self.tumor_pixels(images) > 6
 
 
-def test_evaluate_writes_every_output(tmp_path, tiny_splits):
-    cfg = tiny_config("cyclegan", seeds=2)
-    train_sweep(cfg, tmp_path, tiny_splits, progress=False)
+def test_evaluate_writes_every_output(tiny_run, tmp_path, tiny_splits):
+    cfg = tiny_run[0].cfg
+    tmp_path = copy_run(tiny_run[1], tmp_path / "run")
     result = evaluate.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier(), progress=False)
 
     with open(tmp_path / "results.csv") as f:
@@ -73,9 +73,10 @@ def test_evaluate_writes_every_output(tmp_path, tiny_splits):
     assert panel.get_title() == "cyclegan"
     for label in ("healthy", "tumor"):
         line, = [ln for ln in panel.lines if ln.get_label() == figures.LABEL_STYLE[label][0]]
-        assert list(line.get_xdata()) == [0.0, 100.0]
+        assert list(line.get_xdata()) == [100 * r for r in cfg.target_tumor_ratios]
         expected = [np.mean([r["frac_pred_tumor"] for r in result.rows if r["source_label"] == label
-                             and r["target_tumor_ratio"] == ratio]) for ratio in (0.0, 1.0)]
+                             and r["target_tumor_ratio"] == ratio])
+                    for ratio in cfg.target_tumor_ratios]
         np.testing.assert_allclose(line.get_ydata(), expected)
     test = evaluate.holdout_set(cfg, tiny_splits["holdout"])
     grid = figures.example_figure(npz["translated"].astype(np.float32), test, cfg.members,
@@ -97,13 +98,12 @@ def test_evaluate_writes_every_output(tmp_path, tiny_splits):
             [r["step"] for r in rows] for rows in logged.values()]
 
 
-def test_evaluate_refuses_unfinished_or_foreign_folders(tmp_path, tiny_splits):
+def test_evaluate_refuses_unfinished_or_foreign_folders(tiny_run_half, tmp_path, tiny_splits):
     with pytest.raises(UsageError, match="not a sweep run folder"):
         evaluate.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier())
-    cfg = tiny_config("l1", steps=6)
-    train_sweep(cfg, tmp_path, tiny_splits, progress=False, stop_after=3)
     with pytest.raises(UsageError, match="not finished"):
-        evaluate.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier())
+        evaluate.evaluate_run(copy_run(tiny_run_half[1], tmp_path / "half"), tiny_splits,
+                              ThresholdClassifier())
 
 
 def test_flip_table_pools_seeds():
@@ -170,20 +170,20 @@ def test_cli_errors_are_one_line_with_status_2(argv, message, tmp_path, capsys):
     assert (tmp_path / "afile").read_text() == "keep me"
 
 
-def test_sweep_refuses_a_folder_of_another_config(tmp_path, tiny_splits):
-    train_sweep(tiny_config("l1", steps=2), tmp_path, tiny_splits, progress=False)
-    before = (tmp_path / "config.json").read_text()
-    with pytest.raises(UsageError, match="another config"):
-        train_sweep(tiny_config("l1", steps=3), tmp_path, tiny_splits, progress=False)
-    assert (tmp_path / "config.json").read_text() == before
+def test_sweep_refuses_a_folder_of_another_config(tiny_run, tmp_path, tiny_splits):
+    workdir = copy_run(tiny_run[1], tmp_path / "run")
+    before = {p: p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file()}
+    with pytest.raises(UsageError, match="another config .*steps: 4 -> 6"):
+        train_sweep(shared_run_config(steps=6), workdir, tiny_splits, progress=False)
+    assert {p: p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file()} == before
 
 
-def test_reproduce_tiny_preset_end_to_end(tmp_path, capsys):
+def test_reproduce_tiny_preset_end_to_end(tiny_data_dir, tmp_path, capsys):
     from jax_translate.reproduce import reproduce
 
     out = tmp_path / "out"
     code = cli.main(["reproduce", "--preset", "tiny", "--out", str(out),
-                     "--data-dir", str(tmp_path / "data")])
+                     "--data-dir", str(tiny_data_dir)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "healthy->tumor" in printed and "bias_curves.png" in printed
@@ -203,6 +203,6 @@ def test_reproduce_tiny_preset_end_to_end(tmp_path, capsys):
         for name in ("results.csv", "translations.npz", "examples.png", "bias_curve.png"):
             assert (out / method / name).exists(), (method, name)
     # a rerun reuses everything: no method is trained again
-    again = reproduce("tiny", out, data_dir=str(tmp_path / "data"), progress=False,
+    again = reproduce("tiny", out, data_dir=str(tiny_data_dir), progress=False,
                       log=lambda *a: None)
     assert again["timings"] == {}

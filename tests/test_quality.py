@@ -73,7 +73,7 @@ def test_pearson_nan_for_tiny_brains_and_constant_images():
 
 
 def test_pearson_rejects_mismatched_shapes():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="shapes differ"):
         quality.pearson_in_brain(np.zeros((2, H, W)), np.zeros((2, H, W)), np.ones((1, H, W)))
 
 

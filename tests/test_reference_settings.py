@@ -1,6 +1,7 @@
 """The reference code's settings (../shared/PAPER.md): each a config field that the paper preset sets."""
 
 import dataclasses
+import functools
 
 import chex
 import jax
@@ -205,6 +206,12 @@ def test_paired_reference_batches_step_through_the_pairs_in_order(batch_size, tr
 
 # ---------------------------------------------------------------- condgan as the reference
 
+# condgan as the reference code trains it: LSGAN, a pool of 50 (source, output) pairs, D first.
+REFERENCE_CONDGAN = dict(condgan_gan_loss="lsgan", condgan_pool_size=50,
+                         condgan_discriminator_first=True)
+
+
+@functools.lru_cache(maxsize=None)  # each distinct step is compiled once for every test
 def _condgan_step(**overrides):
     """One condgan train_step from a fresh state: (method, state before, batch, state after, metrics)."""
     m = Method(tiny_config("condgan", **overrides))
@@ -236,7 +243,7 @@ def test_condgan_gan_loss_by_hand(gan_loss):
 
 
 def test_condgan_pool_holds_source_output_pairs():
-    m, state, batch, new, _ = _condgan_step(condgan_pool_size=50)
+    m, state, batch, new, _ = _condgan_step(**REFERENCE_CONDGAN)
     assert state.pools["b"]["images"].shape == (50, 16, 16, 2)
     assert int(new.pools["b"]["count"]) == 1
     fake = m.translate(state.generator, batch.source)
@@ -247,14 +254,14 @@ def test_condgan_pool_holds_source_output_pairs():
 
 def test_condgan_discriminator_first_scores_the_generator_with_the_updated_discriminator():
     m, state, batch, g_first, g_first_metrics = _condgan_step(condgan_gan_loss="lsgan")
-    _, _, _, d_first, d_first_metrics = _condgan_step(condgan_gan_loss="lsgan",
-                                                      condgan_discriminator_first=True)
+    _, _, _, d_first, d_first_metrics = _condgan_step(**REFERENCE_CONDGAN)
     pair = np.concatenate([batch.source, m.translate(state.generator, batch.source)], -1)
     for new, metrics, discriminator in ((g_first, g_first_metrics, state.discriminator),
                                         (d_first, d_first_metrics, d_first.discriminator)):
         expected = ((_d(m, discriminator, pair) - 1) ** 2).mean()
         assert float(metrics["adversarial_loss"]) == pytest.approx(float(expected), rel=1e-5)
-    # D trains on the same fakes either way; only G sees a different D
+    # D trains on the same fakes either way (the filling pool returns them as they are);
+    # only G sees a different D
     chex.assert_trees_all_close(g_first.discriminator, d_first.discriminator, atol=1e-6)
     moved = jax.tree_util.tree_map(lambda x, y: float(jnp.abs(x - y).max()),
                                    g_first.generator, d_first.generator)

@@ -25,8 +25,9 @@ from jax_translate.training.sweep import train_sweep
 WORKER = Path(__file__).with_name("tiny_sweep_worker.py")
 
 
-def _env(devices: int, cache: Path) -> dict:
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache),
+def _env(devices: int) -> dict:
+    # The session's compile cache comes with os.environ (conftest.compilation_cache).
+    return {**os.environ, "JAX_PLATFORMS": "cpu",
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
 
 
@@ -65,48 +66,62 @@ def _assert_same_run(reference: Path, other: Path, splits, ratios: str):
     chex.assert_trees_all_close(outs[0], outs[1], atol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, tiny_splits):
-    """ratios -> the run folder of that sweep on this process's one device."""
-    runs = {}
+FOUR_DEVICE_RATIOS = {"0,0.5,1": 4, "0,0.2,0.5,0.8,1": 8}  # ratios -> padded members
+TWO_PROCESS_RATIOS = "0,0.5,1"
 
-    def run(ratios: str) -> Path:
-        if ratios not in runs:
-            runs[ratios] = tmp_path_factory.mktemp("one_device")
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_splits):
+    """Every sharded run and its one-device reference, started together.
+
+    One subprocess with 4 CPU devices trains both 4-device sweeps; two more
+    form a 2-process jax.distributed run. They run while this process trains
+    the one-device references, so Python and JAX start once per process.
+    """
+    root = tmp_path_factory.mktemp("scaleout")
+    four = {ratios: root / f"four_{i}" for i, ratios in enumerate(FOUR_DEVICE_RATIOS)}
+    two = root / "two_processes"
+    address = f"localhost:{_free_port()}"
+    logs = [root / f"worker{i}.log" for i in range(3)]
+
+    def start(args, devices, log):  # output to a file: nobody reads a pipe meanwhile
+        with log.open("w") as out:
+            return subprocess.Popen([sys.executable, str(WORKER), *args], env=_env(devices),
+                                    cwd=WORKER.parent, stdout=out, stderr=subprocess.STDOUT)
+
+    procs = [start([f"{w}={r}" for r, w in four.items()], 4, logs[0])]
+    procs += [start([f"{two}={TWO_PROCESS_RATIOS}", "--distributed", address, "2", str(i)], 2,
+                    logs[1 + i]) for i in range(2)]
+    try:
+        reference = {}
+        for ratios in FOUR_DEVICE_RATIOS:
+            reference[ratios] = root / f"one_device_{len(reference)}"
             cfg = tiny_config(target_tumor_ratios=tuple(float(r) for r in ratios.split(",")),
                               **SWEEP)
-            train_sweep(cfg, runs[ratios], tiny_splits, progress=False)
-        return runs[ratios]
-
-    return run
-
-
-# 3 members on 4 devices: one padding copy; 5 members: 2 per device, 3 copies.
-@pytest.mark.parametrize("ratios,padded", [("0,0.5,1", 4), ("0,0.2,0.5,0.8,1", 8)])
-def test_members_sharded_over_4_devices_match_one_device(ratios, padded, reference, tmp_path,
-                                                         tiny_splits):
-    subprocess.run([sys.executable, str(WORKER), str(tmp_path / "w"), ratios], check=True,
-                   env=_env(4, tmp_path / "cache"), cwd=WORKER.parent, timeout=300)
-    run = json.loads((tmp_path / "w" / "run.json").read_text())
-    assert (run["devices"], run["padded_members"], run["member_axis"]) == (4, padded, "vmap")
-    _assert_same_run(reference(ratios), tmp_path / "w", tiny_splits, ratios)
-
-
-def test_two_jax_distributed_processes_match_one_process(reference, tmp_path, tiny_splits):
-    """2 processes x 2 CPU devices (gloo collectives), 3 members padded to 4."""
-    ratios = "0,0.5,1"
-    address = f"localhost:{_free_port()}"
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(tmp_path / "w"), ratios,
-                               address, "2", str(i)], env=_env(2, tmp_path / f"cache{i}"),
-                              cwd=WORKER.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) for i in range(2)]
-    try:
-        outputs = [p.communicate(timeout=300)[0] for p in procs]
+            train_sweep(cfg, reference[ratios], tiny_splits, progress=False)
+        returncodes = [p.wait(timeout=300) for p in procs]
     finally:
         for p in procs:
             p.kill()
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    run = json.loads((tmp_path / "w" / "run.json").read_text())
-    assert (run["processes"], run["devices"], run["padded_members"]) == (2, 4, 4)
-    _assert_same_run(reference(ratios), tmp_path / "w", tiny_splits, ratios)
+    return dict(four=four, two=two, reference=reference, returncodes=returncodes,
+                outputs=[log.read_text()[-3000:] for log in logs])
 
+
+# 3 members on 4 devices: one padding copy; 5 members: 2 per device, 3 copies.
+@pytest.mark.parametrize("ratios", list(FOUR_DEVICE_RATIOS))
+def test_members_sharded_over_4_devices_match_one_device(ratios, runs, tiny_splits):
+    assert runs["returncodes"][0] == 0, runs["outputs"][0]
+    workdir = runs["four"][ratios]
+    run = json.loads((workdir / "run.json").read_text())
+    assert (run["devices"], run["padded_members"], run["member_axis"]) == (
+        4, FOUR_DEVICE_RATIOS[ratios], "vmap")
+    _assert_same_run(runs["reference"][ratios], workdir, tiny_splits, ratios)
+
+
+def test_two_jax_distributed_processes_match_one_process(runs, tiny_splits):
+    """2 processes x 2 CPU devices (gloo collectives), 3 members padded to 4."""
+    assert runs["returncodes"][1:] == [0, 0], runs["outputs"][1:]
+    run = json.loads((runs["two"] / "run.json").read_text())
+    assert (run["processes"], run["devices"], run["padded_members"]) == (2, 4, 4)
+    _assert_same_run(runs["reference"][TWO_PROCESS_RATIOS], runs["two"], tiny_splits,
+                     TWO_PROCESS_RATIOS)

@@ -4,11 +4,12 @@ import dataclasses
 import json
 import types
 
+import chex
 import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import tiny_config
+from conftest import shared_run_config, tiny_config
 from jax_translate import flops
 from jax_translate.config import make_config
 from jax_translate.models import MODEL_PRESETS, build_discriminator, build_generator
@@ -48,8 +49,10 @@ def test_method_passes(method, generator, discriminator):
 
 
 def _xla_flops(module, x):
-    params = module.init(jax.random.PRNGKey(0), x)
-    cost = jax.jit(module.apply).lower(params, x).compile().cost_analysis()
+    """XLA's HLO cost analysis of the forward pass (of the lowered program: no compile,
+    and parameter shapes only)."""
+    params = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+    cost = jax.jit(module.apply).lower(params, x).cost_analysis()
     return (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
 
 
@@ -80,7 +83,7 @@ def test_peaks_and_utilisation():
 def test_eta_arithmetic(monkeypatch):
     assert eta.projected_seconds(1000, 11, 55.0) == pytest.approx(200.0)
     assert eta.projected_seconds(-5, 11, 55.0) == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="member-steps/s must be > 0"):
         eta.projected_seconds(10, 1, 0.0)
     # The paper protocol: 4 methods x 11 ratios x 140k steps, each at its rate.
     rates = {"cyclegan": 47.0, "gan": 100.0, "condgan": 100.0, "l1": 154.0}
@@ -158,8 +161,10 @@ def test_autotune_runs_only_where_asked():
     assert [c.label for c in autotune.candidates(1, "xla")] == ["loop/xla", "vmap/xla", "map/xla"]
 
 
-def test_sweep_records_the_measured_choice_and_reuses_it(tmp_path, tiny_splits, monkeypatch):
-    """Real compiles of two candidates, fake timings: vmap 'wins', run.json says so, the cache skips it next time."""
+def test_sweep_records_the_measured_choice_and_reuses_it(tmp_path, tiny_splits, monkeypatch,
+                                                         tiny_run):
+    """Real compiles of two candidates, fake timings: vmap 'wins', run.json says so, the cache
+    skips it next time, and the run is the shared vmapped run (same config, no autotune)."""
     monkeypatch.setattr(autotune, "candidates",
                         lambda n, impl: [Candidate("loop", "xla"), Candidate("vmap", "xla")])
     calls = []
@@ -171,12 +176,13 @@ def test_sweep_records_the_measured_choice_and_reuses_it(tmp_path, tiny_splits, 
         return time_fn
 
     monkeypatch.setattr(autotune, "timer", fake_timer)
-    cfg = tiny_config(member_axis="auto", autotune="on", data_dir=str(tmp_path / "data"))
+    cfg = shared_run_config(member_axis="auto", autotune="on", data_dir=str(tmp_path / "data"))
     result = train_sweep(cfg, tmp_path / "a", tiny_splits, progress=False)
     record = json.loads(RunFolder(tmp_path / "a").run_path.read_text())["autotune"]
     assert result.member_axis == "vmap" and record["choice"] == "vmap/xla"
     assert record["cached"] is False and len(record["trials"]) == 2
     assert (tmp_path / "data" / autotune.CACHE_FILE).exists()
+    chex.assert_trees_all_close(result.states, tiny_run[0].states, atol=1e-6)
 
     result = train_sweep(cfg, tmp_path / "b", tiny_splits, progress=False)
     record = json.loads(RunFolder(tmp_path / "b").run_path.read_text())["autotune"]

@@ -148,7 +148,8 @@ class CompiledSweepStep:
         n = jax.tree_util.tree_leaves(members)[0].shape[0]
         metrics = []
         for i in range(n):
-            states, m = self.compiled(shared, states, members, jnp.int32(i))
+            # An explicit transfer: tests run the loop under a 'disallow' transfer guard.
+            states, m = self.compiled(shared, states, members, jax.device_put(np.int32(i)))
             metrics.append(m)
         return states, jax.tree_util.tree_map(lambda *m: jnp.stack(m), *metrics)
 

@@ -11,6 +11,7 @@ process 0 writes the folder's files (:mod:`distributed`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -28,6 +29,13 @@ from jax_translate.training import autotune, checkpoints, distributed, engine, e
 from jax_translate.training.members import build_members, model_image_shape
 from jax_translate.training.methods import TrainState
 from jax_translate.run_folder import RunFolder, load_splits, parse_metrics_line
+
+# JAX's transfer guard level for the compiled calls of the training loop, whose
+# data, states and members were placed on the devices before it: "disallow"
+# makes any implicit host<->device transfer there an error. The tests set it
+# (tests/conftest.py); None leaves JAX's own setting.
+LOOP_TRANSFER_GUARD: str | None = None
+
 
 @dataclasses.dataclass
 class SweepResult:
@@ -132,11 +140,17 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     bar = progress_lib.bar(cfg.steps, start, f"{cfg.method} x{len(cfg.members)}",
                            disable=not (progress and primary))
     timer = eta.FirstCallsTimer(cfg.method, len(cfg.members), k, end, say)
+
+    def guard():
+        return (jax.transfer_guard(LOOP_TRANSFER_GUARD) if LOOP_TRANSFER_GUARD
+                else contextlib.nullcontext())
+
     try:
         while step < end:
-            states, metrics = step_fn(shared, states, members)
-            done = min(step + k, cfg.steps)
-            timer.after_call(states, done)
+            with guard():
+                states, metrics = step_fn(shared, states, members)
+                done = min(step + k, cfg.steps)
+                timer.after_call(states, done)
             # Host syncs only every log_every steps (and at the end).
             if done // cfg.log_every > step // cfg.log_every or done >= end:
                 metrics = layout.to_host(metrics)
