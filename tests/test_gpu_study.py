@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from jax_translate.config import METHODS, make_config
+from jax_translate.config import METHODS, PAPER_METHODS, make_config
 from jax_translate.data import dataset
 from jax_translate.errors import UsageError
 from jax_translate.presets import ELEVEN
@@ -73,7 +73,7 @@ def test_preflight_eta_and_fit():
     assert report["memory_bytes"]["l1"] > 0
     flops = member_step_flops(cfg, (64, 64))
     assert report["projected_training_seconds"] == pytest.approx(10 * 2 * flops / 1e9)
-    paper = [make_config(m, "paper") for m in METHODS]
+    paper = [make_config(m, "paper") for m in PAPER_METHODS]
     hours = preflight.projected_seconds(paper) / 3600
     assert 30 < hours < 100  # 4 x 11 x 140k steps of <= 3.7 TFLOP at 50 TFLOP/s: ~50 h
 
