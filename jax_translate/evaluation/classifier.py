@@ -33,6 +33,7 @@ import optax
 from jax_translate.data.dataset import SliceSet
 from jax_translate.data.slices import MIN_TUMOR_FRACTION
 from jax_translate.errors import UsageError
+from jax_translate.io_utils import atomic_write_bytes, atomic_write_json
 
 CLASSIFIER_VERSION = 2
 # Brain pixels of an image: skull-stripped T1 is 0 outside the brain and
@@ -225,6 +226,25 @@ class CachedClassifier:
         return np.rint(fractions * brain)
 
 
+def save_params(path: Path, params) -> None:
+    """A segmenter's params to ``path`` (msgpack), written atomically; folders made."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, flax.serialization.to_bytes(params))
+
+
+def load_params(path: Path, width: int, image_shape: tuple[int, int]):
+    """The params a :class:`TumorSegmenter` of ``width`` saved at ``path``, or None if the
+    file is missing or damaged (the caller then retrains)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    template = TumorSegmenter(width).init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape, 1)))
+    try:
+        return flax.serialization.from_bytes(template["params"], path.read_bytes())
+    except Exception:  # damaged: msgpack or shape errors of any kind
+        return None
+
+
 def load_or_train(cache_dir: Path, splits: dict[str, SliceSet],
                   cfg: ClassifierConfig = ClassifierConfig(), progress: bool = True
                   ) -> CachedClassifier:
@@ -236,28 +256,18 @@ def load_or_train(cache_dir: Path, splits: dict[str, SliceSet],
     cache_dir = Path(cache_dir) / (f"v{cfg.version}_w{cfg.width}_steps{cfg.steps}"
                                    f"_b{cfg.batch_size}_lr{cfg.learning_rate:g}_seed{cfg.seed}")
     params_path, meta_path = cache_dir / "params.msgpack", cache_dir / "classifier.json"
-    template = TumorSegmenter(cfg.width).init(
-        jax.random.PRNGKey(0), jnp.zeros((1, *splits["train"].t1.shape[1:], 1)))
-    if params_path.exists() and meta_path.exists():
+    if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta.get("config") == dataclasses.asdict(cfg):
-            try:
-                params = flax.serialization.from_bytes(template["params"], params_path.read_bytes())
-                return CachedClassifier(params, cfg, meta["holdout_real_t1"], meta["threshold"])
-            except Exception:  # damaged cache: retrain below
-                pass
+        params = load_params(params_path, cfg.width, splits["train"].t1.shape[1:])
+        if meta.get("config") == dataclasses.asdict(cfg) and params is not None:
+            return CachedClassifier(params, cfg, meta["holdout_real_t1"], meta["threshold"])
     t0 = time.perf_counter()
     params = train_classifier(splits["train"], cfg, progress)
     threshold = calibrate(params, splits["train"], cfg.width)
     holdout = splits["holdout"]
     metrics = scores(predict_tumor(params, holdout.t1, threshold, cfg.width), holdout.label)
     metrics["train_seconds"] = time.perf_counter() - t0
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    from jax_translate.io_utils import atomic_write_json
-
-    tmp = params_path.with_name(".params.tmp")
-    tmp.write_bytes(flax.serialization.to_bytes(params))
-    tmp.replace(params_path)
+    save_params(params_path, params)
     atomic_write_json(meta_path, {"config": dataclasses.asdict(cfg), "threshold": threshold,
                                   "holdout_real_t1": metrics})
     return CachedClassifier(params, cfg, metrics, threshold)

@@ -110,13 +110,13 @@ def in_precision(op: Callable, x: jax.Array, kernel: jax.Array, precision: Preci
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     x_dtype, kernel_dtype = x.dtype, kernel.dtype
 
-    @jax.custom_vjp
-    def run(x, kernel):
-        return op(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), jnp.float32)
-
     def forward(x, kernel):
         x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
         return op(x, kernel, jnp.float32), (x, kernel)
+
+    @jax.custom_vjp
+    def run(x, kernel):
+        return forward(x, kernel)[0]
 
     def backward(operands, cotangent):
         _, vjp = jax.vjp(lambda a, b: op(a, b, None), *operands)

@@ -29,7 +29,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,7 +62,7 @@ def train_segmenters(train: SliceSet, steps: int, cache_dir: Path | None = None)
     Each cache entry's JSON records the patients and slice count it was
     trained on, so what a segmenter saw can be checked afterwards.
     """
-    from jax_translate.evaluation.classifier import TumorSegmenter, train_classifier
+    from jax_translate.evaluation.classifier import load_params, save_params, train_classifier
     from jax_translate.io_utils import atomic_write_json
 
     fingerprint = _fingerprint(train)
@@ -72,16 +71,14 @@ def train_segmenters(train: SliceSet, steps: int, cache_dir: Path | None = None)
         cfg = segmenter_config(steps, modality)
         name = f"{modality}_w{cfg.width}_steps{steps}_seed{cfg.seed}_{fingerprint}"
         path = Path(cache_dir) / SEGMENTER_DIR / name if cache_dir is not None else None
-        if path is not None and (path / "params.msgpack").exists():
-            template = TumorSegmenter(cfg.width).init(
-                jax.random.PRNGKey(0), jnp.zeros((1, *train.t1.shape[1:], 1)))["params"]
-            frozen[modality] = flax.serialization.from_bytes(
-                template, (path / "params.msgpack").read_bytes())
+        cached = (load_params(path / "params.msgpack", cfg.width, train.t1.shape[1:])
+                  if path is not None else None)  # None if absent or damaged: retrain
+        if cached is not None:
+            frozen[modality] = cached
             continue
         frozen[modality] = train_classifier(train, cfg, modality=modality)
         if path is not None:
-            path.mkdir(parents=True, exist_ok=True)
-            (path / "params.msgpack").write_bytes(flax.serialization.to_bytes(frozen[modality]))
+            save_params(path / "params.msgpack", frozen[modality])
             atomic_write_json(path / "segmenter.json", {
                 "modality": modality, "config": dataclasses.asdict(cfg),
                 "fingerprint": fingerprint, "n_slices": len(train),
