@@ -74,23 +74,28 @@ def test_unknown_size_and_bad_data_dir(tmp_path):
         dataset.get_builder("64", tmp_path / "afile")
 
 
-def test_simulated_tfds_round_trip(tmp_path):
-    from jax_translate.data import simulator
+def test_simulated_tfds_round_trip(tmp_path, monkeypatch):
+    from jax_translate.data import builders, simulator
 
+    # the 2 train patients are simulated by 2 worker processes, the holdout one here
+    monkeypatch.setattr(builders, "PATIENTS_PER_WORKER", 1)
     kwargs = dict(n_patients=3, n_train_patients=2, seed=5)
     splits = dataset.load("64", tmp_path, **kwargs)
     assert set(np.unique(splits["train"].patient_id)) == {0, 1}
     assert set(np.unique(splits["holdout"].patient_id)) == {2}
     # what was read back is exactly what the simulator made
-    volume = simulator.simulate_patient(2, 5, simulator.GEOMETRIES["64"])
+    for split, patient in (("holdout", 2), ("train", 1)):
+        volume = simulator.simulate_patient(patient, 5, simulator.GEOMETRIES["64"])
+        got = splits[split]
+        got = got.take(np.flatnonzero(got.patient_id == patient))
+        for i in (0, len(got) // 2, len(got) - 1):
+            z = got.slice_index[i]
+            np.testing.assert_array_equal(got.flair[i], volume.flair[z])
+            np.testing.assert_array_equal(got.t1[i], volume.t1[z])
+            np.testing.assert_array_equal(got.tumor_mask[i], volume.tumor[z] > 0)
+        kept = [z for z in range(volume.brain.shape[0]) if slices.keep_slice(volume.brain[z])]
+        np.testing.assert_array_equal(got.slice_index, kept)
     holdout = splits["holdout"]
-    for i in (0, len(holdout) // 2, len(holdout) - 1):
-        z = holdout.slice_index[i]
-        np.testing.assert_array_equal(holdout.flair[i], volume.flair[z])
-        np.testing.assert_array_equal(holdout.t1[i], volume.t1[z])
-        np.testing.assert_array_equal(holdout.tumor_mask[i], volume.tumor[z] > 0)
-    kept = [z for z in range(volume.brain.shape[0]) if slices.keep_slice(volume.brain[z])]
-    np.testing.assert_array_equal(holdout.slice_index, kept)
     # a second load reuses the cache and gives identical arrays
     again = dataset.load("64", tmp_path, **kwargs)["holdout"]
     np.testing.assert_array_equal(again.flair, holdout.flair)
