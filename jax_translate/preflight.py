@@ -4,7 +4,8 @@
 ``paper`` preset: 4 x 11 members x 140,000 steps at 512x256), before it
 writes anything. The memory is XLA's estimate (``memory_analysis``) of the
 compiled sweep step, lowered on a stand-in training split of the same image
-size (no dataset needed); the ETA is the analytic FLOP count
+size (no dataset needed; frozen networks such as cyclegan-cc's segmenters as
+shapes, not trained); the ETA is the analytic FLOP count
 (:mod:`jax_translate.flops`) over an assumed throughput.
 """
 
@@ -23,24 +24,25 @@ ASSUMED_FLOPS_PER_S = 50e12
 
 
 def stand_in_train(cfg) -> SliceSet:
-    """Zeros of ``cfg``'s image size, n_source + n_target slices, half of them tumor.
+    """Zeros of ``cfg``'s image size, 4 x max(n_source, n_target) slices of 30 patients,
+    half of them tumor: enough for disjoint source and target patients at any ratio.
 
-    The member data only depends on the split's size and labels; the real
-    train split (2,527 slices at 64x64) is ~2x larger, which adds its images
-    (a few hundred MB at 256x128) to what the estimate says.
+    The member data only depends on the split's size and labels, and only the
+    slices some member uses go to the device, as with the real train split.
     """
-    n = 2 * max(cfg.n_source, cfg.n_target)
+    n = 4 * max(cfg.n_source, cfg.n_target)
     h, w = image_shape(cfg.size)
     zeros = np.zeros((n, h, w), np.float32)
     return SliceSet(flair=zeros, t1=zeros, tumor_mask=zeros.astype(np.uint8),
                     brain_mask=np.ones((n, h, w), np.uint8),
                     label=(np.arange(n) % 2).astype(np.int32),
-                    patient_id=(np.arange(n) % 30).astype(np.int32),
+                    patient_id=(np.arange(n) // 2 % 30).astype(np.int32),  # both labels each
                     slice_index=np.arange(n, dtype=np.int32))
 
 
-def step_memory_bytes(cfg) -> int | None:
-    """XLA's estimate of the compiled sweep step of ``cfg`` (None where not reported).
+def sweep_step(cfg):
+    """(``cfg``'s sweep step, the arguments it is compiled for), from the stand-in split;
+    states and frozen networks as shapes.
 
     ``member_axis`` auto is estimated as the loop: the strategy the measuring
     auto keeps when nothing else fits (training/autotune.py).
@@ -52,10 +54,15 @@ def step_memory_bytes(cfg) -> int | None:
     axis = "loop" if cfg.member_axis == "auto" else cfg.member_axis
     k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
     train = stand_in_train(cfg)
-    shared, members = build_members(cfg, train)
+    shared, members = build_members(cfg, train, segmenters=False)
     states = state_template(cfg, model_image_shape(cfg, train.flair.shape))
-    step = engine.SweepStep(engine.method_for(cfg, axis), k, axis)
-    return autotune.memory_bytes(step.compile(shared, states, members))
+    return engine.SweepStep(engine.method_for(cfg, axis), k, axis), (shared, states, members)
+
+
+def step_memory_bytes(cfg) -> int | None:
+    """XLA's estimate of the compiled sweep step of ``cfg`` (None where not reported)."""
+    step, args = sweep_step(cfg)
+    return autotune.memory_bytes(step.compile(*args))
 
 
 def projected_seconds(configs, flops_per_s: float = ASSUMED_FLOPS_PER_S) -> float:

@@ -64,6 +64,22 @@ def test_paper_preflight_refuses_before_writing(tmp_path):
     assert "need" in lines[1] and "of a 0.0 GiB pool" in lines[1]
 
 
+@pytest.mark.parametrize("preset", ["tiny", "cpu", "gpu", "paper"])
+def test_preflight_stand_in_holds_every_members_domains(preset):
+    """Disjoint source and target patients at ratios 0 and 1 included (the paper
+    preset's own protocol is the reference's; others use ours)."""
+    from jax_translate import preflight
+    from jax_translate.training.members import domain_indices
+
+    for protocol in ("disjoint", "reference"):
+        cfg = make_config("cyclegan", preset, domain_protocol=protocol)
+        train = preflight.stand_in_train(cfg)
+        for ratio, seed in cfg.members:
+            source, target = domain_indices(cfg, train, ratio, seed)
+            assert (len(source), len(target)) == (cfg.n_source, cfg.n_target)
+            assert train.label[target].mean() == pytest.approx(ratio, abs=1 / cfg.n_target)
+
+
 def test_preflight_eta_and_fit():
     from jax_translate import preflight
     from jax_translate.flops import member_step_flops
@@ -76,6 +92,20 @@ def test_preflight_eta_and_fit():
     paper = [make_config(m, "paper") for m in PAPER_METHODS]
     hours = preflight.projected_seconds(paper) / 3600
     assert 30 < hours < 100  # 4 x 11 x 140k steps of <= 3.7 TFLOP at 50 TFLOP/s: ~50 h
+
+
+def test_preflight_takes_cyclegan_cc_segmenters_as_shapes(monkeypatch):
+    """The step the preflight compiles gets the frozen segmenters' shapes; nothing is trained
+    (compiling what it lowers: test_preflight_eta_and_fit)."""
+    from jax_translate import preflight
+    from jax_translate.evaluation import classifier
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the preflight trained a network")
+
+    monkeypatch.setattr(classifier, "train_classifier", no_training)
+    step, args = preflight.sweep_step(make_config("cyclegan-cc", "tiny"))
+    assert "stablehlo.convolution" in step.lower(*args).as_text()
 
 
 def _study_rows():

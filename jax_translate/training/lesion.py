@@ -55,6 +55,13 @@ def segmenter_config(steps: int, modality: str):
     return ClassifierConfig(steps=steps, seed=SEGMENTER_SEEDS[modality])
 
 
+def segmenter_shapes(image_shape: tuple[int, int]) -> dict:
+    """What :func:`train_segmenters` returns, as shapes only (nothing trained)."""
+    from jax_translate.evaluation.classifier import params_shapes
+
+    return {m: params_shapes(segmenter_config(1, m).width, image_shape) for m in MODALITIES}
+
+
 def train_segmenters(train: SliceSet, steps: int, cache_dir: Path | None = None) -> dict:
     """{"t1": params, "flair": params}: segmenters trained on ``train`` (the training split),
     read from / written to ``cache_dir/lesion_segmenters`` when given.

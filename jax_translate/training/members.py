@@ -83,14 +83,15 @@ def domain_indices(cfg: SweepConfig, train: SliceSet, ratio: float, seed: int
     return domains.unpaired_domains(train.label, train.patient_id, ratio, sizes, seed)
 
 
-def build_members(cfg: SweepConfig, train: SliceSet, cache_dir=None
+def build_members(cfg: SweepConfig, train: SliceSet, cache_dir=None, segmenters: bool = True
                   ) -> tuple[SharedData, MemberData]:
     """Device data for all members, stacked on a leading member axis.
 
     Only slices some member uses go to the device; indices are remapped.
     A method whose spec asks for frozen lesion segmenters (cyclegan-cc) gets
     them trained on ``train`` (the training split), cached under ``cache_dir``
-    (the run folder) when given.
+    (the run folder) when given; with ``segmenters=False``, only their
+    parameter shapes (enough to compile the step, as the preflight does).
     """
     from jax_translate.training.specs import SPECS
 
@@ -104,7 +105,8 @@ def build_members(cfg: SweepConfig, train: SliceSet, cache_dir=None
         from jax_translate.training import lesion
 
         shared = shared.replace(frozen=lesion.train_segmenters(
-            train, cfg.lesion_segmenter_steps, cache_dir))
+            train, cfg.lesion_segmenter_steps, cache_dir) if segmenters
+            else lesion.segmenter_shapes(train.t1.shape[1:]))
     members = MemberData(
         source_index=jnp.asarray(np.stack([remap(p[0]) for p in pairs])),
         target_index=jnp.asarray(np.stack([remap(p[1]) for p in pairs])))
