@@ -117,9 +117,8 @@ def _snapshot(folder: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def stopped_at_20(run_config, tmp_path_factory):
-    """A 30-step sweep stopped after 20: checkpoints at steps 10 and 20."""
+    """The sweep stopped after 20 steps: checkpoints at steps 10 and 20."""
     cfg, _, splits = run_config
-    cfg = make_config(**{**json.loads(cfg.to_json()), "steps": 30, "model": cfg.model})
     workdir = tmp_path_factory.mktemp("stopped")
     train_sweep(cfg, workdir, splits, progress=False, stop_after=20)
     return workdir
@@ -158,3 +157,28 @@ def test_damaged_checkpoint_is_refused_and_the_folder_untouched(damage, stopped_
         (workdir / "run.json").write_text(  # evaluate checks a finished run's checkpoint
             json.dumps({**json.loads((workdir / "run.json").read_text()), "finished": True}))
         before = _snapshot(workdir)
+
+
+def test_a_checkpoint_of_another_state_layout_is_refused_not_called_damaged(tmp_path):
+    """A whole checkpoint whose arrays are not the ones this version trains (say, an
+    optimizer state saved per array, read as one flat vector) is not damage: the
+    error says so and does not advise deleting it."""
+    import jax.numpy as jnp
+
+    from jax_translate.errors import UsageError
+    from jax_translate.training import checkpoints
+
+    mngr = checkpoints.manager(tmp_path / "checkpoints")
+    checkpoints.save(mngr, 10, {"params": jnp.ones(3), "opt": {"mu": {"w": jnp.zeros(3)}}})
+    mngr.wait_until_finished()
+    before = _snapshot(tmp_path)
+    template = {"params": jnp.ones(3), "opt": {"mu": jnp.zeros(3)}}
+    with pytest.raises(UsageError, match=r"checkpoints/10 holds another state layout .*"
+                                         r"2 arrays differ, first \['opt'\]\['mu'\]") as err:
+        checkpoints.restore_latest(mngr, template)
+    assert "delete" not in str(err.value)
+    assert _snapshot(tmp_path) == before
+    # the same layout restores
+    step, state = checkpoints.restore_latest(mngr, {"params": jnp.ones(3),
+                                                    "opt": {"mu": {"w": jnp.zeros(3)}}})
+    assert step == 10 and float(state["params"].sum()) == 3.0

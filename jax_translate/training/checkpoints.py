@@ -50,21 +50,33 @@ def restore_latest(mngr: ocp.CheckpointManager, template):
 
     The state comes back as ``template``'s leaves are: device arrays, or numpy
     arrays (what a sharded run restores, then pads and places itself). A
-    checkpoint that cannot be read, or whose arrays differ from the checksums
-    saved with them, is refused with a UsageError; no file is changed.
+    checkpoint that cannot be read, whose arrays differ from the checksums
+    saved with them, or whose arrays are not ``template``'s (another version's
+    state), is refused with a UsageError; no file is changed.
     """
     step = mngr.latest_step()
     if step is None:
         return 0, None
     target = jax.tree_util.tree_map(
         lambda x: x if isinstance(x, np.ndarray) else ocp.utils.to_shape_dtype_struct(x), template)
-    try:
-        restored = mngr.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), checksums=ocp.args.JsonRestore()))
-    except Exception as err:  # orbax raises many types for a damaged folder
-        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-        _refuse(mngr, step, f"cannot be read ({reason})")
-    expected, state = restored.checksums, restored.state
+
+    def read(**args):
+        try:
+            return mngr.restore(step, args=ocp.args.Composite(**args))
+        except Exception as err:  # orbax raises many types for a damaged folder
+            reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+            _refuse(mngr, step, f"cannot be read ({reason})")
+
+    expected = read(checksums=ocp.args.JsonRestore()).checksums
+    layout = {jax.tree_util.keystr(path) for path, _ in
+              jax.tree_util.tree_flatten_with_path(template)[0]}
+    if set(expected) != layout:  # whole and readable, but not this version's state
+        other = sorted(set(expected) ^ layout)
+        raise UsageError(
+            f"checkpoint {mngr.directory}/{step} holds another state layout than this version "
+            f"of jax_translate trains ({len(other)} arrays differ, first {other[0]}); resume or "
+            "evaluate it with the version that wrote it, or train anew in another folder")
+    state = read(state=ocp.args.StandardRestore(target)).state
     found = checksums(state)
     damaged = [name for name in found if expected.get(name) != found[name]]
     if damaged or set(expected) != set(found):

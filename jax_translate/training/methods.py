@@ -149,7 +149,8 @@ class Method:
                  for d in self.discriminators if self.pool_size > 0}
         return TrainState(
             step=jnp.zeros((), jnp.int32), generator=generator, discriminator=discriminator,
-            generator_opt=opt.init(generator), discriminator_opt=opt.init(discriminator),
+            generator_opt=opt.init(generator),
+            discriminator_opt=opt.init(discriminator) if discriminator else (),  # l1: none
             pools=pools, key=train_key, diverged=jnp.zeros((), bool))
 
     # ---------------------------------------------------------------- losses
