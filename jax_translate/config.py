@@ -23,7 +23,7 @@ from jax_translate.errors import UsageError
 from jax_translate.models import MODEL_PRESETS, ModelConfig, layers
 from jax_translate.presets import EXTRA_KEYS, PRESETS
 # The method registry (training/specs.py): every method, the paper's four, the paired ones.
-from jax_translate.training.specs import METHODS, PAIRED_METHODS, PAPER_METHODS  # noqa: F401
+from jax_translate.training.specs import METHODS, PAIRED_METHODS, PAPER_METHODS, SPECS  # noqa: F401
 MEMBER_AXES = ("auto", "vmap", "map", "loop")
 AUTOTUNE_MODES = ("auto", "on", "off")  # auto: measure on accelerators only (training/autotune.py)
 CONV_IMPLS = ("auto", *layers.CONV_IMPLS)
@@ -237,7 +237,7 @@ def _validate_method_settings(cfg: SweepConfig) -> None:
         raise UsageError(f"nce_temperature must be > 0, got {cfg.nce_temperature}")
     if not cfg.lambda_lesion >= 0:
         raise UsageError(f"lambda_lesion must be >= 0, got {cfg.lambda_lesion}")
-    if cfg.method in ("cut", "fastcut") and cfg.model.generator != "resnet":
+    if SPECS[cfg.method].nce and cfg.model.generator != "resnet":
         raise UsageError(f"{cfg.method} takes PatchNCE features from the ResNet generator; "
                          f"set model.generator to 'resnet', not {cfg.model.generator!r}")
 

@@ -63,7 +63,9 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
         folder = RunFolder(out / method)
         workdir = folder.path
         t = time.perf_counter()
-        if not folder.is_evaluated():
+        if folder.is_evaluated():
+            folder.bind(cfg)  # reused only if it holds this config; refused otherwise
+        else:
             result = train_sweep(cfg, workdir, splits, progress=progress)
             timings[method] = {"compile_s": result.compile_seconds,
                                "train_s": result.train_seconds, "steps_run": result.steps_run}

@@ -115,8 +115,8 @@ class RunFolder:
             if diff:
                 details = ", ".join(f"{k}: {getattr(stored, k)!r} -> {getattr(cfg, k)!r}"
                                     for k in diff[:4])
-                raise UsageError(f"workdir {self.path} holds a run with another config "
-                                 f"({details}); use a new --workdir or the same arguments")
+                raise UsageError(f"{self.path} holds a run with another config ({details}); "
+                                 "use a new folder (--workdir, --out) or the same arguments")
             return True
         if distributed.is_primary():
             io_utils.atomic_write_text(self.config_path, cfg.to_json() + "\n")

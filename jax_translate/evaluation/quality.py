@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from jax_translate.evaluation.metrics import _as_batch, ssim
+from jax_translate.training.specs import SPECS
 
 # Calibrated between a floor and a ceiling measured on the simulated 64x64
 # holdout, healthy sources, r inside the brain against the real T1 (issue 15):
@@ -44,9 +45,6 @@ FIDELITY_GATE = 0.80
 MIN_BRAIN_PIXELS = 20
 
 OK, UNDERTRAINED, NOT_GATED = "ok", "undertrained", "not_gated"
-# Methods whose generator has no loss tying its output to its input: their
-# fidelity is reported, never gated.
-UNGATED_METHODS = ("gan",)
 
 
 def _brain_pixels(translated, real_target, brain_mask):
@@ -98,11 +96,11 @@ def quality_verdict(method: str, healthy_fidelity_r: float,
                     gate: float = FIDELITY_GATE) -> str:
     """The gate: a member's quality from its mean r on healthy holdout sources.
 
-    `not_gated` for methods in `UNGATED_METHODS` (`gan`: nothing ties its
-    output to its input, so low fidelity is by design); otherwise `ok` if
+    `not_gated` for methods whose spec is not ``gated`` (`gan`: nothing ties
+    its output to its input, so low fidelity is by design); otherwise `ok` if
     r >= `gate`, else `undertrained` (also for NaN: no evidence it translates).
     """
-    if method in UNGATED_METHODS:
+    if not SPECS[method].gated:
         return NOT_GATED
     return OK if healthy_fidelity_r >= gate else UNDERTRAINED
 

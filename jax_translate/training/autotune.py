@@ -36,6 +36,7 @@ import jax.numpy as jnp
 
 from jax_translate import io_utils
 from jax_translate.training import engine
+from jax_translate.training.specs import SPECS
 
 MARGIN = 0.10           # another strategy must beat the baseline by more than this
 MEMORY_FRACTION = 0.9   # of the device's pool: room for the live states beside the copy
@@ -186,7 +187,7 @@ def cache_key(cfg, image_shape, n_members: int, n_devices: int, steps_per_call: 
         "steps_per_call": steps_per_call, "conv_impl": cfg.conv_impl,
         "precision": cfg.precision,
         "condgan_discriminator_first": cfg.condgan_discriminator_first,
-        "pool_size": cfg.condgan_pool_size if cfg.method == "condgan" else cfg.pool_size,
+        "pool_size": SPECS[cfg.method].pool_size(cfg),
     }, sort_keys=True)
 
 

@@ -63,6 +63,8 @@ class MethodSpec:
     nce: NCESettings | None = None       # PatchNCE heads on the generator side
     lesion_segmenters: bool = False      # frozen segmenters in the batch (lesion.py)
     paper: bool = False                  # one of Cohen et al.'s four
+    gated: bool = True                   # its fidelity gates its flips (quality.py); False:
+                                         # nothing ties its output to its input (gan)
     # Passes of one step, for flops.py: {"train" | "forward" | "input_grad": count}
     generator_passes: tuple = ()
     discriminator_passes: tuple = ()
@@ -85,7 +87,7 @@ SPECS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("l1", objectives.pixel_l1, paper=True, paired=True,
                summary="pixel L1 to the paired target; no D",
                generator_passes=(("train", 1),)),
-    MethodSpec("gan", objectives.adversarial, paper=True,
+    MethodSpec("gan", objectives.adversarial, paper=True, gated=False,
                summary="LSGAN only; nothing ties output to input; unpaired",
                discriminators=("b",), generator_passes=(("train", 1),),
                discriminator_passes=(("input_grad", 1), ("train", 2))),
