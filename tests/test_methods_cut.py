@@ -118,7 +118,7 @@ def test_cut_objectives(method, lambda_nce, identity):
 
 
 def _translate_all(m, states, probe):
-    return jax.vmap(lambda g: m.translate(g, probe))(states.generator)
+    return jax.jit(jax.vmap(lambda g: m.translate(g, probe)))(states.generator)
 
 
 def test_cut_sweep_trains_and_vmap_equals_loop():

@@ -26,9 +26,9 @@ WORKER = Path(__file__).with_name("tiny_sweep_worker.py")
 
 
 def _env(devices: int) -> dict:
-    # The session's compile cache comes with os.environ (conftest.compilation_cache).
-    return {**os.environ, "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    # The session's compile cache and XLA flags come with os.environ (conftest).
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+            + f" --xla_force_host_platform_device_count={devices}"}
 
 
 def _free_port() -> int:
