@@ -135,8 +135,8 @@ class Method:
         generator = {g: self.generator_net.init(g_keys[g], image)["params"]
                      for g in self.generators}
         if self.spec.nce is not None:
-            features = self.generator_net.apply({"params": generator["ab"]}, image,
-                                                encode_only=True)
+            features = jax.eval_shape(functools.partial(  # their widths, nothing computed
+                self.generator_net.apply, encode_only=True), {"params": generator["ab"]}, image)
             head_keys = jax.random.split(jax.random.fold_in(init_key, 2), len(features))
             generator["nce_head"] = {
                 str(i): self.head_net.init(k, jnp.zeros((1, f.shape[-1])))["params"]
