@@ -133,11 +133,24 @@ def strategy_label(spec: str) -> str:
 
 
 def _only_key(spec: str) -> str:
-    """'vmap' -> 'vmap/patches'; 'map/xla/bf16' -> 'map/xla/bf16' (that precision only)."""
+    """'vmap' -> 'vmap/patches' (every precision); 'map/xla/bf16' -> 'map/xla/bf16' and
+    'vmap/patches/fp32' -> 'vmap/patches/fp32' (that precision only)."""
     parts = spec.split("/")
-    precision = parts.pop() if parts[-1] in ("fp32", "bf16") else "fp32"
+    precision = parts.pop() if parts[-1] in ("fp32", "bf16") else None
     label = strategy_label("/".join(parts))
-    return label if precision == "fp32" else f"{label}/{precision}"
+    return label if precision is None else f"{label}/{precision}"
+
+
+def parse_only(spec: str) -> dict[str, set[int]]:
+    """--only 'map=11;vmap/patches/fp32=' -> {'map/xla': {11}, 'vmap/patches/fp32': set()}."""
+    return {_only_key(part): {int(n) for n in ns.split(",") if n}
+            for part, _, ns in (item.partition("=") for item in spec.split(";") if item)}
+
+
+def allowed(only: dict[str, set[int]], strategy: str, precision: str, n: int) -> bool:
+    """Whether --only keeps this row: a precision's own entry first, then the strategy's."""
+    members = only.get(f"{strategy}/{precision}", only.get(strategy))
+    return members is None or n in members
 
 
 def run(args) -> dict:
@@ -153,8 +166,7 @@ def run(args) -> dict:
     print("peaks (TFLOP/s): " + ", ".join(f"{k} {v / 1e12:.1f}" for k, v in d["peak_flops"].items()),
           flush=True)
     strategies = [strategy_label(x) for x in args.strategies.split(",")]
-    only = {_only_key(spec): {int(n) for n in ns.split(",") if n}
-            for spec, _, ns in (part.partition("=") for part in args.only.split(";") if part)}
+    only = parse_only(args.only)
     torch_device = None if args.torch == "none" else (
         ("cpu" if d["backend"] == "cpu" else "cuda") if args.torch == "auto" else args.torch)
     n_compare = args.compare_members
@@ -173,8 +185,7 @@ def run(args) -> dict:
         for n, precision, strategy in ((n, p, s) for n in d["members"]
                                        for p in d["precisions"] for s in strategies):
             label = strategy if precision == "fp32" else f"{strategy}/{precision}"
-            allowed = only.get(label, only.get(strategy))  # precision-specific first
-            if allowed is not None and n not in allowed:
+            if not allowed(only, strategy, precision, n):
                 continue
             if res.over_budget():
                 d["skipped"].append(f"{method} N={n} {label}: over --budget-s")
@@ -336,14 +347,13 @@ def main(argv=None):
     bad = set(args.precisions.split(",")) - set(PRECISIONS)
     if bad:
         raise SystemExit(f"error: unknown precision {sorted(bad)}; choose from {PRECISIONS}")
-    jax_side.OVERRIDES.update({k: v for k, v in (
-        ("upscale", args.upscale), ("dropout", args.dropout)) if v is not None})
-    if args.upsample is not None or args.dropout is not None:
+    if args.upscale is not None:
+        jax_side.OVERRIDES["upscale"] = args.upscale
+    if args.upsample is not None or args.dropout is not None:  # fields of the model config
         cfg = jax_side.sweep_config("cyclegan", 1, args.preset, args.size)
         model = dataclasses.asdict(cfg.model)
         model.update({k: v for k, v in (("upsample", args.upsample), ("dropout", args.dropout))
                       if v is not None})
-        jax_side.OVERRIDES.pop("dropout", None)
         jax_side.OVERRIDES["model"] = model
         if not model["dropout"]:
             jax_side.OVERRIDES["test_dropout"] = False  # the paper preset's needs dropout

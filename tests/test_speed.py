@@ -1,8 +1,10 @@
 """FLOP counts, the ETA and the measuring ``auto`` (fake timings: nothing is benchmarked)."""
 
 import dataclasses
+import importlib.util
 import json
 import types
+from pathlib import Path
 
 import chex
 import jax
@@ -187,3 +189,19 @@ def test_sweep_records_the_measured_choice_and_reuses_it(tmp_path, tiny_splits, 
     result = train_sweep(cfg, tmp_path / "b", tiny_splits, progress=False)
     record = json.loads(RunFolder(tmp_path / "b").run_path.read_text())["autotune"]
     assert result.member_axis == "vmap" and record["cached"] is True and len(calls) == 2
+
+
+def test_benchmark_only_filters_one_precision_or_a_whole_strategy(monkeypatch):
+    """--only: 'vmap/patches/fp32=' drops that precision's row and keeps bf16's (it used
+    to drop both); a bare strategy restricts every precision; N lists are honoured."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))  # run.py imports its sibling jax_side
+    spec = importlib.util.spec_from_file_location("benchmarks_run", folder / "run.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    only = bench.parse_only("vmap/patches/fp32=;map=11;loop/xla/bf16=1")
+    assert not bench.allowed(only, "vmap/patches", "fp32", 11)
+    assert bench.allowed(only, "vmap/patches", "bf16", 11)
+    assert bench.allowed(only, "map/xla", "bf16", 11) and not bench.allowed(only, "map/xla", "fp32", 4)
+    assert bench.allowed(only, "loop/xla", "bf16", 1) and not bench.allowed(only, "loop/xla", "bf16", 11)
+    assert bench.allowed(only, "loop/xla", "fp32", 11)

@@ -2,14 +2,23 @@
 
     python experiments/convergence/run.py --out runs/convergence [--steps 4000] [--points 8]
 
-Each method trains one member (target tumor ratio 1.0, seed 0) of the cpu
-preset for ``--steps`` steps with the preset's schedule. The run is stopped
+Each method trains one member per ``--ratios`` (target tumor ratio; default
+1.0, seed 0) of the cpu preset, or of its layout with the paper's networks
+(``--model paper``: ResNet-9, ngf 64, ndf 64), for ``--steps`` steps with the
+preset's schedule. The run is stopped
 ``--points`` times (``train_sweep(stop_after=...)``, exactly as an
 interrupted and resumed sweep, so the learning-rate schedule is that of the
 full run) and the current translator is evaluated on the holdout set:
 fidelity r and SSIM inside the brain on healthy sources (the quality gate),
 lesion preservation on tumor sources, and the classifier's flip fractions.
-Writes ``convergence.csv`` and ``convergence.png`` to ``--out``.
+Writes ``convergence.csv`` (after every point) and ``convergence.png`` to
+``--out``. ``--budget-s`` stops a method's points once it has trained that
+long, so a fixed-length GPU call still ends with every method's early points.
+
+On a GPU (issue 15's question: does a bigger network start the game?):
+
+    python experiments/convergence/run.py --model paper --ratios 0,1 --steps 8000 \
+        --points 4 --methods cyclegan,condgan,l1 --member-axis loop --budget-s 120
 """
 
 from __future__ import annotations
@@ -25,26 +34,34 @@ import numpy as np
 from jax_translate.config import make_config
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import evaluate, quality
+from jax_translate.models import MODEL_PRESETS
 from jax_translate.run_folder import load_splits
 from jax_translate.training.methods import Method
 from jax_translate.training.sweep import train_sweep
 
-FIELDS = ("method", "step", "fidelity_r", "fidelity_ssim", "lesion_score_tumor",
+FIELDS = ("method", "model", "target_tumor_ratio", "step", "fidelity_r", "fidelity_ssim", "lesion_score_tumor",
           "frac_pred_tumor_healthy", "frac_pred_tumor_tumor", "quality", "wall_s")
 
 
-def evaluate_states(cfg, states, test, clf) -> dict:
+def evaluate_states(cfg, states, test, clf) -> list[dict]:
+    """One dict per member (target ratio), in ``cfg.members`` order."""
     translated = evaluate.translate_all(Method(cfg), states.generator, test.flair)
     pred = np.stack([clf.predict(t) for t in translated])
     rows = evaluate.member_rows(cfg, translated, pred, test, np.asarray(states.diverged))
-    healthy, tumor = (next(r for r in rows if r["source_label"] == s) for s in ("healthy", "tumor"))
-    return {"fidelity_r": healthy["fidelity_r"], "fidelity_ssim": healthy["fidelity_ssim"],
-            "lesion_score_tumor": tumor["lesion_score"],
-            "frac_pred_tumor_healthy": healthy["frac_pred_tumor"],
-            "frac_pred_tumor_tumor": tumor["frac_pred_tumor"], "quality": healthy["quality"]}
+    out = []
+    for ratio, _ in cfg.members:
+        healthy, tumor = (next(r for r in rows if r["source_label"] == s
+                               and r["target_tumor_ratio"] == ratio) for s in ("healthy", "tumor"))
+        out.append({"target_tumor_ratio": ratio,
+                    "fidelity_r": healthy["fidelity_r"], "fidelity_ssim": healthy["fidelity_ssim"],
+                    "lesion_score_tumor": tumor["lesion_score"],
+                    "frac_pred_tumor_healthy": healthy["frac_pred_tumor"],
+                    "frac_pred_tumor_tumor": tumor["frac_pred_tumor"],
+                    "quality": healthy["quality"]})
+    return out
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -55,16 +72,17 @@ def plot(rows: list[dict], path: Path) -> None:
               ("frac_pred_tumor_tumor", "tumor -> tumor (kept)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
     for ax, (key, title) in zip(axes, panels):
-        for method in dict.fromkeys(r["method"] for r in rows):
-            pts = [(r["step"], r[key]) for r in rows if r["method"] == method]
-            ax.plot(*zip(*pts), marker="o", label=method)
+        for curve in dict.fromkeys((r["method"], r["target_tumor_ratio"]) for r in rows):
+            pts = [(r["step"], r[key]) for r in rows
+                   if (r["method"], r["target_tumor_ratio"]) == curve]
+            ax.plot(*zip(*pts), marker="o", label=f"{curve[0]} @ {curve[1]:g}")
         if key == "fidelity_r":
             ax.axhline(quality.FIDELITY_GATE, color="k", ls="--", lw=1, label="gate")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylim(-0.05, 1.05)
     axes[0].legend(fontsize=8)
-    fig.suptitle("cpu preset, target tumor ratio 1.0, seed 0")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -77,15 +95,28 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=8)
     parser.add_argument("--methods", default="l1,condgan,cyclegan,gan")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--model", default="cpu", choices=("cpu", "paper"),
+                        help="networks: the cpu preset's, or the paper's (ResNet-9, ngf/ndf 64)")
+    parser.add_argument("--ratios", default="1.0", help="target tumor ratios, one member each")
+    parser.add_argument("--budget-s", type=float, default=float("inf"),
+                        help="per method: no new point after training this long")
+    parser.add_argument("--steps-per-call", type=int, default=0, help="0: the backend's default")
+    parser.add_argument("--member-axis", default="auto", choices=("auto", "loop", "vmap", "map"),
+                        help="how the members train; a fixed one skips autotune's compiles")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(args.out / "jax_cache"))
 
+    ratios = tuple(float(r) for r in args.ratios.split(","))
+    model = {"paper": {"model": MODEL_PRESETS["paper"]}}.get(args.model, {})
+    title = f"{args.model} networks, 64x64, target tumor ratio {args.ratios}, seed 0"
     rows = []
     for method in args.methods.split(","):
-        cfg = make_config(method, "cpu", target_tumor_ratios=(1.0,), seeds=1, steps=args.steps,
+        cfg = make_config(method, "cpu", target_tumor_ratios=ratios, seeds=1, steps=args.steps,
                           checkpoint_every=max(1, args.steps // args.points),
-                          log_every=max(1, args.steps // args.points), data_dir=args.data_dir)
+                          log_every=max(1, args.steps // args.points), data_dir=args.data_dir,
+                          steps_per_call=args.steps_per_call, member_axis=args.member_axis,
+                          **model)
         splits = load_splits(cfg)
         clf = classifier_lib.load_or_train(evaluate.classifier_cache_dir(cfg), splits,
                                            classifier_lib.ClassifierConfig(), progress=False)
@@ -96,16 +127,21 @@ def main() -> None:
             result = train_sweep(cfg, args.out / method, splits, progress=False,
                                  stop_after=target - step)
             step = target
-            row = {"method": method, "step": step, **evaluate_states(cfg, result.states, test, clf),
-                   "wall_s": round(time.perf_counter() - t0, 1)}
-            rows.append(row)
-            print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in row.items()), flush=True)
-        with (args.out / "convergence.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        plot(rows, args.out / "convergence.png")
+            wall = round(time.perf_counter() - t0, 1)
+            for member in evaluate_states(cfg, result.states, test, clf):
+                row = {"method": method, "model": args.model, "step": step, **member,
+                       "wall_s": wall}
+                rows.append(row)
+                print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in row.items()), flush=True)
+            with (args.out / "convergence.csv").open("w", newline="") as f:
+                writer = csv.DictWriter(f, FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+            if wall > args.budget_s:
+                print(f"{method}: budget of {args.budget_s:g} s spent at step {step}", flush=True)
+                break
+        plot(rows, args.out / "convergence.png", title)
     print(f"wrote {args.out / 'convergence.csv'} and {args.out / 'convergence.png'}")
 
 
