@@ -30,9 +30,14 @@ from jax_translate.training.methods import Method, TrainState, step_keys, train_
 
 
 def init_states(method: Method, seeds: np.ndarray, image_shape: tuple[int, int]) -> TrainState:
-    """Stacked initial states; a member's state depends only on its seed."""
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, jnp.uint32))
-    return jax.jit(jax.vmap(functools.partial(method.init, image_shape=image_shape)))(keys)
+    """Stacked initial states; a member's state depends only on its seed.
+
+    One member's init is compiled, whatever the number of members (so runs of
+    other sizes share it through the compile cache), and stacked on the device.
+    """
+    init = jax.jit(functools.partial(method.init, image_shape=image_shape))
+    states = [init(jax.random.PRNGKey(np.uint32(seed))) for seed in np.asarray(seeds)]
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
 
 
 def member_steps(method: Method, n_steps: int, shared: SharedData, state: TrainState,
@@ -122,8 +127,14 @@ class SweepStep:
 
     def lower(self, shared, states, members) -> jax.stages.Lowered:
         """The program for these arguments' shapes, lowered (``loop``: one member's)."""
-        extra = (jnp.int32(0),) if self.member_axis == "loop" else ()
-        return self._program().lower(shared, states, members, *extra)
+        args = (shared, states, members) + ((jnp.int32(0),) if self.member_axis == "loop" else ())
+        if self.mesh is None:
+            # Shapes and dtypes only: restored (committed) states would otherwise lower
+            # with explicit single-device shardings, another program text, and every
+            # resume would miss the persistent compile cache (measured: 6 s recompiles).
+            args = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(
+                x.shape, x.dtype, weak_type=getattr(x, "weak_type", False)), args)
+        return self._program().lower(*args)
 
     def compile(self, shared, states, members) -> "CompiledSweepStep":
         """Compiles for these arguments' shapes (nothing is run or donated)."""
