@@ -137,6 +137,7 @@ def compilation_cache(tmp_path_factory):
 _SHARED_GROUPS = {"tiny_run": "tiny_run", "tiny_run_half": "tiny_run", "tiny_data_dir": "tiny_data"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the marks
 def pytest_collection_modifyitems(items):
     for item in items:
         groups = {_SHARED_GROUPS[f] for f in item.fixturenames if f in _SHARED_GROUPS}

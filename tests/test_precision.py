@@ -42,11 +42,13 @@ def contractions(jaxpr) -> list:
 
 @pytest.fixture(scope="module")
 def one_step():
-    """(method, states, new states, metrics) of one cyclegan step in each precision, same init."""
+    """(method, states, new states, metrics) of one gan step in each precision, same init.
+
+    gan: the networks and layers every method uses, in the cheapest step to compile."""
     train = tiny_slices()
     out = {}
     for precision in ("fp32", "bf16"):
-        cfg = tiny_config("cyclegan", target_tumor_ratios=(0.5,), steps=4, precision=precision)
+        cfg = tiny_config("gan", target_tumor_ratios=(0.5,), steps=4, precision=precision)
         m = Method(cfg)
         shared, members = build_members(cfg, train)
         states = engine.init_states(m, np.zeros(1, int), (16, 16))
@@ -66,7 +68,7 @@ def test_bf16_step_agrees_with_fp32(one_step):
     for leaf in jax.tree_util.tree_leaves((new16.generator, new16.generator_opt)):
         assert leaf.dtype in (jnp.float32, jnp.int32)
     # Losses within 2% of fp32's.
-    for name in ("generator_loss", "discriminator_loss", "cycle_loss", "identity_loss"):
+    for name in ("generator_loss", "discriminator_loss"):
         np.testing.assert_allclose(metrics16[name], metrics32[name], rtol=2e-2)
     # The same generator (fp32 parameters after one fp32 step) computed in both precisions.
     probe = jnp.asarray(tiny_slices(n_patients=2, seed=3).flair[:4, ..., None] * 2 - 1)
@@ -76,12 +78,11 @@ def test_bf16_step_agrees_with_fp32(one_step):
     rel = float(jnp.linalg.norm(out16 - out32) / jnp.linalg.norm(out32))
     assert 0 < rel < 2e-2, rel
     # The first step's gradients point the same way, far closer than another
-    # batch's. Measured at this init: corr 0.93 (bf16 vs fp32, same batch)
-    # against 0.15 (fp32, two batches): bf16's noise is small next to
-    # batch-1 SGD's. (Not 0.99: cyclegan's cycle goes through two generators
-    # of rounded operands; gan's gradients correlate 0.992. Nor the parameter
-    # deltas: Adam's first update is lr * g / |g| per weight, so it shows the
-    # signs of the many near-zero gradients, corr ~0.84.)
+    # batch's. Measured at this init: corr 0.992 (bf16 vs fp32, same batch)
+    # against 0.02 (fp32, two batches): bf16's noise is small next to batch-1
+    # SGD's. (cyclegan's: 0.93, its cycle going through two generators of rounded
+    # operands. Not the parameter deltas: Adam's first update is lr * g / |g| per
+    # weight, so it shows the signs of the many near-zero gradients, corr ~0.84.)
     generator = jax.tree_util.tree_map(lambda x: x[0], init32.generator)
     discriminator = jax.tree_util.tree_map(lambda x: x[0], init32.discriminator)
 
@@ -96,7 +97,7 @@ def test_bf16_step_agrees_with_fp32(one_step):
     grads32, grads16 = grads(m32), grads(m16)
     same = np.corrcoef(grads32(probe[0], probe[1]), grads16(probe[0], probe[1]))[0, 1]
     other = np.corrcoef(grads32(probe[0], probe[1]), grads32(probe[2], probe[3]))[0, 1]
-    assert same > 0.9 and other < 0.5, (same, other)
+    assert same > 0.98 and other < 0.5, (same, other)
 
 
 def test_bf16_is_what_the_step_computes(one_step):
