@@ -59,22 +59,25 @@ def test_vmapped_sweep_equals_members_alone(method, train):
     assert float(jnp.abs(outs[0] - outs[-1]).max()) > 1e-3
 
 
-# The loop at K=1 (the CPU's default: no scan) is the dropout case, against its own
-# vmapped sweep; the shared run checks the others' logged losses too.
-@pytest.mark.parametrize("axis,k,conv_impl,dropout", [
-    ("map", 2, "xla", 0.0), ("loop", 2, "xla", 0.0), ("vmap", 2, "patches", 0.0),
-    ("loop", 1, "xla", 0.5)])
-def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, tiny_run, train):
+# The loop at K=1 (the CPU's default: no scan) is the dropout case, and batched-matmul
+# convolutions (patches) are l1's (its generator holds every layer kind; a cyclegan step
+# with patches compiles 3x longer), each against its own vmapped sweep of 2 members and
+# 2 calls; the shared run checks the others' logged losses too.
+@pytest.mark.parametrize("axis,k,conv_impl,dropout,method", [
+    ("map", 2, "xla", 0.0, "cyclegan"), ("loop", 2, "xla", 0.0, "cyclegan"),
+    ("vmap", 2, "patches", 0.0, "l1"), ("loop", 1, "xla", 0.5, "cyclegan")])
+def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, method, tiny_run, train):
     """Each strategy trains the shared run's members as its vmapped sweep did: the same
-    translations, discriminator scores and logged losses (with dropout: 2 members,
-    3 steps, against their own vmapped sweep)."""
-    cfg = tiny_run[0].cfg if not dropout else tiny_config("cyclegan", steps=3)
+    translations, discriminator scores and logged losses (with dropout or patches:
+    against their own vmapped sweep)."""
+    shared_run = not dropout and method == "cyclegan"
+    cfg = tiny_run[0].cfg if shared_run else tiny_config(method, steps=2 * k)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=dropout))
     m = Method(cfg)
     shared, members = build_members(cfg, train)
     seeds = np.asarray([s for _, s in cfg.members])
     init = lambda: engine.init_states(m, seeds, (16, 16))  # noqa: E731
-    if dropout:  # the vmapped reference, with dropout
+    if not shared_run:  # its own vmapped reference (lax.conv)
         a = init()
         a, _ = engine.SweepStep(m, cfg.steps, "vmap").compile(shared, a, members)(
             shared, a, members)
@@ -95,7 +98,7 @@ def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, tiny_run, tra
     for d in m.discriminators:
         score = jax.jit(jax.vmap(lambda p: m._score(p, d, m._conditioned(probe, probe))))  # noqa: B023
         chex.assert_trees_all_close(score(a.discriminator), score(b.discriminator), atol=2e-4)
-    if not dropout:  # the shared run logged each call of 2 steps: their mean losses
+    if shared_run:  # the shared run logged each call of 2 steps: their mean losses
         logged = RunFolder(tiny_run[1]).metrics(cfg)
         per_log = 2 // k
         for c in range(len(calls) // per_log):

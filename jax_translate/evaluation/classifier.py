@@ -176,9 +176,14 @@ def tumor_fractions(params, images: np.ndarray, thresholds, width: int = 16,
     thresholds = jnp.atleast_1d(jnp.asarray(thresholds, jnp.float32))
     out = []
     for i in range(0, len(images), chunk):
-        tumor, brain = _areas(width, params, jnp.asarray(images[i:i + chunk, ..., None]),
-                              thresholds)
-        out.append(np.asarray(tumor) / np.asarray(brain)[:, None])
+        part = images[i:i + chunk]
+        # Padded with blank images to a power of two: a handful of compiled shapes,
+        # not one per image count (each image's areas are its own).
+        padded = np.zeros((min(chunk, 1 << (len(part) - 1).bit_length()), *part.shape[1:]),
+                          np.float32)
+        padded[:len(part)] = part
+        tumor, brain = _areas(width, params, jnp.asarray(padded[..., None]), thresholds)
+        out.append(np.asarray(tumor)[:len(part)] / np.asarray(brain)[:len(part), None])
     return np.concatenate(out) if out else np.zeros((0, len(thresholds)))
 
 
