@@ -39,8 +39,9 @@ from jax_translate.run_folder import load_splits
 from jax_translate.training.methods import Method
 from jax_translate.training.sweep import train_sweep
 
-FIELDS = ("method", "model", "target_tumor_ratio", "step", "fidelity_r", "fidelity_ssim", "lesion_score_tumor",
-          "frac_pred_tumor_healthy", "frac_pred_tumor_tumor", "quality", "wall_s")
+FIELDS = ("method", "model", "target_tumor_ratio", "step", "fidelity_r", "fidelity_ssim",
+          "lesion_score_tumor", "frac_pred_tumor_healthy", "frac_pred_tumor_tumor", "quality",
+          "wall_s")
 
 
 def evaluate_states(cfg, states, test, clf) -> list[dict]:
@@ -71,14 +72,14 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
               ("frac_pred_tumor_healthy", "healthy -> tumor (added)"),
               ("frac_pred_tumor_tumor", "tumor -> tumor (kept)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
-    for ax, (key, title) in zip(axes, panels):
+    for ax, (key, panel_title) in zip(axes, panels):
         for curve in dict.fromkeys((r["method"], r["target_tumor_ratio"]) for r in rows):
             pts = [(r["step"], r[key]) for r in rows
                    if (r["method"], r["target_tumor_ratio"]) == curve]
             ax.plot(*zip(*pts), marker="o", label=f"{curve[0]} @ {curve[1]:g}")
         if key == "fidelity_r":
             ax.axhline(quality.FIDELITY_GATE, color="k", ls="--", lw=1, label="gate")
-        ax.set_title(title, fontsize=10)
+        ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylim(-0.05, 1.05)
     axes[0].legend(fontsize=8)
