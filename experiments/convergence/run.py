@@ -109,7 +109,6 @@ def main() -> None:
     jax.config.update("jax_compilation_cache_dir", str(args.out / "jax_cache"))
 
     ratios = tuple(float(r) for r in args.ratios.split(","))
-    model = {"paper": {"model": MODEL_PRESETS["paper"]}}.get(args.model, {})
     title = f"{args.model} networks, 64x64, target tumor ratio {args.ratios}, seed 0"
     rows = []
     for method in args.methods.split(","):
@@ -117,7 +116,7 @@ def main() -> None:
                           checkpoint_every=max(1, args.steps // args.points),
                           log_every=max(1, args.steps // args.points), data_dir=args.data_dir,
                           steps_per_call=args.steps_per_call, member_axis=args.member_axis,
-                          **model)
+                          model=MODEL_PRESETS[args.model])
         splits = load_splits(cfg)
         clf = classifier_lib.load_or_train(evaluate.classifier_cache_dir(cfg), splits,
                                            classifier_lib.ClassifierConfig(), progress=False)
