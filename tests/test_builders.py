@@ -74,13 +74,16 @@ def test_unknown_size_and_bad_data_dir(tmp_path):
         dataset.get_builder("64", tmp_path / "afile")
 
 
-def test_simulated_tfds_round_trip(tmp_path, monkeypatch):
+def test_simulated_tfds_round_trip(tmp_path, monkeypatch, capfd):
     from jax_translate.data import builders, simulator
 
     # the 2 train patients are simulated by 2 worker processes, the holdout one here
     monkeypatch.setattr(builders, "PATIENTS_PER_WORKER", 1)
     kwargs = dict(n_patients=3, n_train_patients=2, seed=5)
     splits = dataset.load("64", tmp_path, **kwargs)
+    # stderr is not a terminal here: TFDS's bars stay out of the log, ours is 2 lines
+    err = capfd.readouterr().err
+    assert "\r" not in err and "building dataset simulated_brats/" in err and "built it in" in err
     assert set(np.unique(splits["train"].patient_id)) == {0, 1}
     assert set(np.unique(splits["holdout"].patient_id)) == {2}
     # what was read back is exactly what the simulator made

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +130,17 @@ def prepare(builder, brats_dir: str | Path | None = None) -> bool:
     config = None
     if brats_dir is not None:
         config = tfds.download.DownloadConfig(manual_dir=str(Path(brats_dir).resolve()))
+    # TFDS's bars would write their carriage-return updates into a log file: there,
+    # one line before and one after (progress.py's rule for our own bars).
+    logged = not sys.stderr.isatty()
+    tfds.display_progress_bar(not logged)
+    t0 = time.monotonic()
+    if logged:
+        print(f"building dataset {builder.name}/{builder.builder_config.name} in "
+              f"{builder.data_dir}", file=sys.stderr, flush=True)
     builder.download_and_prepare(download_config=config)
+    if logged:
+        print(f"built it in {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
     return True
 
 
