@@ -83,7 +83,7 @@ def test_simulated_tfds_round_trip(tmp_path, monkeypatch, capfd):
     splits = dataset.load("64", tmp_path, **kwargs)
     # stderr is not a terminal here: TFDS's bars stay out of the log, ours is 2 lines
     err = capfd.readouterr().err
-    assert "\r" not in err and "building dataset simulated_brats/" in err and "built it in" in err
+    assert "\r" not in err and "building dataset simulated_brats/" in err and "dataset built in" in err
     assert set(np.unique(splits["train"].patient_id)) == {0, 1}
     assert set(np.unique(splits["holdout"].patient_id)) == {2}
     # what was read back is exactly what the simulator made

@@ -61,7 +61,8 @@ def test_vmapped_sweep_equals_members_alone(method, train):
 
 def _logged_means(folder, cfg) -> list[dict]:
     """Per log row: each train/ metric over the members, as a sweep step returns it."""
-    logged = [folder.metrics(cfg)[member_name(*member)] for member in cfg.members]
+    metrics = folder.metrics(cfg)
+    logged = [metrics[member_name(*member)] for member in cfg.members]
     assert [row["step"] for row in logged[0]] == list(range(cfg.log_every, cfg.steps + 1,
                                                             cfg.log_every))
     return [{key[len("train/"):]: np.array([rows[c][key] for rows in logged])

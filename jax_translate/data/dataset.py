@@ -140,7 +140,7 @@ def prepare(builder, brats_dir: str | Path | None = None) -> bool:
               f"{builder.data_dir}", file=sys.stderr, flush=True)
     builder.download_and_prepare(download_config=config)
     if logged:
-        print(f"built it in {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
+        print(f"dataset built in {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
     return True
 
 
