@@ -43,9 +43,14 @@ class LineProgress:
         pass
 
 
+def on_terminal() -> bool:
+    """Whether progress (stderr) goes to a terminal, not a log file."""
+    return sys.stderr.isatty()
+
+
 def bar(total: int, initial: int = 0, desc: str = "", disable: bool = False, **kwargs):
     """A tqdm bar on a terminal, else a :class:`LineProgress` (same methods)."""
-    if sys.stderr.isatty():
+    if on_terminal():
         from tqdm.auto import tqdm
 
         return tqdm(total=total, initial=initial, desc=desc, disable=disable, unit="step",

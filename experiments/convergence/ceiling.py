@@ -32,13 +32,16 @@ def main() -> None:
         captured.update(fractions=fractions, axes_mm=axes_mm)
         return render(rng, fractions, axes_mm)
 
-    simulator._render = capturing
+    flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
     again_r, flair_r = [], []
     for patient in range(args.patients):
-        vol = simulator.simulate_patient(patient, 0, simulator.GEOMETRIES[args.size])
+        simulator._render = capturing
+        try:
+            vol = simulator.simulate_patient(patient, 0, simulator.GEOMETRIES[args.size])
+        finally:
+            simulator._render = render
         again = render(np.random.default_rng([99, patient]), captured["fractions"],
                        captured["axes_mm"])["t1"].reshape(vol.t1.shape)
-        flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
         keep = (flat(vol.brain).mean(1) > 0.15) & (flat(vol.tumor).sum(1) == 0)
         again_r += list(pearson_in_brain(again[keep], vol.t1[keep], vol.brain[keep]))
         flair_r += list(pearson_in_brain(vol.flair[keep], vol.t1[keep], vol.brain[keep]))

@@ -132,7 +132,9 @@ def prepare(builder, brats_dir: str | Path | None = None) -> bool:
         config = tfds.download.DownloadConfig(manual_dir=str(Path(brats_dir).resolve()))
     # TFDS's bars would write their carriage-return updates into a log file: there,
     # one line before and one after (progress.py's rule for our own bars).
-    logged = not sys.stderr.isatty()
+    from jax_translate import progress
+
+    logged = not progress.on_terminal()
     tfds.display_progress_bar(not logged)
     t0 = time.monotonic()
     if logged:
