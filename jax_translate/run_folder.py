@@ -164,6 +164,16 @@ class RunFolder:
                              f"{step}); rerun the same sweep command to complete it")
         return states
 
+    def verify_final(self, cfg: SweepConfig) -> None:
+        """Refuses (UsageError, no file changed) a damaged final checkpoint.
+
+        Its files' digests are enough, read without Orbax; a checkpoint saved
+        without them is restored and its array checksums compared.
+        """
+        mngr = self.manager()
+        if not checkpoints.verify_files(mngr, mngr.latest_step()):
+            self.restore_final(cfg)
+
     def is_evaluated(self) -> bool:
         return (self.path / RESULTS_JSON).exists() and (self.path / "bias_curve.png").exists()
 

@@ -7,6 +7,7 @@ run folder: the uninterrupted reference runs in this process.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,11 +19,14 @@ import chex
 import numpy as np
 import pytest
 
+from conftest import copy_run
+
 from jax_translate import cli
 from jax_translate.config import make_config
 from jax_translate.evaluation.classifier import ClassifierConfig
 from jax_translate.evaluation.evaluate import evaluate_run
 from jax_translate.run_folder import RunFolder, load_splits
+from jax_translate.training import checkpoints
 from jax_translate.training.sweep import train_sweep
 
 CLASSIFIER_STEPS = 20
@@ -124,11 +128,20 @@ def stopped_at_20(run_config, tmp_path_factory):
     return workdir
 
 
+def _drop_digests(workdir: Path) -> None:
+    """Makes ``workdir``'s checkpoints those of a version that saved no file digests."""
+    for listing in (workdir / "checkpoints").glob(f"*/{checkpoints.DIGESTS_FILE}"):
+        listing.unlink()
+
+
+@pytest.mark.parametrize("digests", [True, False], ids=["digests", "no_digests"])
 @pytest.mark.parametrize("damage", ["truncate_data", "garble_metadata", "random_bytes"])
-def test_damaged_checkpoint_is_refused_and_the_folder_untouched(damage, stopped_at_20, tmp_path,
-                                                                capsys):
+def test_damaged_checkpoint_is_refused_and_the_folder_untouched(damage, digests, stopped_at_20,
+                                                                tmp_path, capsys):
     workdir = tmp_path / "run"
     shutil.copytree(stopped_at_20, workdir)
+    if not digests:
+        _drop_digests(workdir)
     step_dir = workdir / "checkpoints" / "20"
     data = [p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"]
     if damage == "truncate_data":
@@ -151,12 +164,49 @@ def test_damaged_checkpoint_is_refused_and_the_folder_untouched(damage, stopped_
         err = capsys.readouterr().err
         assert code == 2, argv
         assert err.startswith(f"error: checkpoint {step_dir} ") and err.count("\n") == 1, err
-        assert "is damaged" in err if damage == "random_bytes" else "cannot be read" in err
+        if digests:  # checked before Orbax reads a byte
+            assert re.search(r"is damaged \(\d+ file\(s\) differ from the digests saved with it",
+                             err), err
+        else:
+            assert "is damaged" in err if damage == "random_bytes" else "cannot be read" in err
         assert "delete that folder to resume from step 10" in err
         assert _snapshot(workdir) == before
         (workdir / "run.json").write_text(  # evaluate checks a finished run's checkpoint
             json.dumps({**json.loads((workdir / "run.json").read_text()), "finished": True}))
         before = _snapshot(workdir)
+
+
+@pytest.mark.parametrize("digests", [True, False], ids=["digests", "no_digests"])
+def test_random_bytes_in_a_finished_sweeps_final_checkpoint_are_refused_by_the_next_command(
+        digests, tiny_run, tmp_path, capsys):
+    """Issue 24: 100 random bytes written into the middle of the largest file of a
+    finished sweep's latest checkpoint. The next sweep answered "already finished"
+    without reading the checkpoint (exit 0); now it checks the files' digests (or,
+    in a checkpoint saved without them, restores and checks the arrays), and it
+    and evaluate refuse with one line, every file left as it was."""
+    cfg = tiny_run[0].cfg
+    workdir = copy_run(tiny_run[1], tmp_path / "run")
+    if not digests:
+        _drop_digests(workdir)
+    step_dir = workdir / "checkpoints" / str(cfg.steps)
+    largest = max((p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    size = largest.stat().st_size
+    with largest.open("r+b") as f:
+        f.seek(size // 2)
+        f.write(np.random.default_rng(24).bytes(100))
+    before = _snapshot(workdir)
+    problem = (f"1 file(s) differ from the digests saved with it, first "
+               f"{largest.relative_to(step_dir).as_posix()}" if digests else
+               "1 array(s) fail their checksum")
+    for argv in (["sweep", "--config", str(workdir / "config.json"), "--workdir", str(workdir)],
+                 ["evaluate", "--workdir", str(workdir)]):
+        code = cli.main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, (argv, err)
+        assert err.startswith(f"error: checkpoint {step_dir} is damaged ({problem}"), err
+        assert err.endswith("; delete that folder to resume from step 2\n"), err
+        assert err.count("\n") == 1, err
+        assert _snapshot(workdir) == before
 
 
 def test_a_checkpoint_of_another_state_layout_is_refused_not_called_damaged(tmp_path):

@@ -99,6 +99,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     primary = distributed.is_primary()
     folder = RunFolder.create(workdir)
     if folder.bind(cfg) and folder.is_finished() and folder.manager().latest_step() == cfg.steps:
+        folder.verify_final(cfg)  # a damaged final checkpoint is refused, not reported done
         return SweepResult(cfg, None, axis, 0.0, 0.0, 0)  # nothing to compile or load
     splits = splits if splits is not None else load_splits(cfg)
     shared, members = build_members(cfg, splits["train"], cache_dir=folder.path)
