@@ -31,6 +31,9 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--brats-dir", type=Path, default=None,
                         help="use real BraTS volumes from this folder (one folder per patient "
                              "with *_flair.nii.gz, *_t1.nii.gz, *_seg.nii.gz) instead of the simulator")
+    parser.add_argument("--simulator-version", type=int, default=None, choices=(1, 2),
+                        help="2 (default): each patient's own crisp anatomy; 1: the older data, "
+                             "the template's average tissue mixture in every voxel")
 
 
 def _writable_file(path: Path, suffix: str) -> Path:
@@ -48,10 +51,13 @@ def _writable_file(path: Path, suffix: str) -> Path:
 def cmd_data(args) -> None:
     from jax_translate.data import dataset
 
-    builder = dataset.get_builder(args.size, args.data_dir, args.brats_dir)
+    from jax_translate.evaluation import ceiling
+
+    builder = dataset.get_builder(args.size, args.data_dir, args.brats_dir,
+                                  version=args.simulator_version)
     built = dataset.prepare(builder, args.brats_dir)
     print(f"{'built' if built else 'reusing'} {builder.name}/{builder.builder_config.name} "
-          f"in {builder.data_dir}")
+          f"{builder.version} in {builder.data_dir}")
     splits = {split: dataset.read_split(builder, split) for split in dataset.SPLITS}
     if args.export:
         path = dataset.export_splits(splits, Path(builder.data_dir) / dataset.EXPORT_NAME)
@@ -61,6 +67,8 @@ def cmd_data(args) -> None:
         s = splits[split].summary()
         print(f"{split:8s} {s['slices']:7d} {s['tumor_slices']:6d} "
               f"{100 * s['tumor_fraction']:7.1f}% {s['patients']:9d}")
+    found, measured = ceiling.recorded(Path(builder.data_dir), splits)
+    print(found.line() + ("" if measured else f" (recorded in {ceiling.CEILING_FILE})"))
 
 
 def cmd_preview(args) -> None:
@@ -68,7 +76,8 @@ def cmd_preview(args) -> None:
     from jax_translate.data.preview import save_preview
 
     out = _writable_file(args.out, ".png")
-    splits = dataset.load(args.size, args.data_dir, args.brats_dir)
+    splits = dataset.load(args.size, args.data_dir, args.brats_dir,
+                          version=args.simulator_version)
     print(f"wrote {save_preview(splits['train'], out)}")
 
 

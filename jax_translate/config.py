@@ -78,6 +78,7 @@ class SweepConfig:
     n_patients: int = 50
     n_train_patients: int = 30
     data_seed: int = 0
+    simulator_version: int = 2       # data/simulator.py VERSIONS; 1 is the old data
     brats_dir: str | None = None
     # Convolutions and matmuls on float32 or bfloat16 operands (float32 parameters,
     # Adam, norms and losses either way: models/layers.py). Not a runtime field:
@@ -116,7 +117,7 @@ class SweepConfig:
         if self.brats_dir:
             return {}
         return dict(n_patients=self.n_patients, n_train_patients=self.n_train_patients,
-                    seed=self.data_seed)
+                    seed=self.data_seed, version=self.simulator_version)
 
     def to_json(self) -> str:
         fields = dataclasses.asdict(self)
@@ -139,7 +140,9 @@ class SweepConfig:
 
     @classmethod
     def load(cls, path: Path) -> "SweepConfig":
-        return cls.from_dict(read_config_file(path))
+        """A saved config (`to_json`); one saved before simulator version 2 existed
+        was trained on version 1's data, and says so now."""
+        return cls.from_dict({"simulator_version": 1, **read_config_file(path)})
 
     def differences(self, other: "SweepConfig") -> list[str]:
         """Fields (other than runtime ones) whose values differ."""
@@ -193,6 +196,8 @@ def validate(cfg: SweepConfig) -> None:
             raise UsageError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.steps_per_call < 0:
         raise UsageError(f"steps_per_call must be >= 0 (0: auto), got {cfg.steps_per_call}")
+    if cfg.simulator_version not in (1, 2):  # data/simulator.py VERSIONS
+        raise UsageError(f"simulator_version must be 1 or 2, got {cfg.simulator_version}")
     if not 0 < cfg.n_train_patients < cfg.n_patients:
         raise UsageError(f"n_train_patients must be in [1, n_patients), got {cfg.n_train_patients}")
     if not 0.0 <= cfg.decay_fraction <= 1.0:

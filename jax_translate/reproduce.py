@@ -8,6 +8,7 @@ evaluations are kept, an unfinished sweep continues from its checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import jax
 
 from jax_translate import io_utils, preflight
 from jax_translate.config import PAPER_METHODS, Experiment, make_config, preset_settings
+from jax_translate.evaluation import ceiling as ceiling_lib
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import evaluate, figures, metrics
 from jax_translate.run_folder import RESULTS_CSV, RESULTS_JSON, RunFolder, load_splits
@@ -49,6 +51,8 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
     splits = load_splits(first)
     log(f"data: {len(splits['train'])} train / {len(splits['holdout'])} holdout slices "
         f"({first.size}); preset {preset_name}: {settings.get('notes', '')}")
+    data_ceiling, _ = ceiling_lib.recorded(evaluate.classifier_cache_dir(first).parent, splits)
+    log(data_ceiling.line())
     clf_cfg = classifier_lib.ClassifierConfig(
         steps=settings.get("classifier_steps", classifier_lib.ClassifierConfig.steps))
     clf = classifier_lib.load_or_train(
@@ -76,7 +80,8 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
     io_utils.atomic_write_text(out / RESULTS_CSV, evaluate.rows_to_csv(rows))
     table = evaluate.flip_table(rows)
     summary = {"preset": preset_name, "rows": rows, "aggregate": metrics.aggregate_over_seeds(rows),
-               "classifier": clf.metrics, "timings": timings, "flip_table": table,
+               "classifier": clf.metrics, "information_ceiling": dataclasses.asdict(data_ceiling),
+               "timings": timings, "flip_table": table,
                "wall_seconds_this_call": time.perf_counter() - t0}
     io_utils.atomic_write_json(out / RESULTS_JSON, summary)
     figure = figures.bias_curves(rows, out / "bias_curves.png")

@@ -15,6 +15,13 @@ Writes ``convergence.csv`` (after every point) and ``convergence.png`` to
 ``--out``. ``--budget-s`` stops a method's points once it has trained that
 long, so a fixed-length GPU call still ends with every method's early points.
 
+``--control ROWS.jsonl`` (repeatable, ``RATIO=ROWS.jsonl``; plain ROWS.jsonl is ratio 1)
+adds the control translator's curve beside ours: the rows that
+``../shared/peer/run_peer.py`` printed (the CUT repository's own CycleGAN,
+trained outside this repository on this dataset's export and the same
+domains; its code never enters here). It has r and lesion preservation,
+measured as ours are, and no classifier columns.
+
 On a GPU (issue 15's question: does a bigger network start the game?):
 
     python experiments/convergence/run.py --model paper --ratios 0,1 --steps 8000 \
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -62,6 +70,41 @@ def evaluate_states(cfg, states, test, clf) -> list[dict]:
     return out
 
 
+CONTROL = "control cyclegan"
+
+
+def control_rows(spec: str) -> list[dict]:
+    """The control's curve from run_peer.py's JSON rows: ``[RATIO=]ROWS.jsonl``."""
+    ratio, _, path = spec.rpartition("=")
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("{"):
+            peer = json.loads(line)
+            rows.append({"method": CONTROL, "model": "cut-repo", "step": peer["step"],
+                         "target_tumor_ratio": float(ratio or 1.0), "fidelity_r": peer["r"],
+                         "lesion_score_tumor": peer["lesion"], "wall_s": peer["secs"]})
+    if not rows:
+        raise SystemExit(f"error: {path} holds no run_peer.py rows")
+    return rows
+
+
+def write_rows(rows: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_rows(path: Path) -> list[dict]:
+    """convergence.csv's rows, numbers as numbers (empty cells: None)."""
+    def value(key, text):
+        if text == "" or key in ("method", "model", "quality"):
+            return text or None
+        return int(text) if key == "step" else float(text)
+    with path.open() as f:
+        return [{k: value(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -75,8 +118,10 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     for ax, (key, panel_title) in zip(axes, panels):
         for curve in dict.fromkeys((r["method"], r["target_tumor_ratio"]) for r in rows):
             pts = [(r["step"], r[key]) for r in rows
-                   if (r["method"], r["target_tumor_ratio"]) == curve]
-            ax.plot(*zip(*pts), marker="o", label=f"{curve[0]} @ {curve[1]:g}")
+                   if (r["method"], r["target_tumor_ratio"]) == curve and r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ls="--" if curve[0] == CONTROL else "-",
+                        label=f"{curve[0]} @ {curve[1]:g}")
         if key == "fidelity_r":
             ax.axhline(quality.FIDELITY_GATE, color="k", ls="--", lw=1, label="gate")
         ax.set_title(panel_title, fontsize=10)
@@ -102,6 +147,11 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=float("inf"),
                         help="per method: no new point after training this long")
     parser.add_argument("--steps-per-call", type=int, default=0, help="0: the backend's default")
+    parser.add_argument("--control", action="append", default=[], metavar="[RATIO=]ROWS.jsonl",
+                        help="the control translator's rows (run_peer.py), drawn beside ours")
+    parser.add_argument("--methods-from", type=Path, default=None, metavar="CSV",
+                        help="start from this convergence.csv's rows (plot a run again with "
+                             "a control, or add methods to it) instead of an empty table")
     parser.add_argument("--member-axis", default="auto", choices=("auto", "loop", "vmap", "map"),
                         help="how the members train; a fixed one skips autotune's compiles")
     args = parser.parse_args()
@@ -110,8 +160,9 @@ def main() -> None:
 
     ratios = tuple(float(r) for r in args.ratios.split(","))
     title = f"{args.model} networks, 64x64, target tumor ratio {args.ratios}, seed 0"
-    rows = []
-    for method in args.methods.split(","):
+    rows = read_rows(args.methods_from) if args.methods_from else []
+    rows += [row for spec in args.control for row in control_rows(spec)]
+    for method in filter(None, args.methods.split(",")):
         cfg = make_config(method, "cpu", target_tumor_ratios=ratios, seeds=1, steps=args.steps,
                           checkpoint_every=max(1, args.steps // args.points),
                           log_every=max(1, args.steps // args.points), data_dir=args.data_dir,
@@ -134,14 +185,12 @@ def main() -> None:
                 rows.append(row)
                 print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                for k, v in row.items()), flush=True)
-            with (args.out / "convergence.csv").open("w", newline="") as f:
-                writer = csv.DictWriter(f, FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
+            write_rows(rows, args.out / "convergence.csv")
             if wall > args.budget_s:
                 print(f"{method}: budget of {args.budget_s:g} s spent at step {step}", flush=True)
                 break
-        plot(rows, args.out / "convergence.png", title)
+    write_rows(rows, args.out / "convergence.csv")
+    plot(rows, args.out / "convergence.png", title)
     print(f"wrote {args.out / 'convergence.csv'} and {args.out / 'convergence.png'}")
 
 

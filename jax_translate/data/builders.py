@@ -66,12 +66,13 @@ def simulated_config(size: str = "64", n_patients: int = 50,
         description=f"{n_patients} simulated patients, {size} axial slices, seed {seed}.")
 
 
-def _simulate_examples(args: tuple[int, int, str]) -> list[tuple[str, dict]]:
+def _simulate_examples(args: tuple[int, int, str, int]) -> list[tuple[str, dict]]:
     # Runs in a worker process: only numpy/scipy are imported there.
     from jax_translate.data import simulator
 
-    patient, seed, size = args
-    volume = simulator.simulate_patient(patient, seed, simulator.GEOMETRIES[size])
+    patient, seed, size, version = args
+    volume = simulator.simulate_patient(patient, seed, simulator.GEOMETRIES[size],
+                                        version=version)
     return list(slices.volume_examples(patient, volume.flair, volume.t1,
                                        volume.tumor, volume.brain))
 
@@ -79,8 +80,13 @@ def _simulate_examples(args: tuple[int, int, str]) -> list[tuple[str, dict]]:
 class SimulatedBrats(tfds.core.GeneratorBasedBuilder):
     """Flair/T1 slices of patients simulated from the MNI152 2009 template."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First simulator."}
+    # The major version is the simulator's (simulator.VERSIONS). TFDS builds only a
+    # builder's own VERSION, so the older one has a builder of its own (below).
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First simulator: the MNI152 population-average tissue mixture in every voxel.",
+        "2.0.0": "Each patient's own crisp anatomy; partial volume only from pixel averaging.",
+    }
     BUILDER_CONFIGS = [simulated_config(size) for size in SIZES]
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -96,7 +102,7 @@ class SimulatedBrats(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, patients) -> Iterator[tuple[str, dict]]:
         cfg = self.builder_config
-        jobs = [(int(p), cfg.seed, cfg.size) for p in patients]
+        jobs = [(int(p), cfg.seed, cfg.size, self.version.major) for p in patients]
         # A spawned worker takes ~4 s to start (it imports the package) and a 64x64
         # patient ~0.5 s to simulate: on 2 cores, 30 patients ran in 18.0 s in this
         # process and 19.5 s with the pool, 8 patients in 5.3 s against 8.7 s.
@@ -110,6 +116,17 @@ class SimulatedBrats(tfds.core.GeneratorBasedBuilder):
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             for examples in pool.map(_simulate_examples, jobs):
                 yield from examples
+
+
+class SimulatedBratsV1(SimulatedBrats, skip_registration=True):
+    """Simulator version 1's data, still buildable for the results made with it:
+    the same name and folders (simulated_brats/<config>/1.0.0)."""
+
+    name = "simulated_brats"
+    VERSION = tfds.core.Version("1.0.0")
+
+
+SIMULATED_BUILDERS = {1: SimulatedBratsV1, 2: SimulatedBrats}  # by simulator version
 
 
 # --------------------------------------------------------------------------

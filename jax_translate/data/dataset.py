@@ -23,7 +23,13 @@ SPLITS = ("train", "holdout")
 # Both splits as plain numpy arrays, in the dataset's TFDS folder: what a machine
 # without tensorflow-datasets (e.g. a GPU image) reads (`jax-translate data --export`).
 EXPORT_NAME = "splits.npz"
-BUILDER_VERSION = "1.0.0"  # builders.SimulatedBrats / RealBrats.VERSION
+BUILDER_VERSION = "1.0.0"  # builders.RealBrats.VERSION
+
+
+def simulated_version(simulator_version: int) -> str:
+    """The TFDS version of the simulated dataset made by this simulator version
+    (builders.SIMULATED_BUILDERS: 2.0.0, the default, and 1.0.0, still buildable)."""
+    return f"{simulator_version}.0.0"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +80,8 @@ def simulated_config_name(size: str = "64", n_patients: int = 50, n_train_patien
 
 
 def dataset_dir(size: str = "64", data_dir: str | Path | None = None,
-                brats_dir: str | Path | None = None, **sim_kwargs) -> Path:
+                brats_dir: str | Path | None = None, version: int | None = None,
+                **sim_kwargs) -> Path:
     """The folder TFDS builds this dataset in (``builder.data_dir``), found without TFDS.
 
     It also holds the classifier cache and the split export.
@@ -83,7 +90,17 @@ def dataset_dir(size: str = "64", data_dir: str | Path | None = None,
     if brats_dir is not None:
         return root / "real_brats" / check_size(size) / BUILDER_VERSION
     name = simulated_config_name(check_size(size), **sim_kwargs)
-    return root / "simulated_brats" / name / BUILDER_VERSION
+    return root / "simulated_brats" / name / simulated_version(_simulator_version(version))
+
+
+def _simulator_version(version: int | None) -> int:
+    from jax_translate.data import simulator  # numpy and scipy only
+
+    version = simulator.LATEST_VERSION if version is None else version
+    if version not in simulator.VERSIONS:
+        raise UsageError(f"unknown simulator version {version!r}; choose one of "
+                         f"{', '.join(map(str, sorted(simulator.VERSIONS)))}")
+    return version
 
 
 def export_splits(splits: dict[str, SliceSet], path: Path) -> Path:
@@ -103,7 +120,8 @@ def read_export(path: Path) -> dict[str, SliceSet]:
 
 
 def get_builder(size: str = "64", data_dir: str | Path | None = None,
-                brats_dir: str | Path | None = None, **sim_kwargs):
+                brats_dir: str | Path | None = None, version: int | None = None,
+                **sim_kwargs):
     """The TFDS builder: real BraTS when ``brats_dir`` is given, else simulated."""
     from jax_translate.data import builders
 
@@ -116,9 +134,9 @@ def get_builder(size: str = "64", data_dir: str | Path | None = None,
     config = builders.simulated_config(size, **sim_kwargs)
     # TFDS refuses a custom config object that shares a name with a listed one.
     listed = {c.name for c in builders.SimulatedBrats.BUILDER_CONFIGS}
-    return builders.SimulatedBrats(
-        data_dir=str(data_dir), config=config.name if config.name in listed else config,
-        file_format="array_record")
+    builder = builders.SIMULATED_BUILDERS[_simulator_version(version)]
+    return builder(data_dir=str(data_dir), config=config.name if config.name in listed else config,
+                   file_format="array_record")
 
 
 def prepare(builder, brats_dir: str | Path | None = None) -> bool:

@@ -20,12 +20,14 @@ apart. The same (seed, patient) gives the same patient in every geometry.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 from scipy import ndimage, special
 from scipy.spatial.transform import Rotation
 
-from jax_translate.data.anatomy import blurred_anatomy, brain_center_mm, tumor_sites_mm
+from jax_translate.data.anatomy import (blurred_anatomy, brain_center_mm, load_anatomy,
+                                        tumor_sites_mm)
 
 MODALITIES = ("flair", "t1", "t2", "t1c")
 # Labels of PatientVolume.tissue; the tumor parts follow BraTS.
@@ -73,7 +75,7 @@ TISSUE_MEANS = {
     "flair": (0.10, 0.52, 0.37, 0.80, 0.70, 0.60),
     "t1": (0.20, 0.50, 0.75, 0.34, 0.38, 0.18),
     "t2": (0.90, 0.50, 0.35, 0.80, 0.60, 0.85),
-    "t1c": (0.20, 0.50, 0.75, 0.34, 0.95, 0.18),
+    "t1c": (0.20, 0.50, 0.75, 0.34, 1.05, 0.18),
 }
 INTENSITY_JITTER = 0.05  # per patient, tissue and modality, uniform +-
 BIAS_SD, BIAS_LIMIT = 0.05, 0.12  # log of the multiplicative bias field
@@ -90,6 +92,19 @@ MODALITY_SCALE = {m: max(means) * (1 + INTENSITY_JITTER) * np.exp(BIAS_LIMIT)
 _FIELD_BOX = ((-120.0, 120.0), (-150.0, 120.0), (-90.0, 110.0))
 ELASTIC_SPACING_MM, ELASTIC_SD_MM = 32.0, 2.5
 BIAS_SPACING_MM = 64.0
+# Simulator versions (a dataset records the one it was made with).
+VERSIONS = {
+    1: "the MNI152 population-average tissue mixture in every voxel, blurred per pixel",
+    2: "each patient's own crisp anatomy; partial volume only from the pixel averaging",
+}
+LATEST_VERSION = 2
+# Version 2: the anatomy is sampled at most FINE_MM apart in-plane (64x64: 3 x 3
+# points a pixel, 128: 2 x 2, 256x128: 1), then
+# averaged over each pixel. A patient's own anatomy is the template's
+# log-probabilities plus ANATOMY_SD times smooth N(0, 1) fields on an
+# ANATOMY_SPACING_MM lattice; ANATOMY_FLOOR keeps log(0) finite.
+FINE_MM = 1.2
+ANATOMY_SD, ANATOMY_SPACING_MM, ANATOMY_FLOOR = 0.8, 12.0, 1e-3
 # The edema's radius is scaled by EDEMA_REACH[0] + EDEMA_REACH[1] * P(WM).
 EDEMA_REACH = (0.75, 0.45)
 MAX_REACH = sum(EDEMA_REACH)
@@ -245,18 +260,31 @@ def _draw_tumor(rng: np.random.Generator) -> _Tumor:
 
 
 def simulate_patient(patient_index: int, seed: int, geometry: SliceGeometry, *,
-                     mass_effect: bool = True) -> PatientVolume:
-    """Simulates one patient; a pure function of (seed, patient_index).
+                     mass_effect: bool = True, version: int = LATEST_VERSION,
+                     _every_pixel: bool = False) -> PatientVolume:
+    """Simulates one patient; a pure function of (seed, patient_index, version).
 
-    mass_effect=False keeps the tumor but does not push tissue aside (for
-    tests and ablations); every random draw stays the same.
+    version 2 (the default) gives each patient crisp anatomy of their own,
+    imaged with the scanner's pixel averaging; version 1 is the template's
+    population-average tissue mixture (see `VERSIONS`). mass_effect=False keeps
+    the tumor but does not push tissue aside (for tests and ablations); every
+    random draw stays the same. _every_pixel (tests) samples version 2's fine
+    grid under every pixel, not only near the brain.
     """
-    anatomy = blurred_anatomy(round(geometry.blur_mm, 3))
+    if version not in VERSIONS:
+        raise ValueError(f"unknown simulator version {version!r}; choose one of {sorted(VERSIONS)}")
     rng = np.random.default_rng([seed, patient_index])
     axes_mm = output_axes_mm(geometry)
     shape = tuple(len(a) for a in axes_mm)
-    z, y, x = np.meshgrid(*axes_mm, indexing="ij")
-    patient_points = np.stack([x.ravel(), y.ravel(), z.ravel()]).astype(np.float32)
+    # Version 2 samples the anatomy on a grid `sub` times finer in-plane
+    # (<= FINE_MM spacing) and averages it back to pixels, as a scanner does.
+    sub = 1 if version == 1 else max(1, int(np.ceil(geometry.pixel_mm / FINE_MM - 0.01)))
+    sample_axes = axes_mm if sub == 1 else _fine_axes(axes_mm, geometry.pixel_mm, sub)
+    fine_shape = tuple(len(a) for a in sample_axes)
+
+    def patient_mm(index):  # flat indices into the fine grid -> (3, n) mm, x y z
+        z, y, x = np.unravel_index(index, fine_shape)
+        return np.stack([sample_axes[2][x], sample_axes[1][y], sample_axes[0][z]]).astype(np.float32)
 
     # Head pose and size, about the brain centre: mostly in-plane rotation,
     # a little tilt (which changes the slicing angle).
@@ -265,27 +293,37 @@ def simulate_patient(patient_index: int, seed: int, geometry: SliceGeometry, *,
     linear = Rotation.from_euler("xyz", angles, degrees=True).as_matrix() @ np.diag(
         rng.uniform(0.92, 1.08) * rng.uniform(0.97, 1.03, 3))
     shift = rng.uniform(-4.0, 4.0, 3)
-    unposed = np.linalg.inv(linear).astype(np.float32) @ (
-        patient_points - (center + shift)[:, None].astype(np.float32))
-    unposed += center[:, None].astype(np.float32)
-    elastic = ELASTIC_SD_MM * _smooth_fields(rng, 3, axes_mm, ELASTIC_SPACING_MM)
+
+    def unposed_mm(index):  # the same points in the unposed (template-aligned) frame
+        unposed = np.linalg.inv(linear).astype(np.float32) @ (
+            patient_mm(index) - (center + shift)[:, None].astype(np.float32))
+        unposed += center[:, None].astype(np.float32)
+        return unposed
+
+    elastic = ELASTIC_SD_MM * _smooth_fields(rng, 3, sample_axes, ELASTIC_SPACING_MM)
     tumor = _draw_tumor(rng)
 
     # Back to the template: undo the mass effect, then the elastic warp.
-    source = unposed
-    if mass_effect:
-        source = _push_from(unposed, tumor.core.center, tumor.push_radius_mm,
-                            tumor.push_reach_mm)
-    voxels = anatomy.mm_to_voxel(source + elastic.reshape(3, -1))
-    # Half the output grid maps outside the brain's box: no need to sample.
-    low, high = anatomy.voxel_box
-    in_box = np.flatnonzero(np.all((voxels > (low - 1)[:, None])
-                                   & (voxels < (high + 1)[:, None]), axis=0))
-    csf, gm, wm = np.zeros((3, source.shape[1]), np.float32)
-    for tissue_map, sampled in zip((anatomy.csf, anatomy.gm, anatomy.wm), (csf, gm, wm)):
-        sampled[in_box] = ndimage.map_coordinates(
-            tissue_map, voxels[:, in_box], order=1, output=np.float32, mode="constant",
-            cval=0.0, prefilter=False)
+    def to_template(points, displacement):
+        if mass_effect:
+            points = _push_from(points, tumor.core.center, tumor.push_radius_mm,
+                                tumor.push_reach_mm)
+        return points + displacement
+
+    elastic = elastic.reshape(3, -1)
+    if version == 1:
+        fine = _FineGrid.identity(shape)
+        unposed = unposed_mm(np.arange(int(np.prod(shape))))
+        source = to_template(unposed, elastic)
+        csf, gm, wm = _sample_tissue(blurred_anatomy(round(geometry.blur_mm, 3)), source)
+    else:
+        fine = _FineGrid.near_brain(shape, sub, lambda i: to_template(unposed_mm(i), elastic[:, i]),
+                                    geometry.pixel_mm, every_pixel=_every_pixel)
+        unposed = unposed_mm(fine.points)
+        source = to_template(unposed, elastic[:, fine.points])
+        anatomy_fields = _smooth_fields(np.random.default_rng([seed, patient_index, version]),
+                                        3, sample_axes, ANATOMY_SPACING_MM).reshape(3, -1)
+        csf, gm, wm = _crisp_tissue(source, anatomy_fields[:, fine.points])
     # Linear interpolation is linear, so this is the warped brain mask.
     brain_fraction = csf + gm + wm
 
@@ -294,17 +332,130 @@ def simulate_patient(patient_index: int, seed: int, geometry: SliceGeometry, *,
     whole = tumor.whole.fraction(unposed, reach=EDEMA_REACH[0] + EDEMA_REACH[1] * wm)
     core = np.minimum(tumor.core.fraction(unposed), whole)
     necrotic = np.minimum(tumor.necrotic.fraction(unposed), core)
-    tissue = _tissue_labels(csf, gm, wm, whole, core, necrotic).reshape(shape)
 
     fractions = dict(csf=csf, gm=gm, wm=wm, brain=brain_fraction, whole=whole,
                      edema=whole - core, enhancing=core - necrotic, necrotic=necrotic)
-    images = {modality: image.reshape(shape)
-              for modality, image in _render(rng, fractions, axes_mm).items()}
+    images = {modality: image.reshape(shape) for modality, image in
+              _render(rng, fractions, axes_mm, None if version == 1 else fine.average).items()}
+    # The labels of what each pixel holds most of.
+    parts = [fine.average(part) for part in (csf, gm, wm, whole, core, necrotic)]
+    tissue = _tissue_labels(*parts).reshape(shape)
     return PatientVolume(
         **images, tumor=(tissue >= EDEMA).astype(np.uint8),
         brain=(tissue > BACKGROUND).astype(np.uint8), tissue=tissue,
         tumor_center=_to_index(linear @ (tumor.core.center - center) + center + shift,
                                geometry))
+
+
+@dataclasses.dataclass(frozen=True)
+class _FineGrid:
+    """Which points of the `sub`-times finer grid are sampled, and their pixels.
+
+    Points of pixels far from any brain are skipped: they would only add
+    zeros to their pixel's average.
+    """
+
+    n_pixels: int
+    sub: int
+    points: np.ndarray | slice  # flat indices into the fine grid (Z, H*sub, W*sub)
+    pixel: np.ndarray | None  # flat pixel index of each point
+
+    @classmethod
+    def identity(cls, shape) -> "_FineGrid":
+        return cls(int(np.prod(shape)), 1, slice(None), None)
+
+    @classmethod
+    def near_brain(cls, shape, sub: int, to_template, pixel_mm: float,
+                   every_pixel: bool = False) -> "_FineGrid":
+        """The fine points of pixels whose centre maps (`to_template`: fine
+        indices -> template mm) within 1.5 pixels of the brain, and their
+        in-plane neighbours."""
+        n_slices, height, width = shape
+        z, row, column = np.indices(shape).reshape(3, -1)
+        if every_pixel:
+            near = np.ones(shape, bool)
+        else:
+            # One sub-point near each pixel's centre stands in for the pixel.
+            centre = (z * height * sub + row * sub + sub // 2) * (width * sub) + column * sub + sub // 2
+            distance = ndimage.map_coordinates(
+                _outside_distance_mm(), load_anatomy().mm_to_voxel(to_template(centre)),
+                order=1, mode="nearest", prefilter=False)
+            near = ndimage.binary_dilation((distance < 1.5 * pixel_mm).reshape(shape),
+                                           structure=np.ones((1, 3, 3), bool))
+        pixels = np.flatnonzero(near)
+        z, row, column = np.unravel_index(pixels, shape)
+        i, j = np.divmod(np.arange(sub * sub), sub)
+        fine_row = (row[:, None] * sub + i[None, :]).ravel()
+        fine_column = (column[:, None] * sub + j[None, :]).ravel()
+        points = (np.repeat(z, sub * sub) * (height * sub) + fine_row) * (width * sub) + fine_column
+        return cls(int(np.prod(shape)), sub, points, np.repeat(pixels, sub * sub))
+
+    def average(self, values: np.ndarray) -> np.ndarray:
+        """Values at the sampled points -> flat means over each pixel (0 where none)."""
+        if self.pixel is None:
+            return values
+        sums = np.bincount(self.pixel, weights=values, minlength=self.n_pixels)
+        return (sums / (self.sub * self.sub)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _outside_distance_mm() -> np.ndarray:
+    """Distance (mm) of each template voxel to the brain; 0 inside it."""
+    anatomy = load_anatomy()
+    voxel_mm = np.sqrt((anatomy.affine[:3, :3] ** 2).sum(axis=0))
+    distance = ndimage.distance_transform_edt(anatomy.brain < 0.5, sampling=voxel_mm)
+    return distance.astype(np.float32)
+
+
+def _fine_axes(axes_mm, pixel_mm: float, sub: int):
+    """The slices' axes with rows and columns each split into `sub` sub-pixels."""
+    z, y, x = axes_mm
+    offsets = ((np.arange(sub) + 0.5) / sub - 0.5) * pixel_mm
+    # Rows run from anterior (high y) down; columns from left (low x) up.
+    return z, (y[:, None] - offsets[None, :]).ravel(), (x[:, None] + offsets[None, :]).ravel()
+
+
+def _template_voxels(anatomy, source_mm: np.ndarray):
+    """Template voxel coordinates of points (3, N), and the indices inside the brain's box."""
+    voxels = anatomy.mm_to_voxel(source_mm)
+    # Half the output grid maps outside the brain's box: no need to sample.
+    low, high = anatomy.voxel_box
+    in_box = np.flatnonzero(np.all((voxels > (low - 1)[:, None])
+                                   & (voxels < (high + 1)[:, None]), axis=0))
+    return voxels[:, in_box], in_box
+
+
+def _sample_tissue(anatomy, source_mm: np.ndarray) -> np.ndarray:
+    """Tissue fractions (3, N) csf, gm, wm of the template at points (3, N) in mm."""
+    voxels, in_box = _template_voxels(anatomy, source_mm)
+    sampled = np.zeros((3, source_mm.shape[1]), np.float32)
+    for tissue_map, out in zip((anatomy.csf, anatomy.gm, anatomy.wm), sampled):
+        out[in_box] = ndimage.map_coordinates(
+            tissue_map, voxels, order=1, output=np.float32, mode="constant",
+            cval=0.0, prefilter=False)
+    return sampled
+
+
+def _crisp_tissue(source_mm: np.ndarray, fields: np.ndarray) -> np.ndarray:
+    """One patient's own anatomy: a hard tissue label (3, N) at each point (mm).
+
+    The template's population-average probabilities, their log perturbed by
+    this patient's smooth N(0, 1) fields (3, N) (gyri and sulci that differ
+    from the average), decide one tissue per point: inside the brain the most
+    probable one. So a point is pure CSF, GM or WM, and partial volume only
+    comes from the pixel averaging that follows.
+    """
+    anatomy = load_anatomy()
+    voxels, in_box = _template_voxels(anatomy, source_mm)
+    probabilities = np.stack([ndimage.map_coordinates(
+        tissue_map, voxels, order=1, output=np.float32, mode="constant", cval=0.0,
+        prefilter=False) for tissue_map in (anatomy.csf, anatomy.gm, anatomy.wm)])
+    brain = np.flatnonzero(probabilities.sum(axis=0) >= 0.5)
+    logits = np.log(probabilities[:, brain] + np.float32(ANATOMY_FLOOR))
+    logits += np.float32(ANATOMY_SD) * fields[:, in_box[brain]]
+    crisp = np.zeros((3, source_mm.shape[1]), np.float32)
+    crisp[np.argmax(logits, axis=0), in_box[brain]] = 1.0
+    return crisp
 
 
 def _tissue_labels(csf, gm, wm, whole, core, necrotic) -> np.ndarray:
@@ -318,34 +469,61 @@ def _tissue_labels(csf, gm, wm, whole, core, necrotic) -> np.ndarray:
     return tissue
 
 
-def _render(rng, fractions: dict[str, np.ndarray], axes_mm) -> dict[str, np.ndarray]:
-    """Flat images in [0, 1] of every modality from tissue fractions (N,)."""
+def _render(rng, fractions: dict[str, np.ndarray], axes_mm, average=None) -> dict[str, np.ndarray]:
+    """Flat images in [0, 1] of every modality from tissue fractions.
+
+    The fractions may lie on a finer grid than the image: then `average` maps
+    them to pixels (the scanner's partial volume), before the bias field and
+    noise.
+    """
     jitter = rng.uniform(1 - INTENSITY_JITTER, 1 + INTENSITY_JITTER, (len(MODALITIES), 6))
     log_bias = np.clip(BIAS_SD * _smooth_fields(rng, len(MODALITIES), axes_mm, BIAS_SPACING_MM),
                        -BIAS_LIMIT, BIAS_LIMIT).reshape(len(MODALITIES), -1)
+    if average is None:
+        brain = fractions["brain"]
+        signal = lambda means: _signal(fractions, means)  # noqa: E731
+    else:
+        # A pixel's signal is linear in its tissues' shares: average the
+        # shares once instead of each modality's fine image.
+        brain = average(fractions["brain"])
+        shares = np.stack([average(share) for share in _shares(fractions)])
+        signal = lambda means: means @ shares  # noqa: E731
     # Signal and noise only where there is (some) brain: the background stays
     # 0, as in skull-stripped BraTS. The noise is still drawn for every voxel
     # so that it does not depend on the anatomy.
-    inside = np.flatnonzero(fractions["brain"] > 0.01)
-    f = {name: fraction[inside] for name, fraction in fractions.items()}
-    n_voxels = fractions["brain"].size
+    inside = np.flatnonzero(brain > 0.01)
+    n_voxels = brain.size
     images = {}
     for m, modality in enumerate(MODALITIES):
         means = (np.asarray(TISSUE_MEANS[modality]) * jitter[m]).astype(np.float32)
-        healthy = f["csf"] * means[0] + f["gm"] * means[1] + f["wm"] * means[2]
-        lesion = f["edema"] * means[3] + f["enhancing"] * means[4] + f["necrotic"] * means[5]
-        # Partial volumes: the tumor replaces its share of each voxel's brain.
-        signal = (1.0 - f["whole"]) * healthy + f["brain"] * lesion
-        signal *= np.exp(log_bias[m, inside])
+        pixel_signal = signal(means)[inside]
+        pixel_signal *= np.exp(log_bias[m, inside])
         # Rician: the magnitude of a complex signal with Gaussian noise.
         sigma = np.float32(NOISE_SIGMA * MODALITY_SCALE[modality])
-        real = signal + sigma * rng.standard_normal(n_voxels, dtype=np.float32)[inside]
+        real = pixel_signal + sigma * rng.standard_normal(n_voxels, dtype=np.float32)[inside]
         imaginary = sigma * rng.standard_normal(n_voxels, dtype=np.float32)[inside]
         image = np.zeros(n_voxels, np.float32)
         image[inside] = np.clip(np.sqrt(real * real + imaginary * imaginary)
                                 / np.float32(MODALITY_SCALE[modality]), 0.0, 1.0)
         images[modality] = image
     return images
+
+
+def _signal(f: dict[str, np.ndarray], means: np.ndarray) -> np.ndarray:
+    """Noiseless signal of tissue fractions, with tissue means (csf, gm, wm, edema,
+    enhancing, necrotic)."""
+    healthy = f["csf"] * means[0] + f["gm"] * means[1] + f["wm"] * means[2]
+    lesion = f["edema"] * means[3] + f["enhancing"] * means[4] + f["necrotic"] * means[5]
+    # Partial volumes: the tumor replaces its share of each voxel's brain.
+    return (1.0 - f["whole"]) * healthy + f["brain"] * lesion
+
+
+def _shares(f: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Each tissue's share of a voxel, in `_signal`'s order: `_signal` is their
+    dot product with the means."""
+    healthy = 1.0 - f["whole"]
+    return ([healthy * f[name] for name in ("csf", "gm", "wm")]
+            + [f["brain"] * f[name] for name in ("edema", "enhancing", "necrotic")])
 
 
 def _random_direction(rng: np.random.Generator) -> np.ndarray:
