@@ -89,7 +89,8 @@ def _sweep_config(args):
     if args.ratios is not None:
         overrides["target_tumor_ratios"] = parse_ratios(args.ratios)
     for name in ("seeds", "member_axis", "conv_impl", "size", "steps", "batch_size",
-                 "checkpoint_every", "log_every", "steps_per_call", "autotune", "precision"):
+                 "checkpoint_every", "log_every", "steps_per_call", "autotune", "precision",
+                 "simulator_version"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     for name in ("data_dir", "brats_dir"):

@@ -1,5 +1,8 @@
 """TFDS builders: real BraTS from tiny NIfTI volumes, and the simulated round trip."""
 
+import functools
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -77,9 +80,11 @@ def test_unknown_size_and_bad_data_dir(tmp_path):
 def test_simulated_tfds_round_trip(tmp_path, monkeypatch, capfd):
     from jax_translate.data import builders, simulator
 
-    # the 2 train patients are simulated by 2 worker processes, the holdout one here
+    # the 2 train patients are simulated by 2 worker processes, the holdout one here;
+    # simulator version 1 (its own builder) is 3x faster than 2, which
+    # test_tiny_dataset_is_the_default_simulator checks
     monkeypatch.setattr(builders, "PATIENTS_PER_WORKER", 1)
-    kwargs = dict(n_patients=3, n_train_patients=2, seed=5)
+    kwargs = dict(n_patients=3, n_train_patients=2, seed=5, version=1)
     splits = dataset.load("64", tmp_path, **kwargs)
     # stderr is not a terminal here: TFDS's bars stay out of the log, ours is 2 lines
     err = capfd.readouterr().err
@@ -88,7 +93,7 @@ def test_simulated_tfds_round_trip(tmp_path, monkeypatch, capfd):
     assert set(np.unique(splits["holdout"].patient_id)) == {2}
     # what was read back is exactly what the simulator made
     for split, patient in (("holdout", 2), ("train", 1)):
-        volume = simulator.simulate_patient(patient, 5, simulator.GEOMETRIES["64"])
+        volume = simulator.simulate_patient(patient, 5, simulator.GEOMETRIES["64"], version=1)
         got = splits[split]
         got = got.take(np.flatnonzero(got.patient_id == patient))
         for i in (0, len(got) // 2, len(got) - 1):
@@ -102,3 +107,33 @@ def test_simulated_tfds_round_trip(tmp_path, monkeypatch, capfd):
     # a second load reuses the cache and gives identical arrays
     again = dataset.load("64", tmp_path, **kwargs)["holdout"]
     np.testing.assert_array_equal(again.flair, holdout.flair)
+    # `jax-translate data` prints the dataset's information ceiling and records it
+    from jax_translate import cli
+    from jax_translate.evaluation import ceiling
+
+    sim_kwargs = {k: v for k, v in kwargs.items() if k != "version"}
+    monkeypatch.setattr(dataset, "get_builder",
+                        functools.partial(dataset.get_builder, **sim_kwargs))
+    capfd.readouterr()
+    for recorded in (False, True):
+        assert cli.main(["data", "--data-dir", str(tmp_path), "--simulator-version", "1"]) == 0
+        out = capfd.readouterr().out
+        assert "reusing simulated_brats/64_p3_t2_s5 1.0.0" in out
+        line = next(line for line in out.splitlines() if line.startswith("information ceiling"))
+        assert "3x3 Flair patch" in line and ("recorded in ceiling.json" in line) == recorded
+    record = json.loads((dataset.dataset_dir("64", tmp_path, **kwargs)
+                         / ceiling.CEILING_FILE).read_text())
+    assert f"r {record['local_map_r']:.3f}" in line and record["flair_r"] < record["local_map_r"]
+
+
+def test_tiny_dataset_is_the_default_simulator(tiny_data_dir):
+    """The shared tiny dataset (5 patients, seed 0) holds simulator version 2's slices."""
+    from jax_translate.data import simulator
+
+    splits = dataset.load("64", tiny_data_dir, n_patients=5, n_train_patients=3)
+    assert dataset.dataset_dir("64", tiny_data_dir, n_patients=5, n_train_patients=3).name == "2.0.0"
+    got = splits["holdout"].take(np.flatnonzero(splits["holdout"].patient_id == 4))
+    volume = simulator.simulate_patient(4, 0, simulator.GEOMETRIES["64"])
+    for i in (0, len(got) // 2):
+        np.testing.assert_array_equal(got.t1[i], volume.t1[got.slice_index[i]])
+        np.testing.assert_array_equal(got.flair[i], volume.flair[got.slice_index[i]])

@@ -26,9 +26,14 @@ def test_gpu_preset_is_the_whole_study():
 
 def test_dataset_dir_is_the_builders_folder(tmp_path):
     pytest.importorskip("tensorflow_datasets")
-    for kwargs in ({}, dict(n_patients=8, n_train_patients=6, seed=1)):
+    for kwargs in ({}, dict(n_patients=8, n_train_patients=6, seed=1), dict(version=1),
+                   dict(version=2, n_patients=8)):
         builder = dataset.get_builder("64", tmp_path, **kwargs)
         assert dataset.dataset_dir("64", tmp_path, **kwargs) == dataset.Path(builder.data_dir)
+        # the simulator version is the dataset's major version; 2 is the default
+        assert builder.version.major == kwargs.get("version", 2) == int(builder.data_dir[-5])
+    with pytest.raises(dataset.UsageError, match="unknown simulator version 3"):
+        dataset.dataset_dir("64", tmp_path, version=3)
 
 
 def _equal(a: dataset.SliceSet, b: dataset.SliceSet):

@@ -40,8 +40,9 @@ import jax
 import numpy as np
 
 from jax_translate.config import make_config
+from jax_translate.evaluation import ceiling as ceiling_lib
 from jax_translate.evaluation import classifier as classifier_lib
-from jax_translate.evaluation import evaluate, quality
+from jax_translate.evaluation import evaluate, metrics, quality
 from jax_translate.models import MODEL_PRESETS
 from jax_translate.run_folder import load_splits
 from jax_translate.training.methods import Method
@@ -73,19 +74,47 @@ def evaluate_states(cfg, states, test, clf) -> list[dict]:
 CONTROL = "control cyclegan"
 
 
-def control_rows(spec: str) -> list[dict]:
-    """The control's curve from run_peer.py's JSON rows: ``[RATIO=]ROWS.jsonl``."""
+def control_rows(spec: str, test, clf) -> list[dict]:
+    """The control's curve: ``[RATIO=]ROWS.jsonl`` as run_peer.py writes it, with its
+    saved translations of the holdout set (``trans_<step>.npz`` beside the rows)
+    scored exactly as ours are (`score`)."""
     ratio, _, path = spec.rpartition("=")
+    path = Path(path)
     rows = []
-    for line in Path(path).read_text().splitlines():
-        if line.startswith("{"):
-            peer = json.loads(line)
-            rows.append({"method": CONTROL, "model": "cut-repo", "step": peer["step"],
-                         "target_tumor_ratio": float(ratio or 1.0), "fidelity_r": peer["r"],
-                         "lesion_score_tumor": peer["lesion"], "wall_s": peer["secs"]})
+    for line in path.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        peer = json.loads(line)
+        saved = path.parent / f"trans_{peer['step']}.npz"
+        if not saved.is_file():
+            raise SystemExit(f"error: {saved} is missing: the control's translations at step "
+                             f"{peer['step']} are needed to score it as ours are")
+        with np.load(saved) as z:
+            translated = z["translated"].astype(np.float32)
+        if translated.shape != test.t1.shape:
+            raise SystemExit(f"error: {saved} holds {translated.shape[0]} translations, not this "
+                             f"holdout set's {len(test)}: another dataset or domain rule")
+        rows.append({"method": CONTROL, "model": "cut-repo", "step": peer["step"],
+                     "target_tumor_ratio": float(ratio or 1.0), "wall_s": peer["secs"],
+                     **score(translated, test, clf)})
     if not rows:
         raise SystemExit(f"error: {path} holds no run_peer.py rows")
     return rows
+
+
+def score(translated: np.ndarray, test, clf) -> dict:
+    """One translator's holdout translations, as `evaluate.member_rows` scores ours."""
+    healthy, tumor = test.label == 0, test.label == 1
+    pred = clf.predict(translated)
+    r = quality.pearson_in_brain(translated[healthy], test.t1[healthy], test.brain_mask[healthy])
+    ssim = quality.ssim_in_brain(translated[healthy], test.t1[healthy], test.brain_mask[healthy])
+    lesion = metrics.lesion_score(translated[tumor], test.t1[tumor], test.label[tumor],
+                                  test.tumor_mask[tumor], test.brain_mask[tumor])
+    return {"fidelity_r": float(np.nanmean(r)), "fidelity_ssim": float(np.nanmean(ssim)),
+            "lesion_score_tumor": float(np.nanmean(lesion)),
+            "frac_pred_tumor_healthy": float(pred[healthy].mean()),
+            "frac_pred_tumor_tumor": float(pred[tumor].mean()),
+            "quality": quality.quality_verdict("cyclegan", float(np.nanmean(r)))}
 
 
 def write_rows(rows: list[dict], path: Path) -> None:
@@ -105,7 +134,8 @@ def read_rows(path: Path) -> list[dict]:
         return [{k: value(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
+def plot(rows: list[dict], path: Path, title: str, ceiling=None) -> None:
+    """The curves; with the dataset's `ceiling.Ceiling`, its floor and ceiling too."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -124,6 +154,10 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                         label=f"{curve[0]} @ {curve[1]:g}")
         if key == "fidelity_r":
             ax.axhline(quality.FIDELITY_GATE, color="k", ls="--", lw=1, label="gate")
+            if ceiling is not None:
+                ax.axhline(ceiling.local_map_r, color="gray", ls=":", lw=1.5,
+                           label=f"information ceiling ({ceiling.patch}x{ceiling.patch})")
+                ax.axhline(ceiling.flair_r, color="gray", ls="-.", lw=1, label="Flair as T1")
         ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylim(-0.05, 1.05)
@@ -161,7 +195,13 @@ def main() -> None:
     ratios = tuple(float(r) for r in args.ratios.split(","))
     title = f"{args.model} networks, 64x64, target tumor ratio {args.ratios}, seed 0"
     rows = read_rows(args.methods_from) if args.methods_from else []
-    rows += [row for spec in args.control for row in control_rows(spec)]
+    if args.control:  # the cpu preset's data, classifier and holdout set, as ours
+        cfg = make_config("cyclegan", "cpu", data_dir=args.data_dir)
+        splits = load_splits(cfg)
+        clf = classifier_lib.load_or_train(evaluate.classifier_cache_dir(cfg), splits,
+                                           classifier_lib.ClassifierConfig(), progress=False)
+        test = evaluate.holdout_set(cfg, splits["holdout"])
+        rows += [row for spec in args.control for row in control_rows(spec, test, clf)]
     for method in filter(None, args.methods.split(",")):
         cfg = make_config(method, "cpu", target_tumor_ratios=ratios, seeds=1, steps=args.steps,
                           checkpoint_every=max(1, args.steps // args.points),
@@ -190,7 +230,10 @@ def main() -> None:
                 print(f"{method}: budget of {args.budget_s:g} s spent at step {step}", flush=True)
                 break
     write_rows(rows, args.out / "convergence.csv")
-    plot(rows, args.out / "convergence.png", title)
+    cfg = make_config("cyclegan", "cpu", data_dir=args.data_dir)
+    data_ceiling, _ = ceiling_lib.recorded(evaluate.classifier_cache_dir(cfg).parent,
+                                           load_splits(cfg))
+    plot(rows, args.out / "convergence.png", title, data_ceiling)
     print(f"wrote {args.out / 'convergence.csv'} and {args.out / 'convergence.png'}")
 
 
