@@ -150,7 +150,7 @@ def test_tumor_is_deep_large_enough_and_nested(patient):
 
 
 def test_mass_effect_pushes_tissue_away_instead_of_erasing_it():
-    for patient in (0, 2, 4):
+    for patient in (0, 2):
         pushed, erased = simulate(patient), simulate(patient, mass_effect=False)
         # Tissue from where the tumor grew moved out, so there is more brain.
         core_voxels = int((erased.tissue >= ENHANCING).sum())
