@@ -81,11 +81,14 @@ def test_how_the_model_computes_is_set_at_the_top_level_only():
 
 
 def test_preset_values():
-    """The cpu preset is the SweepConfig defaults but for its grid and steps; >= 2 seeds (bands)."""
+    """The cpu preset is the SweepConfig defaults but for its grid, steps and domain sizes
+    (680: what simulator version 2's training patients hold for disjoint domains);
+    >= 2 seeds (bands)."""
     cpu, paper, tiny = (make_config("cyclegan", p) for p in ("cpu", "paper", "tiny"))
     assert cpu.seeds >= 2
+    assert (cpu.n_source, cpu.n_target, paper.n_source, paper.n_target) == (680, 680, 700, 700)
     assert dataclasses.replace(cpu, target_tumor_ratios=SweepConfig().target_tumor_ratios,
-                               seeds=1, steps=1000) == SweepConfig()
+                               seeds=1, steps=1000, n_source=700, n_target=700) == SweepConfig()
     assert (paper.steps_per_call, paper.checkpoint_every, paper.log_every) == (100, 5000, 500)
     assert (tiny.steps, tiny.n_source, tiny.n_holdout, tiny.n_patients) == (4, 20, 16, 5)
     assert [PRESETS[p]["classifier_steps"] for p in ("cpu", "paper", "tiny")] == [1500, 3000, 20]

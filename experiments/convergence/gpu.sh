@@ -5,7 +5,7 @@
 #
 #   bash experiments/convergence/gpu.sh DATA_DIR OUT_DIR
 #
-# DATA_DIR holds simulated_brats/64/1.0.0/splits.npz (jax-translate data --size 64
+# DATA_DIR holds simulated_brats/64/2.0.0/splits.npz (jax-translate data --size 64
 # --data-dir DATA_DIR --export, on a CPU) and, optionally, the classifier cache beside
 # it. Writes OUT_DIR/<method>.csv (after every point), <method>.png and log.txt.
 # Each method stops adding points after its budget (seconds of its own wall time).

@@ -7,10 +7,10 @@
 #
 #   On a CPU machine with the package installed (pip install -e .), once (~2 min):
 #     bash experiments/gpu_study/run.sh prepare DATA_DIR
-#   builds the 64x64 dataset with its export (DATA_DIR/simulated_brats/64/1.0.0/
+#   builds the 64x64 dataset with its export (DATA_DIR/simulated_brats/64/2.0.0/
 #   splits.npz, 47 MiB; the whole TFDS folder is 96 MB) and, if tqdm is not importable
 #   on the GPU image, fetch its wheel: pip download tqdm -d experiments/gpu_study/wheels
-#   Copy the repository and DATA_DIR/simulated_brats/64/1.0.0/splits.npz (same path
+#   Copy the repository and DATA_DIR/simulated_brats/64/2.0.0/splits.npz (same path
 #   under the data folder) to the GPU machine.
 #
 #   On the GPU machine, from the repository root:
@@ -25,14 +25,14 @@ cd "$ROOT"
 if [[ "${1:-}" == "prepare" ]]; then
   DATA_DIR="${2:?usage: run.sh prepare DATA_DIR}"
   jax-translate data --size 64 --data-dir "$DATA_DIR" --export
-  du -sh "$DATA_DIR"/simulated_brats/64/1.0.0/splits.npz "$DATA_DIR"
+  du -sh "$DATA_DIR"/simulated_brats/64/2.0.0/splits.npz "$DATA_DIR"
   exit 0
 fi
 
 DATA_DIR="${1:?usage: run.sh DATA_DIR  (or: run.sh prepare DATA_DIR on a CPU machine)}"
 OUT="${OUT:-runs/gpu_study}"
 RESULTS="$HERE/results"
-EXPORT="$DATA_DIR/simulated_brats/64/1.0.0/splits.npz"
+EXPORT="$DATA_DIR/simulated_brats/64/2.0.0/splits.npz"
 [[ -f "$EXPORT" ]] || { echo "error: no $EXPORT; run 'run.sh prepare DATA_DIR' on a CPU machine and copy it" >&2; exit 1; }
 
 # What the reproduce path imports beyond the standard library.
