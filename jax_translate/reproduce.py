@@ -51,7 +51,7 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
     splits = load_splits(first)
     log(f"data: {len(splits['train'])} train / {len(splits['holdout'])} holdout slices "
         f"({first.size}); preset {preset_name}: {settings.get('notes', '')}")
-    data_ceiling, _ = ceiling_lib.recorded(evaluate.classifier_cache_dir(first).parent, splits)
+    data_ceiling, _ = ceiling_lib.recorded(evaluate.dataset_folder(first), splits)
     log(data_ceiling.line())
     clf_cfg = classifier_lib.ClassifierConfig(
         steps=settings.get("classifier_steps", classifier_lib.ClassifierConfig.steps))

@@ -231,7 +231,7 @@ def main() -> None:
                 break
     write_rows(rows, args.out / "convergence.csv")
     cfg = make_config("cyclegan", "cpu", data_dir=args.data_dir)
-    data_ceiling, _ = ceiling_lib.recorded(evaluate.classifier_cache_dir(cfg).parent,
+    data_ceiling, _ = ceiling_lib.recorded(evaluate.dataset_folder(cfg),
                                            load_splits(cfg))
     plot(rows, args.out / "convergence.png", title, data_ceiling)
     print(f"wrote {args.out / 'convergence.csv'} and {args.out / 'convergence.png'}")

@@ -46,11 +46,15 @@ LABELS = ("healthy", "tumor")
 EVAL_DROPOUT_SEED = 0
 
 
-def classifier_cache_dir(cfg: SweepConfig) -> Path:
+def dataset_folder(cfg: SweepConfig) -> Path:
+    """The folder of ``cfg``'s dataset: its records, export, ceiling and classifier cache."""
     from jax_translate.data import dataset
 
-    return dataset.dataset_dir(cfg.size, cfg.data_dir, cfg.brats_dir,
-                               **cfg.simulator_kwargs) / "classifier"
+    return dataset.dataset_dir(cfg.size, cfg.data_dir, cfg.brats_dir, **cfg.simulator_kwargs)
+
+
+def classifier_cache_dir(cfg: SweepConfig) -> Path:
+    return dataset_folder(cfg) / "classifier"
 
 
 def holdout_set(cfg: SweepConfig, holdout: SliceSet) -> SliceSet:
