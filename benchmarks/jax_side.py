@@ -14,12 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_translate import flops
+from jax_translate.training import flops
 from jax_translate.config import make_config
 from jax_translate.data.dataset import SliceSet
-from jax_translate.data.slices import image_shape
+from jax_translate.images import image_shape
 from jax_translate.training import autotune, engine
-from jax_translate.training.members import build_members, model_image_shape
+from jax_translate.images import model_image_shape
+from jax_translate.training.members import build_members
 from jax_translate.training.methods import Method
 
 
@@ -39,17 +40,16 @@ def synthetic_slices(size: str = "64", n_patients: int = 50, per_patient: int = 
                     slice_index=np.tile(np.arange(per_patient), n_patients).astype(np.int32))
 
 
-# Overrides of the preset that every benchmark call applies (run.py's --upscale etc.).
-OVERRIDES: dict = {}
-
-
-def sweep_config(method: str, n_members: int, preset: str, size: str, precision: str = "fp32"):
+def sweep_config(method: str, n_members: int, preset: str, size: str, precision: str = "fp32",
+                 overrides: dict | None = None):
+    """An N-member config of ``preset``; ``overrides`` (run.py's --upscale etc.) on top."""
     ratios = tuple(float(r) for r in np.round(np.linspace(0, 1, n_members), 6))
     return make_config(method, preset, size=size, target_tumor_ratios=ratios, steps=10**6,
-                       precision=precision, **OVERRIDES)
+                       precision=precision, **(overrides or {}))
 
 
-def flops_per_member_step(method: str, preset: str, size: str, slices: SliceSet) -> float:
+def flops_per_member_step(method: str, preset: str, size: str, slices: SliceSet,
+                          overrides: dict | None = None) -> float:
     """FLOPs of one member's training step, counted from the layer shapes (:mod:`flops`).
 
     Not from XLA's cost analysis: a GPU program hides its convolutions in
@@ -58,14 +58,15 @@ def flops_per_member_step(method: str, preset: str, size: str, slices: SliceSet)
     3.6 GFLOP for ~1,060 (issue 11). The analytic count is within 4% of XLA's
     CPU count of the loop-free cpu-preset step for every method.
     """
-    cfg = sweep_config(method, 1, preset, size)
+    cfg = sweep_config(method, 1, preset, size, overrides=overrides)
     return flops.member_step_flops(cfg, model_image_shape(cfg, slices.t1.shape))
 
 
 def _sweep(method: str, n_members: int, preset: str, size: str, slices: SliceSet,
-           conv_impl: str = "xla", precision: str = "fp32"):
+           conv_impl: str = "xla", precision: str = "fp32", overrides: dict | None = None):
     """(method, shared data, stacked initial states, member data) of an N-member sweep."""
-    m = Method(sweep_config(method, n_members, preset, size, precision), conv_impl=conv_impl)
+    m = Method(sweep_config(method, n_members, preset, size, precision, overrides),
+               conv_impl=conv_impl)
     shared, members = build_members(m.cfg, slices)
     states = engine.init_states(m, np.zeros(n_members, int),
                                 model_image_shape(m.cfg, slices.t1.shape))
@@ -74,10 +75,11 @@ def _sweep(method: str, n_members: int, preset: str, size: str, slices: SliceSet
 
 def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
             preset: str = "cpu", size: str = "64", min_seconds: float = 3.0,
-            conv_impl: str = "xla", precision: str = "fp32") -> dict:
+            conv_impl: str = "xla", precision: str = "fp32",
+            overrides: dict | None = None) -> dict:
     """member-steps/s of the compiled sweep step, after a warm-up call."""
     m, shared, states, members = _sweep(method, n_members, preset, size, slices, conv_impl,
-                                        precision)
+                                        precision, overrides)
     t0 = time.perf_counter()
     step = engine.SweepStep(m, k, axis).compile(shared, states, members)
     compile_s = time.perf_counter() - t0

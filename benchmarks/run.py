@@ -6,7 +6,7 @@ One command, everything side by side in one process (see README.md here):
 2. PyTorch eager training the same members one after another (the
    reference implementation's way), and the JAX/PyTorch ratio at the largest N
    with the strategy ``auto`` picks;
-3. FLOPs per member-step counted from the layer shapes (``jax_translate.flops``),
+3. FLOPs per member-step counted from the layer shapes (``jax_translate.training.flops``),
    over time, against the card's TF32 and bf16 peaks and a measured matmul
    peak;
 4. compile time and XLA's memory estimate per strategy and N;
@@ -33,11 +33,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import jax_side  # noqa: E402
+import jax_side  # its sibling: `python benchmarks/run.py` puts benchmarks/ on the path
 
-from jax_translate import flops as flops_lib  # noqa: E402
-from jax_translate.training import engine, eta  # noqa: E402
+from jax_translate.catalog import PAPER_METHODS
+from jax_translate.training import engine, eta
+from jax_translate.training import flops as flops_lib
 
 
 def parse_args(argv=None):
@@ -95,13 +95,14 @@ class Results:
 
     def __init__(self, args):
         self.args, self.t0 = args, time.perf_counter()
-        cfg = jax_side.sweep_config("cyclegan", 1, args.preset, args.size)
+        cfg = jax_side.sweep_config("cyclegan", 1, args.preset, args.size,
+                                    overrides=args.overrides)
         self.data = {
             "machine": args.machine or describe_machine(),
             "backend": jax.default_backend(),
             "versions": versions(),
             "model": {"preset": args.preset, "size": args.size, "upscale": cfg.upscale,
-                      "overrides": dict(jax_side.OVERRIDES),
+                      "overrides": dict(args.overrides),
                       "config": dataclasses.asdict(cfg.model)},
             "command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]),
             "auto_strategy": strategy_label(engine.resolve_member_axis("auto")),
@@ -174,7 +175,8 @@ def run(args) -> dict:
     for method in args.methods.split(","):
         for key in ("member_steps_per_s", "compile_s", "memory_bytes"):
             d[key][method] = {}
-        flops = jax_side.flops_per_member_step(method, args.preset, args.size, slices)
+        flops = jax_side.flops_per_member_step(method, args.preset, args.size, slices,
+                                               args.overrides)
         d["flops_per_member_step"][method] = flops
         if torch_device:  # first: cheap, and the comparison must not fall to the budget
             rate = _torch_rate(method, n_compare, args, slices, torch_device)
@@ -193,7 +195,7 @@ def run(args) -> dict:
             axis, impl = strategy.split("/")
             try:
                 row = jax_side.measure(method, n, axis, k, slices, args.preset, args.size,
-                                       args.min_seconds, impl, precision)
+                                       args.min_seconds, impl, precision, args.overrides)
             except Exception as err:  # e.g. out of memory: keep the other rows
                 d["skipped"].append(f"{method} N={n} {label}: {type(err).__name__}: "
                                     f"{str(err).splitlines()[0][:200]}")
@@ -252,7 +254,7 @@ def _project_protocol(d, args) -> None:
     if args.preset != "paper" or not best:
         return
     seconds = eta.protocol_seconds(best)
-    missing = sorted({"cyclegan", "gan", "condgan", "l1"} - set(best))
+    missing = sorted(set(PAPER_METHODS) - set(best))
     d["paper_protocol"] = {"seconds": seconds, "methods_measured": sorted(best),
                            "methods_missing": missing, "protocol": eta.PAPER_PROTOCOL}
     print(f"paper protocol ({', '.join(sorted(best))} measured"
@@ -267,7 +269,7 @@ def _torch_rate(method, n, args, slices, device) -> float:
 
     # Same threads as XLA's CPU client, which uses every core.
     torch.set_num_threads(os.cpu_count())
-    cfg = jax_side.sweep_config(method, n, args.preset, args.size)
+    cfg = jax_side.sweep_config(method, n, args.preset, args.size, overrides=args.overrides)
     if device == "cpu":
         err = torch_baseline.check_equivalent(cfg)
         if err > 1e-3:
@@ -340,6 +342,22 @@ def _percent(utilisation: dict | None) -> str:
     return " / ".join(f"{k} {100 * v:.1f}%" for k, v in utilisation.items())
 
 
+def preset_overrides(args) -> dict:
+    """What --upscale, --upsample and --dropout change in the preset (every call applies it)."""
+    overrides = {}
+    if args.upscale is not None:
+        overrides["upscale"] = args.upscale
+    if args.upsample is not None or args.dropout is not None:  # fields of the model config
+        cfg = jax_side.sweep_config("cyclegan", 1, args.preset, args.size, overrides=overrides)
+        model = dataclasses.asdict(cfg.model)
+        model.update({k: v for k, v in (("upsample", args.upsample), ("dropout", args.dropout))
+                      if v is not None})
+        overrides["model"] = model
+        if not model["dropout"]:
+            overrides["test_dropout"] = False  # the paper preset's needs dropout
+    return overrides
+
+
 def main(argv=None):
     args = parse_args(argv)
     from jax_translate.config import PRECISIONS
@@ -347,16 +365,7 @@ def main(argv=None):
     bad = set(args.precisions.split(",")) - set(PRECISIONS)
     if bad:
         raise SystemExit(f"error: unknown precision {sorted(bad)}; choose from {PRECISIONS}")
-    if args.upscale is not None:
-        jax_side.OVERRIDES["upscale"] = args.upscale
-    if args.upsample is not None or args.dropout is not None:  # fields of the model config
-        cfg = jax_side.sweep_config("cyclegan", 1, args.preset, args.size)
-        model = dataclasses.asdict(cfg.model)
-        model.update({k: v for k, v in (("upsample", args.upsample), ("dropout", args.dropout))
-                      if v is not None})
-        jax_side.OVERRIDES["model"] = model
-        if not model["dropout"]:
-            jax_side.OVERRIDES["test_dropout"] = False  # the paper preset's needs dropout
+    args.overrides = preset_overrides(args)
     return run(args)
 
 

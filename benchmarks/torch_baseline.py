@@ -150,11 +150,11 @@ class Member:
             loss = torch.mean(torch.abs(fake_b - b))
         else:
             fakes["b"] = fake_b.detach()
-            loss = self.gan(self._score("b", fake_b, a), True)
+            loss = self.gan(self.score("b", fake_b, a), True)
             if self.method == "cyclegan":
                 fake_a = g["ba"](b)
                 fakes["a"] = fake_a.detach()
-                loss = loss + self.gan(self._score("a", fake_a, a), True)
+                loss = loss + self.gan(self.score("a", fake_a, a), True)
                 cycle = (torch.mean(torch.abs(g["ba"](fake_b) - a))
                          + torch.mean(torch.abs(g["ab"](fake_a) - b)))
                 identity = (torch.mean(torch.abs(g["ab"](b) - b))
@@ -171,8 +171,8 @@ class Member:
         d_loss = 0.0
         for name in self.d:
             pooled = self.pools[name].query(fakes[name])
-            d_loss = d_loss + 0.5 * (self.gan(self._score(name, reals[name], a), True)
-                                     + self.gan(self._score(name, pooled, a), False))
+            d_loss = d_loss + 0.5 * (self.gan(self.score(name, reals[name], a), True)
+                                     + self.gan(self.score(name, pooled, a), False))
         d_loss.backward()
         self.opt_d.step()
 

@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
-    from jax_translate.data.slices import SIZES
+    from jax_translate.images import SIZES
 
     parser.add_argument("--size", default="64", choices=SIZES,
                         help="slice size: 64 (default, CPUs), 128, or the paper's 256x128")
@@ -99,14 +99,14 @@ def _sweep_config(args):
     if args.config is None:
         if args.method is None:
             raise UsageError("the following arguments are required: --method (or --config)")
-        return make_config(args.method, args.preset or "cpu", **overrides)
+        return make_config(args.method, args.preset, **overrides)
     return Experiment.load(args.config).with_preset(args.preset).config(args.method, **overrides)
 
 
 def cmd_sweep(args) -> None:
-    from jax_translate.run_folder import RunFolder
+    from jax_translate.jobs.run_folder import RunFolder
+    from jax_translate.jobs.sweep import train_sweep
     from jax_translate.training import distributed
-    from jax_translate.training.sweep import train_sweep
 
     cfg = _sweep_config(args)
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
@@ -122,7 +122,8 @@ def cmd_sweep(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from jax_translate.evaluation.classifier import ClassifierConfig
-    from jax_translate.evaluation.evaluate import evaluate_run, flip_table
+    from jax_translate.evaluation.results import flip_table
+    from jax_translate.jobs.evaluate_run import evaluate_run
 
     clf_cfg = (ClassifierConfig() if args.classifier_steps is None
                else ClassifierConfig(steps=args.classifier_steps))
@@ -135,10 +136,9 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    import dataclasses
-
-    from jax_translate.config import PAPER_METHODS, Experiment, parse_methods
-    from jax_translate.reproduce import default_preset, reproduce
+    from jax_translate.catalog import PAPER_METHODS
+    from jax_translate.config import Experiment, parse_methods
+    from jax_translate.jobs.reproduce import reproduce
 
     if args.config is not None:
         experiment = Experiment.load(args.config).with_preset(args.preset)
@@ -146,8 +146,6 @@ def cmd_reproduce(args) -> None:
         experiment = Experiment(args.preset, PAPER_METHODS, {})
     if args.methods is not None:
         experiment = dataclasses.replace(experiment, methods=parse_methods(args.methods))
-    if experiment.preset is None:
-        experiment = experiment.with_preset(default_preset())
     if args.precision is not None:
         experiment = dataclasses.replace(
             experiment, overrides={**experiment.overrides, "precision": args.precision})
@@ -196,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
     p.set_defaults(func=cmd_preview)
 
-    from jax_translate.config import CONV_IMPLS, MEMBER_AXES, METHODS
+    from jax_translate.catalog import METHODS
+    from jax_translate.config import CONV_IMPLS, MEMBER_AXES
     from jax_translate.presets import PRESETS
 
     p = sub.add_parser("sweep", help="train one method at every bias setting and seed at once")
@@ -211,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds per ratio (0..S-1; default 1)")
     p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps per member")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="what the flags start from (jax_translate/presets.py; default cpu)")
+                   help="what the flags start from (jax_translate/presets.py; default: cpu on "
+                        "a CPU, gpu on a GPU/TPU)")
     p.add_argument("--member-axis", default=None, choices=MEMBER_AXES,
                    help="how members share the devices (default auto)")
     p.add_argument("--conv-impl", default=None, choices=CONV_IMPLS,
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce",
                        help="the paper's experiment: its four methods, evaluation, figures")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="cpu (default on CPU) or paper (default on GPU/TPU)")
+                   help="default: cpu on a CPU, gpu on a GPU/TPU; paper: the full protocol")
     p.add_argument("--config", type=Path, default=None,
                    help="an experiment config (experiments/<figure>/config.json): a preset, "
                         "its methods and overrides")

@@ -18,15 +18,15 @@ import json
 import math
 from pathlib import Path
 
-from jax_translate.data.slices import SIZES
+from jax_translate.images import SIZES
 from jax_translate.errors import UsageError
-from jax_translate.models import MODEL_PRESETS, ModelConfig, layers
-from jax_translate.presets import EXTRA_KEYS, PRESETS
-# The method registry (training/specs.py): every method, the paper's four, the paired ones.
-from jax_translate.training.specs import METHODS, PAIRED_METHODS, PAPER_METHODS, SPECS  # noqa: F401
+from jax_translate.model_config import MODEL_PRESETS, ModelConfig
+from jax_translate import model_config
+from jax_translate.presets import EXTRA_KEYS, PRESETS, default_preset
+from jax_translate.catalog import METHODS, PAIRED_METHODS, PAPER_METHODS, SPECS
 MEMBER_AXES = ("auto", "vmap", "map", "loop")
 AUTOTUNE_MODES = ("auto", "on", "off")  # auto: measure on accelerators only (training/autotune.py)
-CONV_IMPLS = ("auto", *layers.CONV_IMPLS)
+CONV_IMPLS = ("auto", *model_config.CONV_IMPLS)
 CONFIG_VERSION = 1
 DOMAIN_PROTOCOLS = ("disjoint", "reference")
 GAN_LOSS_NAMES = ("vanilla", "lsgan")
@@ -34,10 +34,7 @@ GAN_LOSS_NAMES = ("vanilla", "lsgan")
 # Changing these does not change the numbers a run produces.
 RUNTIME_FIELDS = ("member_axis", "conv_impl", "data_dir", "log_every", "checkpoint_every",
                   "steps_per_call", "autotune")
-# ModelConfig fields that say how the networks compute: a sweep sets them with
-# its own top-level fields (the engine puts them on Method.model), never in "model".
-MODEL_COMPUTE_FIELDS = ("conv_impl", "precision")
-PRECISIONS = layers.PRECISIONS
+PRECISIONS = model_config.PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +117,7 @@ class SweepConfig:
                     seed=self.data_seed, version=self.simulator_version)
 
     def to_json(self) -> str:
-        fields = dataclasses.asdict(self)
-        for name in MODEL_COMPUTE_FIELDS:
-            del fields["model"][name]
-        return json.dumps(fields, indent=2, sort_keys=True)
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, raw: dict) -> "SweepConfig":
@@ -132,7 +126,7 @@ class SweepConfig:
         if unknown:
             raise UsageError(f"config has unknown fields {sorted(unknown)}")
         if "model" in raw:
-            raw["model"] = ModelConfig(**raw["model"])
+            raw["model"] = _model_config(raw["model"])
         for name in ("target_tumor_ratios", "intensity_range"):
             if name in raw and isinstance(raw[name], list):
                 raw[name] = tuple(raw[name])
@@ -148,6 +142,18 @@ class SweepConfig:
         """Fields (other than runtime ones) whose values differ."""
         mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
         return [k for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]]
+
+
+def _model_config(raw) -> ModelConfig:
+    if isinstance(raw, ModelConfig):
+        return raw
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    for name in set(raw) - known:
+        if name in ("conv_impl", "precision"):
+            raise UsageError(f"model.{name} is set by the top-level {name}, not in \"model\"")
+        raise UsageError(f"config's model has unknown field {name!r}; "
+                         f"it has {', '.join(sorted(known))}")
+    return ModelConfig(**raw)
 
 
 def read_config_file(path: Path) -> dict:
@@ -170,10 +176,6 @@ def validate(cfg: SweepConfig) -> None:
     if cfg.conv_impl not in CONV_IMPLS:
         raise UsageError(
             f"unknown conv impl {cfg.conv_impl!r}; choose one of {', '.join(CONV_IMPLS)}")
-    for name in MODEL_COMPUTE_FIELDS:
-        default = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == name)
-        if getattr(cfg.model, name) != default:
-            raise UsageError(f"model.{name} is set by the top-level {name}, not in \"model\"")
     if cfg.precision not in PRECISIONS:
         raise UsageError(f"unknown precision {cfg.precision!r}; "
                          f"choose one of {', '.join(PRECISIONS)}")
@@ -278,20 +280,23 @@ def preset_settings(preset: str, **overrides) -> dict:
     return {**PRESETS[preset], **overrides}
 
 
-def make_config(method: str, preset: str = "cpu", **overrides) -> SweepConfig:
+def make_config(method: str, preset: str | None = None, **overrides) -> SweepConfig:
     """``method``'s config: SweepConfig defaults, then ``preset``, then ``overrides``.
 
-    The one place a preset is applied. ``overrides`` may hold the preset-only
-    keys (``classifier_steps``, ``notes``; dropped here) and ``steps`` as a
-    ``{method: steps}`` dict.
+    The one place a preset is applied; ``preset`` None is
+    ``presets.default_preset()``. ``overrides`` may hold the preset-only keys
+    (``classifier_steps``, ``notes``; dropped here) and ``steps`` as a
+    ``{method: steps}`` dict (``"default"``: every other method).
     """
+    preset = preset or default_preset()
     fields = preset_settings(preset, **overrides)
     for key in EXTRA_KEYS:
         fields.pop(key, None)
     if isinstance(fields.get("steps"), dict):
-        if method not in fields["steps"]:
+        steps = fields["steps"]
+        if method not in steps and "default" not in steps:
             raise UsageError(f"steps gives no value for method {method!r}")
-        fields["steps"] = fields["steps"][method]
+        fields["steps"] = steps.get(method, steps.get("default"))
     if isinstance(fields.get("model"), ModelConfig):
         fields["model"] = dataclasses.asdict(fields["model"])
     return SweepConfig.from_dict({**fields, "method": method, "preset": preset})
@@ -305,7 +310,7 @@ class Experiment:
     ``config.json`` (``{"preset": "cpu", "methods": [...], ...}``) are both one.
     """
 
-    preset: str | None     # None: the file names none (cpu unless a flag picks one)
+    preset: str | None     # None: the file names none (presets.default_preset() unless a flag picks one)
     methods: tuple[str, ...]
     overrides: dict
 
@@ -334,7 +339,7 @@ class Experiment:
 
     def settings(self) -> dict:
         """The preset's values with the file's on top, EXTRA_KEYS included."""
-        return preset_settings(self.preset or "cpu", **self.overrides)
+        return preset_settings(self.preset or default_preset(), **self.overrides)
 
     def config(self, method: str | None = None, **overrides) -> SweepConfig:
         """The SweepConfig of ``method`` (the file's only method if None)."""
@@ -343,4 +348,4 @@ class Experiment:
                 raise UsageError(f"the config runs methods {', '.join(self.methods)}: "
                                  "pick one with --method")
             method = self.methods[0]
-        return make_config(method, self.preset or "cpu", **{**self.overrides, **overrides})
+        return make_config(method, self.preset, **{**self.overrides, **overrides})

@@ -6,14 +6,18 @@ then the overrides (a config file's fields, then command-line flags).
 
 Keys are SweepConfig fields, with three more: ``preflight`` (below), ``classifier_steps`` (training
 steps of the evaluation classifier) and ``notes`` (one line for logs).
-``steps`` may be one number or a ``{method: steps}`` dict.
+``steps`` may be one number or a ``{method: steps}`` dict, whose ``"default"``
+is every method it does not name (so a new method needs no line here).
+:func:`default_preset` is the preset a command uses when none is given.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from jax_translate.models import MODEL_PRESETS
+import jax
+
+from jax_translate.model_config import MODEL_PRESETS
 
 ELEVEN = tuple(round(0.1 * i, 1) for i in range(11))
 PAPER_STEPS = 200 * 700  # 200 epochs of 700 images at batch 1
@@ -21,7 +25,7 @@ PAPER_STEPS = 200 * 700  # 200 epochs of 700 images at batch 1
 REFERENCE_INTENSITY_RANGE = (-1.0, 2 * 100 / 255 - 1)  # (-1, -0.216)
 
 # Keys a preset (or an experiment config) may hold that are not SweepConfig fields;
-# ``preflight``: reproduce prints the ETA and memory first (preflight.py).
+# ``preflight``: reproduce prints the ETA and memory first (jobs/preflight.py).
 EXTRA_KEYS = ("classifier_steps", "notes", "preflight")
 
 PRESETS: dict[str, dict] = {
@@ -38,10 +42,10 @@ PRESETS: dict[str, dict] = {
         model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=(0.0, 0.5, 1.0), seeds=2,
         steps={"cyclegan": 800, "gan": 500, "condgan": 800, "l1": 2500,
                # beyond the paper (README "Methods"): cyclegan's budget. Analytic FLOPs per
-               # member-step (flops.py): cyclegan 4.3 G, cut <= 2.6 G, fastcut <= 1.7 G,
+               # member-step (training/flops.py): cyclegan 4.3 G, cut <= 2.6 G, fastcut <= 1.7 G,
                # cyclegan-cc ~4.3 G plus, once per run folder, two segmenters of
                # lesion_segmenter_steps (1500) steps each, the evaluator's cost twice
-               "cut": 800, "fastcut": 800, "cyclegan-cc": 800},
+               "cut": 800, "fastcut": 800, "cyclegan-cc": 800, "default": 800},
         # 680, not the paper's 700: simulator version 2's 30 training patients hold 1,058
         # healthy slices, and a disjoint 50% source leaves a ratio-0 target 687-699 of them
         # (seeds 0-2). The paper preset's reference domains may share patients: 700.
@@ -67,7 +71,7 @@ PRESETS: dict[str, dict] = {
     "gpu": dict(
         model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=ELEVEN, seeds=3,
         steps={"cyclegan": 5000, "gan": 6000, "condgan": 6000, "l1": 3000,
-               "cut": 5000, "fastcut": 5000, "cyclegan-cc": 5000},
+               "cut": 5000, "fastcut": 5000, "cyclegan-cc": 5000, "default": 5000},
         n_source=680, n_target=680, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=1500, member_axis="vmap", autotune="off",
         steps_per_call=50, checkpoint_every=1000, log_every=500,
@@ -80,18 +84,21 @@ PRESETS: dict[str, dict] = {
         domain_protocol="reference", condgan_gan_loss="lsgan", condgan_pool_size=50,
         condgan_discriminator_first=True,
         size="256x128", target_tumor_ratios=ELEVEN, seeds=1,
-        steps={m: PAPER_STEPS for m in ("cyclegan", "gan", "condgan", "l1", "cut", "fastcut",
-                                        "cyclegan-cc")},
+        steps=PAPER_STEPS,
         n_source=700, n_target=700, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=3000, steps_per_call=100, checkpoint_every=5000, log_every=500,
         preflight=True, notes="the paper's protocol; for a GPU"),
     # For tests: seconds.
     "tiny": dict(
         model=MODEL_PRESETS["tiny"], size="64", target_tumor_ratios=(0.0, 1.0), seeds=1,
-        steps={m: 4 for m in ("cyclegan", "gan", "condgan", "l1", "cut", "fastcut",
-                              "cyclegan-cc")},
+        steps=4,
         lesion_segmenter_steps=20,
         n_source=20, n_target=20, n_holdout=16, n_patients=5, n_train_patients=3,
         classifier_steps=20, steps_per_call=2, checkpoint_every=2, log_every=2,
         notes="tiny networks and data, for tests"),
 }
+
+
+def default_preset(backend: str | None = None) -> str:
+    """The preset when none is given: ``cpu`` on a CPU, ``gpu`` on a GPU or TPU."""
+    return "cpu" if (backend or jax.default_backend()) == "cpu" else "gpu"

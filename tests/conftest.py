@@ -36,13 +36,13 @@ import pytest  # noqa: E402
 
 from jax_translate.config import make_config  # noqa: E402
 from jax_translate.data.dataset import SliceSet  # noqa: E402
-from jax_translate.training import sweep  # noqa: E402
+from jax_translate.jobs import sweep  # noqa: E402
 
 # STYLE.md, "No hidden host syncs": every compiled call of a training loop run by
-# the tests (and by their subprocess workers, which import this module) fails on
+# the tests (and by their subprocesses, which inherit the environment) fails on
 # an implicit host<->device transfer. Data, states and members are placed before
 # the loop; whatever must cross inside it crosses explicitly (jax.device_put/get).
-sweep.LOOP_TRANSFER_GUARD = "disallow"
+os.environ[sweep.TRANSFER_GUARD_ENV] = "disallow"
 
 
 def tiny_slices(n_patients=8, per_patient=12, size=16, seed=0) -> SliceSet:
@@ -95,7 +95,7 @@ def tiny_run(tmp_path_factory, tiny_splits):
 
     Read-only: a test that writes into a run folder copies it first (:func:`copy_run`).
     """
-    from jax_translate.training.sweep import train_sweep
+    from jax_translate.jobs.sweep import train_sweep
 
     workdir = tmp_path_factory.mktemp("tiny_run")
     return train_sweep(shared_run_config(), workdir, tiny_splits, progress=False), workdir
@@ -104,7 +104,7 @@ def tiny_run(tmp_path_factory, tiny_splits):
 @pytest.fixture(scope="session")
 def tiny_run_half(tmp_path_factory, tiny_splits):
     """The shared sweep stopped after its first call (checkpoint at step 2); read-only."""
-    from jax_translate.training.sweep import train_sweep
+    from jax_translate.jobs.sweep import train_sweep
 
     workdir = tmp_path_factory.mktemp("tiny_run_half")
     return train_sweep(shared_run_config(), workdir, tiny_splits, progress=False,
@@ -119,10 +119,10 @@ def tiny_data_dir(tmp_path_factory):
     dataset (the tiny preset's 20 steps); building from nothing is tested in
     test_builders.
     """
-    from jax_translate.run_folder import load_splits
+    from jax_translate.data import dataset
 
     folder = tmp_path_factory.mktemp("tiny_data")
-    load_splits(make_config("l1", preset="tiny", data_dir=str(folder)))
+    dataset.load_for(make_config("l1", preset="tiny", data_dir=str(folder)))
     return folder
 
 

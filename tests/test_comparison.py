@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_translate.evaluation import comparison, evaluate, figures, metrics
+from jax_translate.evaluation import comparison, figures, metrics, results
+from jax_translate.jobs import run_folder
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "methods_comparison" / "compare.py"
 RATIOS = (0.0, 0.5, 1.0)
@@ -110,7 +111,7 @@ def _write_run(folder: Path, rows):
         (folder / method).mkdir(parents=True)
         (folder / method / "config.json").write_text("{}")
         (folder / method / "results.csv").write_text(
-            evaluate.rows_to_csv([r for r in rows if r["method"] == method]))
+            results.rows_to_csv([r for r in rows if r["method"] == method]))
 
 
 def test_reads_several_run_folders_and_the_script_writes_figure_and_table(tmp_path, monkeypatch):
@@ -121,7 +122,7 @@ def test_reads_several_run_folders_and_the_script_writes_figure_and_table(tmp_pa
         row["n_pred_tumor"] = 0
     _write_run(new, rows_new)
 
-    rows, sources = comparison.read_runs([old, new])
+    rows, sources = run_folder.read_runs([old, new], order=comparison.method_order)
     assert list(sources) == ["cyclegan", "l1", "gan"]
     assert sources["cyclegan"] == new / "cyclegan" / "results.csv"  # the last folder wins
     assert {r["n_pred_tumor"] for r in rows if r["method"] == "cyclegan"} == {0}

@@ -24,10 +24,11 @@ from conftest import copy_run
 from jax_translate import cli
 from jax_translate.config import make_config
 from jax_translate.evaluation.classifier import ClassifierConfig
-from jax_translate.evaluation.evaluate import evaluate_run
-from jax_translate.run_folder import RunFolder, load_splits
+from jax_translate.jobs.evaluate_run import evaluate_run
+from jax_translate.data import dataset
+from jax_translate.jobs.run_folder import RunFolder
 from jax_translate.training import checkpoints
-from jax_translate.training.sweep import train_sweep
+from jax_translate.jobs.sweep import train_sweep
 
 CLASSIFIER_STEPS = 20
 
@@ -42,7 +43,7 @@ def run_config(tmp_path_factory, tiny_data_dir):
                       data_dir=str(tiny_data_dir))
     path = folder / "sweep.json"
     path.write_text(cfg.to_json())
-    return cfg, path, load_splits(cfg)
+    return cfg, path, dataset.load_for(cfg)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import copy_run, shared_run_config, tiny_config, tiny_slices
-from jax_translate.run_folder import RunFolder, member_name
+from jax_translate.jobs.run_folder import RunFolder, member_name
 from jax_translate.training import checkpoints, engine, image_pool, losses
 from jax_translate.training.members import build_members, sample_batch
 from jax_translate.training.methods import Batch, Method
-from jax_translate.training.sweep import train_sweep
+from jax_translate.jobs.sweep import train_sweep
 
 METHODS = ("cyclegan", "gan", "condgan", "l1")
 
@@ -50,7 +50,7 @@ def test_vmapped_sweep_equals_members_alone(method, train):
                                     atol=2e-4)
         chex.assert_trees_all_close(metrics_i, pick(swept_metrics), rtol=1e-4, atol=1e-5)
         for d in m.discriminators:
-            score = jax.jit(lambda p: m._score(p, d, m._conditioned(probe, probe)))
+            score = jax.jit(lambda p: m.score(p, d, m.conditioned(probe, probe)))
             chex.assert_trees_all_close(score(state_i.discriminator), score(
                 pick(swept.discriminator)), atol=2e-4)
         assert int(state_i.step) == 4
@@ -106,7 +106,7 @@ def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, method, tiny_
     translate = jax.jit(jax.vmap(lambda g: m.translate(g, probe)))
     chex.assert_trees_all_close(translate(a.generator), translate(b.generator), atol=2e-4)
     for d in m.discriminators:
-        score = jax.jit(jax.vmap(lambda p: m._score(p, d, m._conditioned(probe, probe))))  # noqa: B023
+        score = jax.jit(jax.vmap(lambda p: m.score(p, d, m.conditioned(probe, probe))))  # noqa: B023
         chex.assert_trees_all_close(score(a.discriminator), score(b.discriminator), atol=2e-4)
     per_ref = 2 // k  # calls per reference row
     assert len(calls) == per_ref * len(reference)
@@ -126,9 +126,9 @@ def test_auto_conv_impl_batches_matmuls_only_under_vmap_on_accelerators():
     assert engine.resolve_conv_impl("xla", "vmap", "gpu") == "xla"
     # the resolved impl is an attribute of the networks the Method builds
     cfg = tiny_config(conv_impl="patches")
-    assert engine.method_for(cfg, "vmap").model.conv_impl == "patches"
+    assert engine.method_for(cfg, "vmap").conv_impl == "patches"
     assert engine.method_for(cfg, "loop", "xla").generator_net.conv_impl == "xla"
-    assert cfg.model.conv_impl == "xla"  # the sweep's own model is not changed
+    assert engine.method_for(cfg, "vmap").discriminator_net.conv_impl == "patches"
 
 
 def test_resume_equals_uninterrupted(tiny_run, tiny_run_half, tmp_path, tiny_splits):

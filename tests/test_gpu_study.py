@@ -6,11 +6,12 @@ import sys
 import numpy as np
 import pytest
 
-from jax_translate.config import METHODS, PAPER_METHODS, make_config
+from jax_translate.catalog import METHODS, PAPER_METHODS
+from jax_translate.config import make_config
 from jax_translate.data import dataset
 from jax_translate.errors import UsageError
 from jax_translate.presets import ELEVEN
-from jax_translate.reproduce import default_preset
+from jax_translate.presets import default_preset
 
 
 def test_gpu_preset_is_the_whole_study():
@@ -56,7 +57,7 @@ def test_export_is_read_without_tfds(tmp_path, tiny_splits, monkeypatch):
 
 def test_paper_preflight_refuses_before_writing(tmp_path):
     from jax_translate.config import Experiment
-    from jax_translate.reproduce import reproduce
+    from jax_translate.jobs.reproduce import reproduce
 
     lines = []
     experiment = Experiment("tiny", ("l1",), {"preflight": True})
@@ -73,7 +74,7 @@ def test_paper_preflight_refuses_before_writing(tmp_path):
 def test_preflight_stand_in_holds_every_members_domains(preset):
     """Disjoint source and target patients at ratios 0 and 1 included (the paper
     preset's own protocol is the reference's; others use ours)."""
-    from jax_translate import preflight
+    from jax_translate.jobs import preflight
     from jax_translate.training.members import domain_indices
 
     for protocol in ("disjoint", "reference"):
@@ -86,8 +87,8 @@ def test_preflight_stand_in_holds_every_members_domains(preset):
 
 
 def test_preflight_eta_and_fit():
-    from jax_translate import preflight
-    from jax_translate.flops import member_step_flops
+    from jax_translate.jobs import preflight
+    from jax_translate.training.flops import member_step_flops
 
     cfg = make_config("l1", "tiny", steps=10)
     report = preflight.check([cfg], log=lambda line: None, memory_limit=2**40, flops_per_s=1e9)
@@ -102,13 +103,13 @@ def test_preflight_eta_and_fit():
 def test_preflight_takes_cyclegan_cc_segmenters_as_shapes(monkeypatch):
     """The step the preflight compiles gets the frozen segmenters' shapes; nothing is trained
     (compiling what it lowers: test_preflight_eta_and_fit)."""
-    from jax_translate import preflight
-    from jax_translate.evaluation import classifier
+    from jax_translate.jobs import preflight
+    from jax_translate.training import segmenter
 
     def no_training(*args, **kwargs):
         raise AssertionError("the preflight trained a network")
 
-    monkeypatch.setattr(classifier, "train_classifier", no_training)
+    monkeypatch.setattr(segmenter, "train_segmenter", no_training)
     step, args = preflight.sweep_step(make_config("cyclegan-cc", "tiny"))
     assert "stablehlo.convolution" in step.lower(*args).as_text()
 

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config, tiny_slices
-from jax_translate.evaluation import classifier
+from jax_translate.models.segmenter import TumorSegmenter
+from jax_translate.training import segmenter
 from jax_translate.training import lesion
 from jax_translate.training.members import build_members
 from jax_translate.training.methods import Batch, Method
-from jax_translate.training.sweep import train_sweep
+from jax_translate.jobs.sweep import train_sweep
 
 
 def _segmenter(seed):
-    return classifier.TumorSegmenter(16).init(jax.random.PRNGKey(seed),
+    return TumorSegmenter(16).init(jax.random.PRNGKey(seed),
                                               jnp.zeros((1, 16, 16, 1)))["params"]
 
 
@@ -36,7 +37,7 @@ def test_lesion_term_uses_each_domains_segmenter():
     train = tiny_slices(n_patients=1)
     flair = jnp.asarray(train.flair[:2, ..., None] * 2 - 1)
     t1 = jnp.asarray(train.t1[:2, ..., None] * 2 - 1)
-    prob = lambda p, x: jax.nn.sigmoid(classifier.TumorSegmenter(16).apply(  # noqa: E731
+    prob = lambda p, x: jax.nn.sigmoid(TumorSegmenter(16).apply(  # noqa: E731
         {"params": p}, (x + 1) / 2))
     expected = jnp.mean((prob(frozen["t1"], t1) - prob(frozen["flair"], flair)) ** 2)
     got = lesion.lesion_consistency(frozen, flair, t1, "flair")
@@ -51,13 +52,13 @@ def test_lesion_term_uses_each_domains_segmenter():
 
 def test_segmenters_learn_from_the_training_split_only(tmp_path, monkeypatch, tiny_splits):
     seen = []
-    real = classifier.train_classifier
+    real = segmenter.train_segmenter
 
     def spy(train, cfg, progress=False, modality="t1"):
         seen.append((train, cfg.seed, modality))
         return real(train, dataclasses.replace(cfg, steps=2), progress, modality)
 
-    monkeypatch.setattr(classifier, "train_classifier", spy)
+    monkeypatch.setattr(segmenter, "train_segmenter", spy)
     cfg = tiny_config("cyclegan-cc")
     train = tiny_splits["train"]
     shared, _ = build_members(cfg, train, cache_dir=tmp_path)

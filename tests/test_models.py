@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
+from jax_translate.config import make_config
 from jax_translate.errors import UsageError
+from jax_translate.model_config import MODEL_PRESETS, ModelConfig
 from jax_translate.models import (
-    MODEL_PRESETS,
-    ModelConfig,
     PatchDiscriminator,
     ResnetGenerator,
     UnetGenerator,
@@ -318,15 +318,15 @@ def test_conv_impl_switches_the_computation_not_the_parameters(generator):
     x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)), jnp.float32)
     for build, inputs in ((build_generator, x), (build_discriminator, x)):
         net = build(model)
-        patched_net = build(dataclasses.replace(model, conv_impl="patches"))
+        patched_net = build(model, "patches")
         params = net.init(jax.random.PRNGKey(0), inputs)
         chex.assert_trees_all_equal_shapes(params, patched_net.init(jax.random.PRNGKey(0), inputs))
         assert "conv_general_dilated" not in str(jax.make_jaxpr(patched_net.apply)(params, inputs))
         assert "conv_general_dilated" in str(jax.make_jaxpr(net.apply)(params, inputs))
         np.testing.assert_allclose(patched_net.apply(params, inputs), net.apply(params, inputs),
                                    atol=1e-5)
-    with pytest.raises(UsageError, match="conv_impl"):
-        ModelConfig(conv_impl="cudnn")
+    with pytest.raises(UsageError, match="unknown conv impl"):
+        make_config("cyclegan", "tiny", conv_impl="cudnn")
 
 
 def test_resnet_dropout_acts_in_training_only():

@@ -8,12 +8,16 @@ import pytest
 
 from conftest import copy_run, shared_run_config
 from jax_translate import cli
-from jax_translate.config import PAPER_METHODS, Experiment
+from jax_translate.config import Experiment
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import classifier as classifier_lib
-from jax_translate.evaluation import evaluate, figures
-from jax_translate.run_folder import RunFolder
-from jax_translate.training.sweep import train_sweep
+from jax_translate.models.segmenter import TumorSegmenter
+from jax_translate.training import segmenter
+from jax_translate.data import domains
+from jax_translate.evaluation import figures, results
+from jax_translate.jobs import evaluate_run
+from jax_translate.jobs.run_folder import RunFolder
+from jax_translate.jobs.sweep import train_sweep
 
 
 class ThresholdClassifier:
@@ -35,11 +39,11 @@ class ThresholdClassifier:
 def test_evaluate_writes_every_output(tiny_run, tmp_path, tiny_splits):
     cfg = tiny_run[0].cfg
     tmp_path = copy_run(tiny_run[1], tmp_path / "run")
-    result = evaluate.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier(), progress=False)
+    result = evaluate_run.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier(), progress=False)
 
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert set(evaluate.COLUMNS) <= set(rows[0])
+    assert set(results.COLUMNS) <= set(rows[0])
     assert len(rows) == len(cfg.members) * 2
     assert {(float(r["target_tumor_ratio"]), int(r["seed"]), r["source_label"]) for r in rows} == {
         (ratio, seed, label) for ratio, seed in cfg.members for label in ("healthy", "tumor")}
@@ -69,7 +73,7 @@ def test_evaluate_writes_every_output(tiny_run, tmp_path, tiny_splits):
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["aggregate"][0]["n_seeds"] == 2
     # the figures draw these rows and translations
-    assert (tmp_path / "bias_curve.png").exists() and (tmp_path / "examples.png").exists()
+    assert (tmp_path / "bias_curves.png").exists() and (tmp_path / "examples.png").exists()
     panel, = figures.bias_curve_figure(result.rows).axes
     assert panel.get_title() == "cyclegan"
     for label in ("healthy", "tumor"):
@@ -79,7 +83,7 @@ def test_evaluate_writes_every_output(tiny_run, tmp_path, tiny_splits):
                              and r["target_tumor_ratio"] == ratio])
                     for ratio in cfg.target_tumor_ratios]
         np.testing.assert_allclose(line.get_ydata(), expected)
-    test = evaluate.holdout_set(cfg, tiny_splits["holdout"])
+    test = domains.holdout_set(cfg, tiny_splits["holdout"])
     grid = figures.example_figure(npz["translated"].astype(np.float32), test, cfg.members,
                                   cfg.method)
     index = figures.example_indices(test)
@@ -101,9 +105,9 @@ def test_evaluate_writes_every_output(tiny_run, tmp_path, tiny_splits):
 
 def test_evaluate_refuses_unfinished_or_foreign_folders(tiny_run_half, tmp_path, tiny_splits):
     with pytest.raises(UsageError, match="not a sweep run folder"):
-        evaluate.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier())
+        evaluate_run.evaluate_run(tmp_path, tiny_splits, ThresholdClassifier())
     with pytest.raises(UsageError, match="not finished"):
-        evaluate.evaluate_run(copy_run(tiny_run_half[1], tmp_path / "half"), tiny_splits,
+        evaluate_run.evaluate_run(copy_run(tiny_run_half[1], tmp_path / "half"), tiny_splits,
                               ThresholdClassifier())
 
 
@@ -111,7 +115,7 @@ def test_flip_table_pools_seeds():
     rows = [dict(method="gan", target_tumor_ratio=0.0, seed=s, source_label=label, status="ok",
                  n_images=10, n_pred_tumor=k) for s, label, k in
             [(0, "healthy", 1), (1, "healthy", 3), (0, "tumor", 10), (1, "tumor", 8)]]
-    table = evaluate.flip_table(rows)
+    table = results.flip_table(rows)
     assert "0.20 [" in table and "0.90 [" in table
 
 
@@ -141,16 +145,16 @@ def test_saved_segmenter_params_load_only_whole_and_of_their_shape(tmp_path):
     import jax
 
     path = tmp_path / "params.msgpack"
-    model = classifier_lib.TumorSegmenter(8)
+    model = TumorSegmenter(8)
     params = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, 16, 16, 1)))["params"]
-    classifier_lib.save_params(path, params)
-    loaded = classifier_lib.load_params(path, 8, (16, 16))
+    segmenter.save_params(path, params)
+    loaded = segmenter.load_params(path, 8, (16, 16))
     for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(params)):
         np.testing.assert_array_equal(a, b)
-    assert classifier_lib.load_params(path, 4, (16, 16)) is None  # another width
+    assert segmenter.load_params(path, 4, (16, 16)) is None  # another width
     path.write_bytes(path.read_bytes()[:100])
-    assert classifier_lib.load_params(path, 8, (16, 16)) is None  # truncated
-    assert classifier_lib.load_params(tmp_path / "absent.msgpack", 8, (16, 16)) is None
+    assert segmenter.load_params(path, 8, (16, 16)) is None  # truncated
+    assert segmenter.load_params(tmp_path / "absent.msgpack", 8, (16, 16)) is None
 
 
 def _clear_cut(s):
@@ -202,7 +206,7 @@ def test_sweep_refuses_a_folder_of_another_config(tiny_run, tmp_path, tiny_split
 def test_reproduce_tiny_preset_end_to_end(tiny_data_dir, tmp_path, capsys):
     """The CLI's reproduce on two of the methods (the cheapest two: each method's sweep
     and evaluation is tested on its own; here, what reproduce adds around them)."""
-    from jax_translate.reproduce import reproduce
+    from jax_translate.jobs.reproduce import reproduce
 
     out, methods = tmp_path / "out", ("gan", "l1")
     code = cli.main(["reproduce", "--preset", "tiny", "--methods", ",".join(methods),
@@ -222,7 +226,7 @@ def test_reproduce_tiny_preset_end_to_end(tiny_data_dir, tmp_path, capsys):
     assert (out / "bias_curves.png").exists() and (out / "flips.png").exists()
     assert {ax.get_title() for ax in figures.bias_curve_figure(summary["rows"]).axes} == set(methods)
     for method in methods:
-        for name in ("results.csv", "translations.npz", "examples.png", "bias_curve.png"):
+        for name in ("results.csv", "translations.npz", "examples.png", "bias_curves.png"):
             assert (out / method / name).exists(), (method, name)
     # a rerun reuses everything: no method is trained again
     again = reproduce(Experiment("tiny", methods, {}), out, data_dir=str(tiny_data_dir),

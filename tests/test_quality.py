@@ -156,21 +156,21 @@ def _member_rows(method, translations, members):
     from types import SimpleNamespace
 
     from conftest import tiny_slices
-    from jax_translate.evaluation import evaluate
+    from jax_translate.evaluation import results
 
     test = tiny_slices(n_patients=2, seed=1)
     translated = np.stack([getattr(test, name) for name in translations])
     cfg = SimpleNamespace(method=method, members=members)
-    rows = evaluate.member_rows(cfg, translated, np.zeros(translated.shape[:2], bool), test,
+    rows = results.member_rows(cfg, translated, np.zeros(translated.shape[:2], bool), test,
                                 np.zeros(len(members), bool))
     return rows, test
 
 
 def test_results_rows_carry_fidelity_and_the_members_verdict():
-    from jax_translate.evaluation import evaluate
+    from jax_translate.evaluation import results
 
     rows, test = _member_rows("cyclegan", ["t1", "flair"], [(0.0, 0), (1.0, 0)])
-    assert set(evaluate.COLUMNS) <= set(rows[0])
+    assert set(results.COLUMNS) <= set(rows[0])
     faithful, flair = rows[:2], rows[2:]
     assert [r["source_label"] for r in rows] == ["healthy", "tumor"] * 2
     for row in faithful:
@@ -202,11 +202,11 @@ def test_one_warning_line_per_undertrained_member(capsys):
 
 
 def test_flip_table_and_aggregate_show_quality():
-    from jax_translate.evaluation import evaluate
+    from jax_translate.evaluation import results
 
     rows, _ = _member_rows("cyclegan", ["t1", "flair", "t1", "t1"],
                            [(0.0, 0), (0.0, 1), (1.0, 0), (1.0, 1)])
-    lines = evaluate.flip_table(rows).splitlines()
+    lines = results.flip_table(rows).splitlines()
     assert lines[0].endswith("fidelity r, quality")
     zero, one = lines[1], lines[2]
     assert zero.endswith("undertrained 1/2") and one.endswith("1.00 ok")

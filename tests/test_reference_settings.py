@@ -13,14 +13,15 @@ from conftest import tiny_config, tiny_slices
 from jax_translate.config import SweepConfig, make_config
 from jax_translate.data import domains
 from jax_translate.errors import UsageError
-from jax_translate.evaluation import evaluate
-from jax_translate.models import MODEL_PRESETS
+from jax_translate.jobs import evaluate_run
+from jax_translate.training import translate
+from jax_translate.model_config import MODEL_PRESETS
 from jax_translate.presets import REFERENCE_INTENSITY_RANGE
 from jax_translate.training import engine
-from jax_translate.training.members import (build_members, downsample, from_model_range,
-                                            sample_batch, to_model_range, upsample)
+from jax_translate.images import downsample, from_model_range, to_model_range, upsample
+from jax_translate.training.members import build_members, sample_batch
 from jax_translate.training.methods import Batch, Method, train_step
-from jax_translate.training.sweep import train_sweep
+from jax_translate.jobs.sweep import train_sweep
 
 REFERENCE = dict(test_dropout=True, upscale=2, intensity_range=REFERENCE_INTENSITY_RANGE,
                  domain_protocol="reference", condgan_gan_loss="lsgan", condgan_pool_size=50,
@@ -126,7 +127,7 @@ def test_translations_come_back_at_the_datasets_size(train):
     cfg = tiny_config("l1", upscale=2)
     method = Method(cfg)
     states = engine.init_states(method, np.arange(2), (32, 32))
-    out = evaluate.translate_all(method, states.generator, train.flair[:5])
+    out = translate.translate_all(method, states.generator, train.flair[:5])
     assert out.shape == (2, 5, 16, 16) and 0 <= out.min() and out.max() <= 1
     x = jnp.asarray(to_model_range(train.flair[:5]))
     g0 = jax.tree_util.tree_map(lambda p: p[0], states.generator)
@@ -136,7 +137,7 @@ def test_translations_come_back_at_the_datasets_size(train):
     plain = Method(dataclasses.replace(cfg, upscale=1))
     states = engine.init_states(plain, np.arange(2), (16, 16))
     before = jax.jit(jax.vmap(lambda g, x: plain.translate(g, x), in_axes=(0, None)))
-    np.testing.assert_array_equal(evaluate.translate_all(plain, states.generator, train.flair[:5]),
+    np.testing.assert_array_equal(translate.translate_all(plain, states.generator, train.flair[:5]),
                                   from_model_range(before(states.generator, x)))
 
 
@@ -148,11 +149,11 @@ def test_test_dropout_is_on_and_repeats_exactly(train):
     on = Method(dataclasses.replace(cfg, test_dropout=True))
     states = engine.init_states(on, np.arange(1), (16, 16))
     images = train.flair[:7]
-    first = evaluate.translate_all(on, states.generator, images)
-    np.testing.assert_array_equal(first, evaluate.translate_all(on, states.generator, images))
-    np.testing.assert_allclose(first, evaluate.translate_all(on, states.generator, images, chunk=3),
+    first = translate.translate_all(on, states.generator, images)
+    np.testing.assert_array_equal(first, translate.translate_all(on, states.generator, images))
+    np.testing.assert_allclose(first, translate.translate_all(on, states.generator, images, chunk=3),
                                atol=1e-6)  # a key per image, whatever the chunking
-    off = evaluate.translate_all(Method(cfg), states.generator, images)
+    off = translate.translate_all(Method(cfg), states.generator, images)
     assert np.abs(first - off).max() > 1e-3
 
 
@@ -284,8 +285,8 @@ def test_a_sweep_with_every_reference_setting_trains_resumes_and_evaluates(tmp_p
     train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False, stop_after=2)
     resumed = train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
     chex.assert_trees_all_close(whole.states.generator, resumed.states.generator, atol=1e-6)
-    result = evaluate.evaluate_run(tmp_path / "run", tiny_splits, _DarkClassifier(), progress=False)
+    result = evaluate_run.evaluate_run(tmp_path / "run", tiny_splits, _DarkClassifier(), progress=False)
     translated = np.load(tmp_path / "run" / "translations.npz")["translated"]
     assert translated.shape == (len(cfg.members), cfg.n_holdout, 16, 16)
-    again = evaluate.evaluate_run(tmp_path / "run", tiny_splits, _DarkClassifier(), progress=False)
+    again = evaluate_run.evaluate_run(tmp_path / "run", tiny_splits, _DarkClassifier(), progress=False)
     assert again.rows == result.rows  # test-time dropout, yet the same numbers

@@ -18,9 +18,9 @@ import pytest
 
 from conftest import tiny_config
 from tiny_sweep_worker import SWEEP
-from jax_translate.run_folder import RunFolder
+from jax_translate.jobs.run_folder import RunFolder
 from jax_translate.training.methods import Method
-from jax_translate.training.sweep import train_sweep
+from jax_translate.jobs.sweep import train_sweep
 
 WORKER = Path(__file__).with_name("tiny_sweep_worker.py")
 # The tests share the module's `runs` (3 subprocesses): one pytest-xdist worker builds it.

@@ -12,13 +12,14 @@ import jax.numpy as jnp
 import pytest
 
 from conftest import shared_run_config, tiny_config
-from jax_translate import flops
+from jax_translate.training import flops
 from jax_translate.config import make_config
-from jax_translate.models import MODEL_PRESETS, build_discriminator, build_generator
-from jax_translate.run_folder import RunFolder
+from jax_translate.model_config import MODEL_PRESETS
+from jax_translate.models import build_discriminator, build_generator
+from jax_translate.jobs.run_folder import RunFolder
 from jax_translate.training import autotune, eta
 from jax_translate.training.autotune import Candidate
-from jax_translate.training.sweep import train_sweep
+from jax_translate.jobs.sweep import train_sweep
 
 PAPER = MODEL_PRESETS["paper"]
 

@@ -10,7 +10,7 @@ import sys
 
 from conftest import tiny_config, tiny_slices
 from jax_translate.training import distributed
-from jax_translate.training.sweep import train_sweep
+from jax_translate.jobs.sweep import train_sweep
 
 SWEEP = dict(method="gan", steps=4, steps_per_call=2, checkpoint_every=2, member_axis="auto")
 

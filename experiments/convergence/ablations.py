@@ -20,10 +20,11 @@ import jax, jax.numpy as jnp, numpy as np
 from flax import linen as nn
 from jax_translate.config import make_config
 from jax_translate.data import dataset, domains
-from jax_translate.models import MODEL_PRESETS, build_generator
+from jax_translate.model_config import MODEL_PRESETS
 from jax_translate.models.generators import ResnetGenerator
 from jax_translate.training import methods
-from jax_translate.training.members import build_members, sample_batch, to_model_range, from_model_range
+from jax_translate.images import from_model_range, to_model_range
+from jax_translate.training.members import build_members, domain_indices, sample_batch
 from jax_translate.evaluation import metrics as M, quality
 
 SPLITS = None  # loaded in main (building the dataset spawns processes: not at import)
@@ -80,33 +81,32 @@ def run(method="cyclegan", steps=1000, ratio=0.5, seed=0, gen="resnet", norm="in
     if target_fn is not None:
         train = dataclasses.replace(train, t1=target_fn(train.flair, train.brain_mask))
         hold = dataclasses.replace(hold, t1=target_fn(hold.flair, hold.brain_mask))
-    m = methods.Method(cfg)
+    # The knobs are parts handed to the Method and a domain builder handed to
+    # build_members (no library attribute is replaced).
+    gen_net = dis_net = d_opt = None
     if d_lr_mult != 1.0:
         import optax
-        def patched(params, grads, opt_state, opt):
-            updates, opt_state = opt.update(grads, opt_state, params)
-            if set(params) <= {"a", "b"}:  # the discriminators' params
-                updates = jax.tree_util.tree_map(lambda u: d_lr_mult * u, updates)
-            return optax.apply_updates(params, updates), opt_state
-        methods._update = patched
+        d_opt = lambda c: optax.chain(methods.Method(c).optimizer(), optax.scale(d_lr_mult))  # noqa: E731
     if gen == "pixel":
-        pixel = PixelGenerator()
-        type(m).generator_net = property(lambda self: pixel)
+        gen_net = PixelGenerator()
     elif norm != "instance":
-        net = ResnetGenerator(ngf=cfg.model.ngf, n_blocks=cfg.model.n_blocks, norm=norm)
-        type(m).generator_net = property(lambda self: net)
+        gen_net = ResnetGenerator(ngf=cfg.model.ngf, n_blocks=cfg.model.n_blocks, norm=norm)
     if dnorm == "spectral":
-        snet = SpectralPatchDiscriminator(ndf=cfg.model.ndf, n_layers=dlayers or cfg.model.n_disc_layers)
-        type(m).discriminator_net = property(lambda self: snet)
+        dis_net = SpectralPatchDiscriminator(ndf=cfg.model.ndf, n_layers=dlayers or cfg.model.n_disc_layers)
     elif dnorm != "instance" or dlayers:
         from jax_translate.models.discriminators import PatchDiscriminator
-        dnet = PatchDiscriminator(ndf=cfg.model.ndf, n_layers=dlayers or cfg.model.n_disc_layers, norm=dnorm)
-        type(m).discriminator_net = property(lambda self: dnet)
-    if shared_patients:
-        def split(labels, patient_id, sizes, seed):
-            p = np.unique(patient_id); return p, p
-        domains.split_patients = split
-    shared, members = build_members(cfg, train)
+        dis_net = PatchDiscriminator(ndf=cfg.model.ndf, n_layers=dlayers or cfg.model.n_disc_layers, norm=dnorm)
+    m = methods.Method(cfg, parts=methods.Parts(generator=gen_net, discriminator=dis_net,
+                                                discriminator_optimizer=d_opt))
+    def every_patient(labels, patient_id, sizes, seed):
+        p = np.unique(patient_id); return p, p
+
+    def shared_domains(cfg, train, ratio, seed):  # source and target from the same patients
+        sizes = domains.DomainSizes(cfg.n_source, cfg.n_target, cfg.n_holdout)
+        return domains.unpaired_domains(train.label, train.patient_id, ratio, sizes, seed,
+                                        split=every_patient)
+    shared, members = build_members(
+        cfg, train, domain_builder=shared_domains if shared_patients else domain_indices)
     mem = jax.tree_util.tree_map(lambda x: x[0], members)
     state = m.init(jax.random.PRNGKey(seed), train.flair.shape[1:])
     @functools.partial(jax.jit, donate_argnums=(0,))

@@ -26,22 +26,19 @@ def main() -> None:
     parser.add_argument("--size", default="64", choices=sorted(simulator.GEOMETRIES))
     args = parser.parse_args()
     captured = {}
-    render = simulator._render
 
-    def capturing(rng, fractions, axes_mm):  # the anatomy the simulator renders
-        captured.update(fractions=fractions, axes_mm=axes_mm)
-        return render(rng, fractions, axes_mm)
+    def capturing(rng, fractions, axes_mm, average):  # the anatomy the simulator renders
+        captured.update(fractions=fractions, axes_mm=axes_mm, average=average)
+        return simulator.render(rng, fractions, axes_mm, average)
 
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
     again_r, flair_r = [], []
     for patient in range(args.patients):
-        simulator._render = capturing
-        try:
-            vol = simulator.simulate_patient(patient, 0, simulator.GEOMETRIES[args.size])
-        finally:
-            simulator._render = render
-        again = render(np.random.default_rng([99, patient]), captured["fractions"],
-                       captured["axes_mm"])["t1"].reshape(vol.t1.shape)
+        vol = simulator.simulate_patient(patient, 0, simulator.GEOMETRIES[args.size],
+                                         renderer=capturing)
+        again = simulator.render(np.random.default_rng([99, patient]), captured["fractions"],
+                                 captured["axes_mm"], captured["average"])["t1"].reshape(
+                                     vol.t1.shape)
         keep = (flat(vol.brain).mean(1) > 0.15) & (flat(vol.tumor).sum(1) == 0)
         again_r += list(pearson_in_brain(again[keep], vol.t1[keep], vol.brain[keep]))
         flair_r += list(pearson_in_brain(vol.flair[keep], vol.t1[keep], vol.brain[keep]))

@@ -26,9 +26,10 @@ from scipy import ndimage
 
 from jax_translate.config import make_config
 from jax_translate.models import build_discriminator
-from jax_translate.run_folder import load_splits
+from jax_translate.data import dataset
 from jax_translate.training import losses, methods
-from jax_translate.training.members import build_members, sample_batch, to_model_range
+from jax_translate.images import to_model_range
+from jax_translate.training.members import build_members, sample_batch
 
 
 def histogram_matched(flair, t1, brain):
@@ -124,7 +125,7 @@ def main():
     args = parser.parse_args()
     cfg = make_config("gan", "cpu", target_tumor_ratios=(1.0,), seeds=1, steps=args.steps,
                       data_dir=args.data_dir)
-    splits = load_splits(cfg)
+    splits = dataset.load_for(cfg)
     if args.mode == "alone":
         alone(cfg, splits, args.fake, args.steps)
     else:

@@ -40,13 +40,15 @@ import jax
 import numpy as np
 
 from jax_translate.config import make_config
+from jax_translate.data import dataset, domains
 from jax_translate.evaluation import ceiling as ceiling_lib
 from jax_translate.evaluation import classifier as classifier_lib
-from jax_translate.evaluation import evaluate, metrics, quality
-from jax_translate.models import MODEL_PRESETS
-from jax_translate.run_folder import load_splits
+from jax_translate.evaluation import metrics, quality, results
+from jax_translate.jobs import run_folder
+from jax_translate.jobs.sweep import train_sweep
+from jax_translate.model_config import MODEL_PRESETS
+from jax_translate.training import translate
 from jax_translate.training.methods import Method
-from jax_translate.training.sweep import train_sweep
 
 FIELDS = ("method", "model", "target_tumor_ratio", "step", "fidelity_r", "fidelity_ssim",
           "lesion_score_tumor", "frac_pred_tumor_healthy", "frac_pred_tumor_tumor", "quality",
@@ -55,9 +57,9 @@ FIELDS = ("method", "model", "target_tumor_ratio", "step", "fidelity_r", "fideli
 
 def evaluate_states(cfg, states, test, clf) -> list[dict]:
     """One dict per member (target ratio), in ``cfg.members`` order."""
-    translated = evaluate.translate_all(Method(cfg), states.generator, test.flair)
+    translated = translate.translate_all(Method(cfg), states.generator, test.flair)
     pred = np.stack([clf.predict(t) for t in translated])
-    rows = evaluate.member_rows(cfg, translated, pred, test, np.asarray(states.diverged))
+    rows = results.member_rows(cfg, translated, pred, test, np.asarray(states.diverged))
     out = []
     for ratio, _ in cfg.members:
         healthy, tumor = (next(r for r in rows if r["source_label"] == s
@@ -103,7 +105,7 @@ def control_rows(spec: str, test, clf) -> list[dict]:
 
 
 def score(translated: np.ndarray, test, clf) -> dict:
-    """One translator's holdout translations, as `evaluate.member_rows` scores ours."""
+    """One translator's holdout translations, as `results.member_rows` scores ours."""
     healthy, tumor = test.label == 0, test.label == 1
     pred = clf.predict(translated)
     r = quality.pearson_in_brain(translated[healthy], test.t1[healthy], test.brain_mask[healthy])
@@ -197,10 +199,10 @@ def main() -> None:
     rows = read_rows(args.methods_from) if args.methods_from else []
     if args.control:  # the cpu preset's data, classifier and holdout set, as ours
         cfg = make_config("cyclegan", "cpu", data_dir=args.data_dir)
-        splits = load_splits(cfg)
-        clf = classifier_lib.load_or_train(evaluate.classifier_cache_dir(cfg), splits,
+        splits = dataset.load_for(cfg)
+        clf = classifier_lib.load_or_train(run_folder.classifier_cache_dir(cfg), splits,
                                            classifier_lib.ClassifierConfig(), progress=False)
-        test = evaluate.holdout_set(cfg, splits["holdout"])
+        test = domains.holdout_set(cfg, splits["holdout"])
         rows += [row for spec in args.control for row in control_rows(spec, test, clf)]
     for method in filter(None, args.methods.split(",")):
         cfg = make_config(method, "cpu", target_tumor_ratios=ratios, seeds=1, steps=args.steps,
@@ -208,10 +210,10 @@ def main() -> None:
                           log_every=max(1, args.steps // args.points), data_dir=args.data_dir,
                           steps_per_call=args.steps_per_call, member_axis=args.member_axis,
                           model=MODEL_PRESETS[args.model])
-        splits = load_splits(cfg)
-        clf = classifier_lib.load_or_train(evaluate.classifier_cache_dir(cfg), splits,
+        splits = dataset.load_for(cfg)
+        clf = classifier_lib.load_or_train(run_folder.classifier_cache_dir(cfg), splits,
                                            classifier_lib.ClassifierConfig(), progress=False)
-        test = evaluate.holdout_set(cfg, splits["holdout"])
+        test = domains.holdout_set(cfg, splits["holdout"])
         t0, step = time.perf_counter(), 0
         for k in range(1, args.points + 1):
             target = round(k * args.steps / args.points)
@@ -231,8 +233,8 @@ def main() -> None:
                 break
     write_rows(rows, args.out / "convergence.csv")
     cfg = make_config("cyclegan", "cpu", data_dir=args.data_dir)
-    data_ceiling, _ = ceiling_lib.recorded(evaluate.dataset_folder(cfg),
-                                           load_splits(cfg))
+    data_ceiling, _ = ceiling_lib.recorded(dataset.folder_for(cfg),
+                                           dataset.load_for(cfg))
     plot(rows, args.out / "convergence.png", title, data_ceiling)
     print(f"wrote {args.out / 'convergence.csv'} and {args.out / 'convergence.png'}")
 

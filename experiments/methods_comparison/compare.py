@@ -25,6 +25,7 @@ if __package__ in (None, "") and str(HERE.parents[1]) not in sys.path:
 
 from jax_translate import io_utils  # noqa: E402
 from jax_translate.evaluation import comparison  # noqa: E402
+from jax_translate.jobs.run_folder import read_runs  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
                         help="the experiment config whose methods are expected")
     args = parser.parse_args(argv)
 
-    rows, sources = comparison.read_runs(args.runs)
+    rows, sources = read_runs(args.runs, order=comparison.method_order)
     if not rows:
         print(f"error: no results.csv in {', '.join(args.runs)}", file=sys.stderr)
         return 2

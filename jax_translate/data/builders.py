@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jax_translate.data import dataset, slices
-from jax_translate.data.slices import SIZES, image_shape  # noqa: F401  (re-exported)
+from jax_translate.data import layout, slices
+from jax_translate.images import SIZES, image_shape
 
 # Patients per worker process below which a split is simulated in this process.
 PATIENTS_PER_WORKER = 16
@@ -59,7 +59,7 @@ class SimulatedBratsConfig(tfds.core.BuilderConfig):
 def simulated_config(size: str = "64", n_patients: int = 50,
                      n_train_patients: int = 30, seed: int = 0) -> SimulatedBratsConfig:
     """The config for these settings; the defaults are named after the size."""
-    name = dataset.simulated_config_name(size, n_patients, n_train_patients, seed)
+    name = layout.simulated_config_name(size, n_patients, n_train_patients, seed)
     return SimulatedBratsConfig(
         name=name, size=size, n_patients=n_patients,
         n_train_patients=n_train_patients, seed=seed,

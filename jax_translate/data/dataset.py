@@ -8,28 +8,17 @@ stored the records in.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from jax_translate.data.layout import (
+    EXPORT_NAME, SPLITS, check_size, dataset_dir, default_data_dir, simulator_version)
 from jax_translate.errors import UsageError
 from jax_translate.io_utils import writable_dir
 
-DATA_DIR_ENV = "JAX_TRANSLATE_DATA_DIR"
-SPLITS = ("train", "holdout")
-# Both splits as plain numpy arrays, in the dataset's TFDS folder: what a machine
-# without tensorflow-datasets (e.g. a GPU image) reads (`jax-translate data --export`).
-EXPORT_NAME = "splits.npz"
-BUILDER_VERSION = "1.0.0"  # builders.RealBrats.VERSION
-
-
-def simulated_version(simulator_version: int) -> str:
-    """The TFDS version of the simulated dataset made by this simulator version
-    (builders.SIMULATED_BUILDERS: 2.0.0, the default, and 1.0.0, still buildable)."""
-    return f"{simulator_version}.0.0"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,50 +46,6 @@ class SliceSet:
             "tumor_fraction": float(self.label.mean()) if len(self) else float("nan"),
             "patients": int(len(np.unique(self.patient_id))),
         }
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get(DATA_DIR_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "jax_translate" / "tensorflow_datasets"
-
-
-def check_size(size: str) -> str:
-    from jax_translate.data.slices import SIZES
-
-    if size not in SIZES:
-        raise UsageError(f"unknown image size {size!r}; choose one of {', '.join(SIZES)}")
-    return size
-
-
-def simulated_config_name(size: str = "64", n_patients: int = 50, n_train_patients: int = 30,
-                          seed: int = 0) -> str:
-    """The TFDS config name of these simulator settings; the defaults are named after the size."""
-    default = (n_patients, n_train_patients, seed) == (50, 30, 0)
-    return size if default else f"{size}_p{n_patients}_t{n_train_patients}_s{seed}"
-
-
-def dataset_dir(size: str = "64", data_dir: str | Path | None = None,
-                brats_dir: str | Path | None = None, version: int | None = None,
-                **sim_kwargs) -> Path:
-    """The folder TFDS builds this dataset in (``builder.data_dir``), found without TFDS.
-
-    It also holds the classifier cache and the split export.
-    """
-    root = (Path(data_dir) if data_dir else default_data_dir()).expanduser().resolve()
-    if brats_dir is not None:
-        return root / "real_brats" / check_size(size) / BUILDER_VERSION
-    name = simulated_config_name(check_size(size), **sim_kwargs)
-    return root / "simulated_brats" / name / simulated_version(_simulator_version(version))
-
-
-def _simulator_version(version: int | None) -> int:
-    from jax_translate.data import simulator  # numpy and scipy only
-
-    version = simulator.LATEST_VERSION if version is None else version
-    if version not in simulator.VERSIONS:
-        raise UsageError(f"unknown simulator version {version!r}; choose one of "
-                         f"{', '.join(map(str, sorted(simulator.VERSIONS)))}")
-    return version
 
 
 def export_splits(splits: dict[str, SliceSet], path: Path) -> Path:
@@ -134,7 +79,7 @@ def get_builder(size: str = "64", data_dir: str | Path | None = None,
     config = builders.simulated_config(size, **sim_kwargs)
     # TFDS refuses a custom config object that shares a name with a listed one.
     listed = {c.name for c in builders.SimulatedBrats.BUILDER_CONFIGS}
-    builder = builders.SIMULATED_BUILDERS[_simulator_version(version)]
+    builder = builders.SIMULATED_BUILDERS[simulator_version(version)]
     return builder(data_dir=str(data_dir), config=config.name if config.name in listed else config,
                    file_format="array_record")
 
@@ -195,3 +140,14 @@ def load(size: str = "64", data_dir: str | Path | None = None,
     builder = get_builder(size, data_dir, brats_dir, **sim_kwargs)
     prepare(builder, brats_dir)
     return {split: read_split(builder, split) for split in SPLITS}
+
+
+def folder_for(cfg) -> Path:
+    """The folder of a sweep config's dataset: its records, export, ceiling and
+    classifier cache (``cfg``: a :class:`~jax_translate.config.SweepConfig`)."""
+    return dataset_dir(cfg.size, cfg.data_dir, cfg.brats_dir, **cfg.simulator_kwargs)
+
+
+def load_for(cfg) -> dict[str, SliceSet]:
+    """Both splits of the dataset a sweep config trains and evaluates on (built on first use)."""
+    return load(cfg.size, cfg.data_dir, cfg.brats_dir, **cfg.simulator_kwargs)

@@ -78,11 +78,15 @@ def split_patients(labels: np.ndarray, patient_id: np.ndarray, sizes: DomainSize
 
 
 def unpaired_domains(labels: np.ndarray, patient_id: np.ndarray, target_tumor_ratio: float,
-                     sizes: DomainSizes = DomainSizes(), seed: int = 0
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(source, target) indices into the training split, from disjoint patients."""
+                     sizes: DomainSizes = DomainSizes(), seed: int = 0,
+                     split=split_patients) -> tuple[np.ndarray, np.ndarray]:
+    """(source, target) indices into the training split, from disjoint patients.
+
+    ``split(labels, patient_id, sizes, seed)`` gives the (source, target)
+    patient groups: :func:`split_patients` unless an experiment hands in another.
+    """
     ratio = check_ratio(target_tumor_ratio)
-    source_patients, target_patients = split_patients(labels, patient_id, sizes, seed)
+    source_patients, target_patients = split(labels, patient_id, sizes, seed)
     rng = np.random.default_rng([seed, 2, round(ratio * 1_000_000)])
     in_source = np.flatnonzero(np.isin(patient_id, source_patients))
     in_target = np.flatnonzero(np.isin(patient_id, target_patients))
@@ -132,3 +136,9 @@ def holdout_indices(labels: np.ndarray, sizes: DomainSizes = DomainSizes(),
     n_tumor = round(0.5 * sizes.n_holdout)
     return _draw(labels, np.arange(len(labels)), n_tumor, sizes.n_holdout - n_tumor,
                  rng, "the holdout set")
+
+
+def holdout_set(cfg, holdout):
+    """The holdout slices every member of a sweep config is evaluated on (a SliceSet)."""
+    sizes = DomainSizes(cfg.n_source, cfg.n_target, cfg.n_holdout)
+    return holdout.take(holdout_indices(holdout.label, sizes, seed=cfg.data_seed))

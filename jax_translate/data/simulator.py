@@ -266,15 +266,18 @@ def _draw_tumor(rng: np.random.Generator) -> _Tumor:
 
 def simulate_patient(patient_index: int, seed: int, geometry: SliceGeometry, *,
                      mass_effect: bool = True, version: int = LATEST_VERSION,
-                     _every_pixel: bool = False) -> PatientVolume:
+                     renderer=None, _every_pixel: bool = False) -> PatientVolume:
     """Simulates one patient; a pure function of (seed, patient_index, version).
 
     version 2 (the default) gives each patient crisp anatomy of their own,
     imaged with the scanner's pixel averaging; version 1 is the template's
     population-average tissue mixture (see `VERSIONS`). mass_effect=False keeps
     the tumor but does not push tissue aside (for tests and ablations); every
-    random draw stays the same. _every_pixel (tests) samples version 2's fine
-    grid under every pixel, not only near the brain.
+    random draw stays the same. ``renderer(rng, fractions, axes_mm, average)``
+    makes the images from the anatomy (default :func:`render`; an experiment
+    hands in another, e.g. one that also keeps the anatomy). _every_pixel
+    (tests) samples version 2's fine grid under every pixel, not only near the
+    brain.
     """
     if version not in VERSIONS:
         raise ValueError(f"unknown simulator version {version!r}; choose one of {sorted(VERSIONS)}")
@@ -341,7 +344,8 @@ def simulate_patient(patient_index: int, seed: int, geometry: SliceGeometry, *,
     fractions = dict(csf=csf, gm=gm, wm=wm, brain=brain_fraction, whole=whole,
                      edema=whole - core, enhancing=core - necrotic, necrotic=necrotic)
     images = {modality: image.reshape(shape) for modality, image in
-              _render(rng, fractions, axes_mm, None if version == 1 else fine.average).items()}
+              (renderer or render)(rng, fractions, axes_mm,
+                                   None if version == 1 else fine.average).items()}
     # The labels of what each pixel holds most of.
     parts = [fine.average(part) for part in (csf, gm, wm, whole, core, necrotic)]
     tissue = _tissue_labels(*parts).reshape(shape)
@@ -474,7 +478,7 @@ def _tissue_labels(csf, gm, wm, whole, core, necrotic) -> np.ndarray:
     return tissue
 
 
-def _render(rng, fractions: dict[str, np.ndarray], axes_mm, average=None) -> dict[str, np.ndarray]:
+def render(rng, fractions: dict[str, np.ndarray], axes_mm, average=None) -> dict[str, np.ndarray]:
     """Flat images in [0, 1] of every modality from tissue fractions.
 
     The fractions may lie on a finer grid than the image: then `average` maps

@@ -18,16 +18,6 @@ MIN_TUMOR_FRACTION = 0.01
 HEALTHY, TUMOR = 0, 1
 LABEL_NAMES = ("healthy", "tumor")
 
-# Slice sizes the builders make: "64" and "128" (square) and the paper's
-# 256x128 hemisphere crop (height x width).
-SIZES = ("64", "128", "256x128")
-
-
-def image_shape(size: str) -> tuple[int, int]:
-    height, _, width = size.partition("x")
-    return int(height), int(width or height)
-
-
 def brain_to_background(brain_mask: np.ndarray) -> float:
     """Brain pixels divided by background pixels of one slice."""
     brain = int(np.count_nonzero(brain_mask))

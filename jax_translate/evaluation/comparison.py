@@ -1,8 +1,8 @@
 """The methods comparison (issue 12): flips at the extreme ratios against fidelity.
 
-Reads the ``results.csv`` of finished run folders (one per method, as
-``reproduce`` writes them; several ``reproduce`` folders can be combined),
-and makes, per method:
+From the result rows of finished run folders (one per method, as
+``reproduce`` writes them; several ``reproduce`` folders can be combined:
+``jobs.run_folder.read_runs``), it makes, per method:
 
 - one point for **tumors added** at the highest target tumor ratio (100%,
   healthy sources) and one for **tumors removed** at the lowest (0%, tumor
@@ -20,15 +20,13 @@ counted in the table.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 import numpy as np
 
-from jax_translate.evaluation import figures, metrics, quality
-from jax_translate.run_folder import CONFIG_FILE, RESULTS_CSV
-from jax_translate.training.specs import METHODS
+from jax_translate.catalog import METHODS
+from jax_translate.evaluation import figures, quality, results
 
 # Flair used as T1 (no translation at all) on the simulated 64x64 healthy
 # holdout (quality.py, README "The quality gate").
@@ -41,44 +39,7 @@ FLOOR_LABEL = f"Flair as T1 (r {FLAIR_FLOOR_R:g})"
 NOT_GATED_LABEL = "not gated (gan)"
 
 
-# ------------------------------------------------------------------ reading
-
-
-def _parse(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
-def read_csv(path: str | Path) -> list[dict]:
-    """Rows of a ``results.csv``, numbers parsed (``nan`` included)."""
-    with open(path, newline="") as f:
-        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def result_files(run_dir: str | Path) -> list[Path]:
-    """The per-method ``results.csv`` files of a ``reproduce`` folder, or a sweep
-    folder's own."""
-    run_dir = Path(run_dir)
-    if (run_dir / CONFIG_FILE).exists():
-        return [run_dir / RESULTS_CSV] if (run_dir / RESULTS_CSV).exists() else []
-    return sorted(p for p in run_dir.glob(f"*/{RESULTS_CSV}") if (p.parent / CONFIG_FILE).exists())
-
-
-def read_runs(run_dirs) -> tuple[list[dict], dict[str, Path]]:
-    """Rows of every method found in ``run_dirs`` and the file each method came
-    from. A method in several folders is taken from the last one given."""
-    by_method: dict[str, tuple[Path, list[dict]]] = {}
-    for run_dir in run_dirs:
-        for path in result_files(run_dir):
-            rows = read_csv(path)
-            for method in dict.fromkeys(r["method"] for r in rows):
-                by_method[method] = (path, [r for r in rows if r["method"] == method])
-    order = method_order(by_method)
-    return ([r for m in order for r in by_method[m][1]], {m: by_method[m][0] for m in order})
+# ------------------------------------------------------------------ order
 
 
 def method_order(methods) -> list[str]:
@@ -129,10 +90,8 @@ def flip_point(rows: list[dict], method: str, what: str) -> dict | None:
     members = _select(rows, method, "healthy", ratio)  # fidelity as the gate reads it
     if not flips:
         return None
-    n = sum(int(r["n_images"]) for r in flips)
-    kept = sum(int(r["n_pred_tumor"]) for r in flips)
-    k = kept if what == ADDED else n - kept
-    y_low, y_high = metrics.wilson_interval(k, n)
+    p = results.pooled(flips, removed=what == REMOVED)
+    k, n, y_low, y_high = p.k, p.n, p.low, p.high
     r = _finite(m["fidelity_r"] for m in members)
     verdicts = [m.get("quality") for m in members]
     return dict(method=method, what=what, ratio=ratio, seeds=sorted({m["seed"] for m in flips}),
@@ -241,7 +200,7 @@ def comparison_figure(rows: list[dict]):
             if p is None:
                 continue
             ratio = p["ratio"]
-            color = figures.METHOD_COLORS.get(s["method"], "gray")
+            color = figures.method_color(s["method"])
             xerr = np.clip([[p["x"] - p["x_low"]], [p["x_high"] - p["x"]]], 0.0, None)
             yerr = np.clip([[p["y"] - p["y_low"]], [p["y_high"] - p["y"]]], 0.0, None)
             ax.errorbar([p["x"]], [p["y"]], xerr=xerr, yerr=yerr, fmt="none", ecolor=color,
@@ -265,7 +224,7 @@ def comparison_figure(rows: list[dict]):
         ax.set_xlim(min(lo - 0.05, 0.35), 1.0)
     # Legend: one filled marker per method, then the reference lines and the marker styles.
     handles = [plt.Line2D([], [], ls="", marker="s" if s["not_gated"] else "o", ms=7,
-                          color=figures.METHOD_COLORS.get(s["method"], "gray"))
+                          color=figures.method_color(s["method"]))
                for s in summaries]
     labels = [s["method"] for s in summaries]
     handles += [plt.Line2D([], [], ls="--", color="gray", lw=1),

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jax_translate.catalog import SPECS
 from jax_translate.data.dataset import SliceSet
-from jax_translate.evaluation import metrics, quality
+from jax_translate.evaluation import quality, results
 
 # ../shared/PAPER.md: fraction predicted tumor in the authors' notebooks, by target
 # tumor % 0, 10, ..., 100 (their classifier: 75-82% accurate on real T1).
@@ -19,12 +20,14 @@ PAPER_CURVES = {
 }
 PAPER_X = tuple(10 * i for i in range(11))
 PAPER_LABEL = "paper (their classifier)"
-METHOD_COLORS = {"cyclegan": "tab:purple", "condgan": "tab:orange", "l1": "tab:green",
-                 "gan": "tab:brown", "cut": "tab:cyan", "fastcut": "tab:olive",
-                 "cyclegan-cc": "tab:pink"}
 UNDERTRAINED_LABEL = f"undertrained (fidelity r < {quality.FIDELITY_GATE:g})"
 LABEL_STYLE = {"healthy": ("healthy source (tumors added)", "tab:blue"),
                "tumor": ("tumor source (tumors kept)", "tab:red")}
+
+
+def method_color(method: str) -> str:
+    """The catalog's colour of ``method`` (gray for one it does not know)."""
+    return SPECS[method].color if method in SPECS else "gray"
 
 
 def _pyplot():
@@ -60,8 +63,8 @@ def _curve(rows: list[dict], method: str, label: str) -> dict:
         out["mean"].append(np.nanmean(fracs))
         out["low"].append(np.nanmin(fracs)); out["high"].append(np.nanmax(fracs))
         if all("n_images" in r and "n_pred_tumor" in r for r in at):
-            low, high = metrics.wilson_interval(sum(int(r["n_pred_tumor"]) for r in at),
-                                                sum(int(r["n_images"]) for r in at))
+            p = results.pooled(at)
+            low, high = p.low, p.high
         else:
             low, high = np.mean([r["ci_low"] for r in at]), np.mean([r["ci_high"] for r in at])
         out["ci_low"].append(low); out["ci_high"].append(high)
@@ -129,7 +132,7 @@ def flips_figure(rows: list[dict]):
     rows = [r for r in rows if r.get("status", "ok") == "ok"]
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     for method in dict.fromkeys(r["method"] for r in rows):
-        color = METHOD_COLORS.get(method, "gray")
+        color = method_color(method)
         for label, style, what in (("healthy", "-", "added"), ("tumor", "--", "removed")):
             c = _curve(rows, method, label)
             if not len(c["x"]):

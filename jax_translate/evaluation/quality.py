@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from jax_translate.evaluation.metrics import _as_batch, ssim
-from jax_translate.training.specs import SPECS
+from jax_translate.catalog import SPECS
 
 # Calibrated between a floor and two ceilings, measured on the simulated 64x64
 # holdout (simulator version 2, the default data), healthy sources, r inside

@@ -1,115 +1,42 @@
-"""Translation networks and the config that picks them.
+"""Translation networks.
 
-`build_generator(cfg)` and `build_discriminator(cfg)` turn a `ModelConfig`
-into Flax linen modules; `MODEL_PRESETS` holds the paper's sizes ("paper"),
-sizes measured to train quickly on a laptop CPU at 64x64 ("cpu"), and a
-"tiny" variant so that tests compile and run a training step in seconds.
+`build_generator(cfg, conv_impl, precision)` and `build_discriminator(...)`
+turn a :class:`~jax_translate.model_config.ModelConfig` (the architecture)
+into Flax linen modules that compute their convolutions as ``conv_impl``
+("xla" or "patches") on ``precision`` ("fp32" or "bf16") operands.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 from flax import linen as nn
 
-from jax_translate.errors import UsageError
-from jax_translate.models import layers
+from jax_translate.model_config import ModelConfig
 from jax_translate.models.discriminators import PatchDiscriminator
 from jax_translate.models.generators import ResnetGenerator, UnetGenerator
 
-GENERATORS = ("resnet", "unet")
-UPSAMPLES = ("resize", "transpose")
 
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Sizes of the generator and the PatchGAN discriminator.
-
-    n_blocks is used by the ResNet generator only and num_downs by the UNet
-    only (which then needs H and W divisible by 2**num_downs).
-
-    ``conv_impl`` and ``precision`` say how the networks compute: every conv
-    module gets them as attributes. A sweep's config leaves it at its
-    default; the engine sets the resolved value on the model a ``Method``
-    builds (``Method.model``).
-    """
-
-    generator: str = "resnet"
-    ngf: int = 64
-    n_blocks: int = 9
-    num_downs: int = 6
-    upsample: str = "resize"
-    ndf: int = 64
-    n_disc_layers: int = 3
-    dropout: float = 0.0  # ResNet blocks only: the reference's use_dropout (0.5)
-    conv_impl: str = "xla"  # lax.conv or batched matmuls (layers.CONV_IMPLS)
-    precision: str = "fp32"  # or "bf16": convs and matmuls on bfloat16 (layers.in_precision)
-
-    def __post_init__(self):
-        if self.generator not in GENERATORS:
-            raise UsageError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
-        if self.upsample not in UPSAMPLES:
-            raise UsageError(f"upsample must be one of {UPSAMPLES}, got {self.upsample!r}")
-        for name in ("ngf", "ndf", "n_disc_layers"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_blocks < 0:
-            raise UsageError(f"n_blocks must be >= 0, got {self.n_blocks}")
-        if self.num_downs < 5:
-            raise UsageError(f"num_downs must be >= 5 (the pix2pix UNet), got {self.num_downs}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.dropout and self.generator != "resnet":
-            raise UsageError("dropout is implemented for the ResNet generator only")
-        if self.conv_impl not in layers.CONV_IMPLS:
-            raise UsageError(
-                f"conv_impl must be one of {layers.CONV_IMPLS}, got {self.conv_impl!r}")
-        if self.precision not in layers.PRECISIONS:
-            raise UsageError(
-                f"precision must be one of {layers.PRECISIONS}, got {self.precision!r}")
-
-
-MODEL_PRESETS: dict[str, ModelConfig] = {
-    # The paper's networks: ResNet-9 (ngf 64) and the 70x70 PatchGAN (ndf 64).
-    # Upsampling stays resize-conv; set upsample="transpose" for exact parity.
-    "paper": ModelConfig(
-        generator="resnet", ngf=64, n_blocks=9, upsample="resize", ndf=64, n_disc_layers=3
-    ),
-    # Same layout, narrower and shallower: a jitted G-then-D forward+backward
-    # at 64x64, batch 1, takes ~13-17 ms on a 2-core CPU (ngf 32 or 6 blocks
-    # cost 1.3-3x more; timings in the models report).
-    "cpu": ModelConfig(
-        generator="resnet", ngf=16, n_blocks=3, upsample="resize", ndf=16, n_disc_layers=3
-    ),
-    # For tests only: compiles and runs a full step in seconds.
-    "tiny": ModelConfig(
-        generator="resnet", ngf=4, n_blocks=1, upsample="resize", ndf=4, n_disc_layers=2
-    ),
-}
-
-
-def build_generator(cfg: ModelConfig, out_channels: int = 1) -> nn.Module:
+def build_generator(cfg: ModelConfig, conv_impl: str = "xla", precision: str = "fp32",
+                    out_channels: int = 1) -> nn.Module:
     """The generator named by cfg (input channels follow the input)."""
     if cfg.generator == "resnet":
         return ResnetGenerator(
             out_channels=out_channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, upsample=cfg.upsample,
-            dropout=cfg.dropout, conv_impl=cfg.conv_impl, precision=cfg.precision,
+            dropout=cfg.dropout, conv_impl=conv_impl, precision=precision,
         )
     return UnetGenerator(
         out_channels=out_channels, ngf=cfg.ngf, num_downs=cfg.num_downs, upsample=cfg.upsample,
-        conv_impl=cfg.conv_impl, precision=cfg.precision,
+        conv_impl=conv_impl, precision=precision,
     )
 
 
-def build_discriminator(cfg: ModelConfig) -> nn.Module:
+def build_discriminator(cfg: ModelConfig, conv_impl: str = "xla",
+                        precision: str = "fp32") -> nn.Module:
     """The PatchGAN; feed it 2 channels (source, image) for the conditional GAN."""
-    return PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.n_disc_layers, conv_impl=cfg.conv_impl,
-                              precision=cfg.precision)
+    return PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.n_disc_layers, conv_impl=conv_impl,
+                              precision=precision)
 
 
 __all__ = [
-    "MODEL_PRESETS",
-    "ModelConfig",
     "PatchDiscriminator",
     "ResnetGenerator",
     "UnetGenerator",

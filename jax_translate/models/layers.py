@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jax_translate.model_config import CONV_IMPLS, PRECISIONS
+
 # The reference initialises every Conv and ConvTranspose weight from
 # normal(0, 0.02) and every bias to zero; flax's defaults (lecun normal) would
 # give a differently scaled starting point.
@@ -83,11 +85,9 @@ ConvImpl = Literal["xla", "patches"]
 # function and parameters, but when a sweep is vmapped over members (each
 # with its own weights) the matmuls batch into batched GEMMs, where lax.conv
 # would become a grouped convolution, which is slow on GPUs and CPUs alike
-# (benchmarks/).
-CONV_IMPLS = ("xla", "patches")
+# (benchmarks/). The names: model_config.CONV_IMPLS.
 
-Precision = Literal["fp32", "bf16"]
-PRECISIONS = ("fp32", "bf16")
+Precision = Literal["fp32", "bf16"]  # model_config.PRECISIONS
 
 
 def in_precision(op: Callable, x: jax.Array, kernel: jax.Array, precision: Precision) -> jax.Array:

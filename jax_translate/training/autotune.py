@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from jax_translate import io_utils
 from jax_translate.training import engine
-from jax_translate.training.specs import SPECS
+from jax_translate.catalog import SPECS
 
 MARGIN = 0.10           # another strategy must beat the baseline by more than this
 MEMORY_FRACTION = 0.9   # of the device's pool: room for the live states beside the copy

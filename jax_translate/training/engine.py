@@ -26,7 +26,7 @@ import numpy as np
 from jax_translate.errors import UsageError
 from jax_translate.training import sharding
 from jax_translate.training.members import MemberData, SharedData, sample_batch
-from jax_translate.training.methods import Method, TrainState, step_keys, train_step
+from jax_translate.training.methods import Method, Parts, TrainState, step_keys, train_step
 
 
 def init_states(method: Method, seeds: np.ndarray, image_shape: tuple[int, int]) -> TrainState:
@@ -208,10 +208,12 @@ def resolve_conv_impl(conv_impl: str, member_axis: str, backend: str | None = No
     return "patches" if member_axis == "vmap" and backend != "cpu" else "xla"
 
 
-def method_for(cfg, member_axis: str, conv_impl: str | None = None) -> Method:
+def method_for(cfg, member_axis: str, conv_impl: str | None = None,
+               parts: Parts = Parts()) -> Method:
     """``cfg``'s Method, its convolutions computed as ``conv_impl`` (default: ``cfg.conv_impl``)
     resolved for ``member_axis`` on this backend (:func:`resolve_conv_impl`)."""
-    return Method(cfg, conv_impl=resolve_conv_impl(conv_impl or cfg.conv_impl, member_axis))
+    return Method(cfg, conv_impl=resolve_conv_impl(conv_impl or cfg.conv_impl, member_axis),
+                  parts=parts)
 
 
 def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> int:

@@ -3,7 +3,7 @@
 Two tumor segmenters, one per domain, are trained once on the **training**
 split only (real Flair with its masks, real T1 with its masks), with the
 evaluation classifier's network and training code
-(:mod:`jax_translate.evaluation.classifier`) but their own seeds, and never
+(:mod:`jax_translate.training.segmenter`) but their own seeds, and never
 the evaluator itself: a translator trained against the judge could learn to
 please it. They are cached in the run folder and enter the compiled step as
 data (``SharedData.frozen`` -> ``Batch.frozen``), behind ``stop_gradient``.
@@ -34,6 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_translate.data.dataset import SliceSet
+from jax_translate.images import downsample
+from jax_translate.io_utils import atomic_write_json
+from jax_translate.models.segmenter import TumorSegmenter
+from jax_translate.training import segmenter
 
 SEGMENTER_DIR = "lesion_segmenters"
 # The evaluation classifier uses seed 0; these must differ from it and each other.
@@ -49,17 +53,13 @@ def _fingerprint(train: SliceSet) -> str:
     return digest.hexdigest()[:12]
 
 
-def segmenter_config(steps: int, modality: str):
-    from jax_translate.evaluation.classifier import ClassifierConfig
-
-    return ClassifierConfig(steps=steps, seed=SEGMENTER_SEEDS[modality])
+def segmenter_config(steps: int, modality: str) -> segmenter.SegmenterConfig:
+    return segmenter.SegmenterConfig(steps=steps, seed=SEGMENTER_SEEDS[modality])
 
 
 def segmenter_shapes(image_shape: tuple[int, int]) -> dict:
     """What :func:`train_segmenters` returns, as shapes only (nothing trained)."""
-    from jax_translate.evaluation.classifier import params_shapes
-
-    return {m: params_shapes(segmenter_config(1, m).width, image_shape) for m in MODALITIES}
+    return {m: segmenter.params_shapes(segmenter_config(1, m).width, image_shape) for m in MODALITIES}
 
 
 def train_segmenters(train: SliceSet, steps: int, cache_dir: Path | None = None) -> dict:
@@ -69,23 +69,20 @@ def train_segmenters(train: SliceSet, steps: int, cache_dir: Path | None = None)
     Each cache entry's JSON records the patients and slice count it was
     trained on, so what a segmenter saw can be checked afterwards.
     """
-    from jax_translate.evaluation.classifier import load_params, save_params, train_classifier
-    from jax_translate.io_utils import atomic_write_json
-
     fingerprint = _fingerprint(train)
     frozen = {}
     for modality in MODALITIES:
         cfg = segmenter_config(steps, modality)
         name = f"{modality}_w{cfg.width}_steps{steps}_seed{cfg.seed}_{fingerprint}"
         path = Path(cache_dir) / SEGMENTER_DIR / name if cache_dir is not None else None
-        cached = (load_params(path / "params.msgpack", cfg.width, train.t1.shape[1:])
+        cached = (segmenter.load_params(path / "params.msgpack", cfg.width, train.t1.shape[1:])
                   if path is not None else None)  # None if absent or damaged: retrain
         if cached is not None:
             frozen[modality] = cached
             continue
-        frozen[modality] = train_classifier(train, cfg, modality=modality)
+        frozen[modality] = segmenter.train_segmenter(train, cfg, modality=modality)
         if path is not None:
-            save_params(path / "params.msgpack", frozen[modality])
+            segmenter.save_params(path / "params.msgpack", frozen[modality])
             atomic_write_json(path / "segmenter.json", {
                 "modality": modality, "config": dataclasses.asdict(cfg),
                 "fingerprint": fingerprint, "n_slices": len(train),
@@ -102,9 +99,6 @@ def trained_on(cache_dir: Path) -> list[dict]:
 def tumor_probability(params, images: jnp.ndarray, intensity_range, upscale: int,
                       width: int = 16) -> jnp.ndarray:
     """(B, H/2, W/2) tumor probabilities of model-range images (B, upscale*H, upscale*W, 1)."""
-    from jax_translate.evaluation.classifier import TumorSegmenter
-    from jax_translate.training.members import downsample
-
     low, high = intensity_range
     unit = jnp.clip((downsample(images, upscale) - low) / (high - low), 0.0, 1.0)
     logits = TumorSegmenter(width).apply({"params": jax.lax.stop_gradient(params)}, unit)

@@ -1,7 +1,7 @@
 """The translation methods, as pure functions of one member.
 
 Every method has a generator ``ab`` (Flair -> T1, the translator we evaluate);
-what else it has and how it scores it is its spec (:mod:`specs`: the paper's
+what else it has and how it scores it is its spec (:mod:`jax_translate.catalog`: the paper's
 cyclegan, gan, condgan and l1, and cut, fastcut and cyclegan-cc) and its
 objective (:mod:`objectives`). ``train_step`` is shared: update the
 generators on their loss, then the discriminators on real images and pooled
@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
+from flax import linen as nn
 
+from jax_translate.catalog import SPECS, MethodSpec
 from jax_translate.config import SweepConfig
-from jax_translate.models import ModelConfig, build_discriminator, build_generator
+from jax_translate.models import build_discriminator, build_generator
 from jax_translate.models.projection import ProjectionHead
-from jax_translate.training import image_pool, optim
+from jax_translate.training import image_pool, objectives, optim
 from jax_translate.training.losses import GAN_LOSSES
-from jax_translate.training.specs import SPECS, MethodSpec
 
 # Dropout keys per step: the most translations any objective runs (cyclegan's
 # and cut's six). Fixed, so that every method draws the same keys it always did.
@@ -62,16 +63,35 @@ class TrainState:
 
 
 @dataclasses.dataclass(frozen=True)
+class Parts:
+    """What an experiment hands in instead of what the config builds (None: the config's).
+
+    As Flax code passes modules and apply functions around: ``generator`` and
+    ``discriminator`` are linen modules called like the built ones (the
+    generator with ``train``, ``rngs`` and, for PatchNCE, ``encode_only``);
+    ``discriminator_optimizer`` is a function of the config that returns the
+    discriminators' optax transformation (the generators keep the config's
+    Adam). Modules and functions compare by value or identity, so a Method
+    with parts stays hashable.
+    """
+
+    generator: nn.Module | None = None
+    discriminator: nn.Module | None = None
+    discriminator_optimizer: Callable[[SweepConfig], optax.GradientTransformation] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Method:
     """Static description of a method; hashable so it can be a jit constant.
 
     ``conv_impl`` is how its networks compute their convolutions, resolved
-    by the engine (``engine.resolve_conv_impl``); it and the sweep's
-    ``precision`` are part of ``model``.
+    by the engine (``engine.resolve_conv_impl``); the sweep's ``precision``
+    is the config's. ``parts`` replaces networks or an optimizer (:class:`Parts`).
     """
 
     cfg: SweepConfig
     conv_impl: str = "xla"
+    parts: Parts = Parts()
 
     @property
     def name(self) -> str:
@@ -102,26 +122,34 @@ class Method:
         return self.spec.discriminator_first(self.cfg)
 
     @property
-    def model(self) -> ModelConfig:
-        """The networks' config: the sweep's, computed as this method says."""
-        return dataclasses.replace(self.cfg.model, conv_impl=self.conv_impl,
-                                   precision=self.cfg.precision)
+    def precision(self) -> str:
+        return self.cfg.precision
 
     @property
-    def generator_net(self):
-        return build_generator(self.model)
+    def generator_net(self) -> nn.Module:
+        if self.parts.generator is not None:
+            return self.parts.generator
+        return build_generator(self.cfg.model, self.conv_impl, self.precision)
 
     @property
-    def discriminator_net(self):
-        return build_discriminator(self.model)
+    def discriminator_net(self) -> nn.Module:
+        if self.parts.discriminator is not None:
+            return self.parts.discriminator
+        return build_discriminator(self.cfg.model, self.conv_impl, self.precision)
 
     @property
     def head_net(self) -> ProjectionHead:
         return ProjectionHead(self.cfg.nce_head_features)
 
     def optimizer(self) -> optax.GradientTransformation:
+        """The generators' Adam (and the discriminators', unless parts hand in another)."""
         c = self.cfg
         return optim.adam(c.learning_rate, c.steps, c.decay_fraction, c.beta1)
+
+    def discriminator_optimizer(self) -> optax.GradientTransformation:
+        if self.parts.discriminator_optimizer is not None:
+            return self.parts.discriminator_optimizer(self.cfg)
+        return self.optimizer()
 
     # ------------------------------------------------------------------ init
 
@@ -143,14 +171,14 @@ class Method:
                 for i, (k, f) in enumerate(zip(head_keys, features))}
         discriminator = {d: self.discriminator_net.init(d_keys[d], d_input)["params"]
                          for d in self.discriminators}
-        opt = self.optimizer()
         # No pool at all when its size is 0: checkpoints cannot hold empty arrays.
         pools = {d: image_pool.init_pool(self.pool_size, d_input.shape[1:])
                  for d in self.discriminators if self.pool_size > 0}
         return TrainState(
             step=jnp.zeros((), jnp.int32), generator=generator, discriminator=discriminator,
-            generator_opt=opt.init(generator),
-            discriminator_opt=opt.init(discriminator) if discriminator else (),  # l1: none
+            generator_opt=self.optimizer().init(generator),
+            discriminator_opt=(self.discriminator_optimizer().init(discriminator)
+                               if discriminator else ()),  # l1: none
             pools=pools, key=train_key, diverged=jnp.zeros((), bool))
 
     # ---------------------------------------------------------------- losses
@@ -172,11 +200,12 @@ class Method:
         """CUT's projection head of feature layer ``layer`` on (..., C) vectors."""
         return self.head_net.apply({"params": generator["nce_head"][str(layer)]}, vectors)
 
-    def _conditioned(self, source, images):
+    def conditioned(self, source, images):
         """What D "b" sees: (source, image) pairs if conditional (also in its pool), else images."""
         return jnp.concatenate([source, images], -1) if self.spec.conditional else images
 
-    def _score(self, discriminator: Params, name: str, images):
+    def score(self, discriminator: Params, name: str, images):
+        """Discriminator ``name``'s patch scores of ``images``."""
         return self.discriminator_net.apply({"params": discriminator[name]}, images)
 
     def generator_loss(self, generator: Params, discriminator: Params, batch: Batch,
@@ -192,17 +221,17 @@ class Method:
             return self.translate(generator, images, name, next(dropout) if dropout else None,
                                   encode_only=encode_only)
 
-        loss, metrics, fakes = self.spec.objective(self, generator, discriminator, batch,
-                                                   translate, keys)
+        objective = objectives.OBJECTIVES[self.spec.objective]
+        loss, metrics, fakes = objective(self, generator, discriminator, batch, translate, keys)
         return loss, (metrics, fakes)
 
     def discriminator_loss(self, discriminator: Params, batch: Batch, fakes: dict):
         """Half the sum of real and fake terms for each discriminator, summed."""
-        reals = {"b": self._conditioned(batch.source, batch.target), "a": batch.source}
+        reals = {"b": self.conditioned(batch.source, batch.target), "a": batch.source}
         total = 0.0
         for d in self.discriminators:
-            real = self.gan_loss(self._score(discriminator, d, reals[d]), True)
-            fake = self.gan_loss(self._score(discriminator, d, fakes[d]), False)
+            real = self.gan_loss(self.score(discriminator, d, reals[d]), True)
+            fake = self.gan_loss(self.score(discriminator, d, fakes[d]), False)
             total = total + 0.5 * (real + fake)
         return total, {"discriminator_loss": total}
 
@@ -257,9 +286,9 @@ def train_step(method: Method, state: TrainState, batch: Batch,
     produces a NaN or inf is frozen and flagged ``diverged`` from then on, so
     it can never affect anything else.
     """
-    opt = method.optimizer()
     keys = step_keys(state.key, state.step)
-    d_update = functools.partial(_update_discriminators, method, state, batch, opt, keys.pools)
+    d_update = functools.partial(_update_discriminators, method, state, batch,
+                                 method.discriminator_optimizer(), keys.pools)
     discriminator, discriminator_opt, pools, d_metrics = (
         state.discriminator, state.discriminator_opt, state.pools, {})
     if method.discriminator_first:
@@ -269,7 +298,8 @@ def train_step(method: Method, state: TrainState, batch: Batch,
         discriminator, discriminator_opt, pools, d_metrics = d_update(fakes)
     (g_loss, (metrics, fakes)), g_grads = jax.value_and_grad(
         method.generator_loss, has_aux=True)(state.generator, discriminator, batch, keys)
-    generator, generator_opt = _update(state.generator, g_grads, state.generator_opt, opt)
+    generator, generator_opt = _update(state.generator, g_grads, state.generator_opt,
+                                       method.optimizer())
     if method.discriminators and not method.discriminator_first:
         discriminator, discriminator_opt, pools, d_metrics = d_update(fakes)
     metrics = {"generator_loss": g_loss, **metrics, **d_metrics}

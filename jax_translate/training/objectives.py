@@ -7,7 +7,8 @@ networks), ``translate(images, name)`` runs generator ``name`` with the next
 dropout key, and ``keys`` is the step's
 :class:`~jax_translate.training.methods.StepKeys` (None outside training).
 ``fakes`` holds what each discriminator trains on. A method's spec
-(:mod:`specs`) names its objective.
+(:mod:`jax_translate.catalog`) names its objective by its key in
+:data:`OBJECTIVES`.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def pixel_l1(method, generator, discriminator, batch, translate, keys):
 
 def _adversarial_b(method, discriminator, batch, fake_b, fakes):
     """G_ab's GAN loss against D "b" (which sees (source, image) pairs if conditional)."""
-    fakes["b"] = method._conditioned(batch.source, fake_b)
-    return method.gan_loss(method._score(discriminator, "b", fakes["b"]), True)
+    fakes["b"] = method.conditioned(batch.source, fake_b)
+    return method.gan_loss(method.score(discriminator, "b", fakes["b"]), True)
 
 
 def adversarial(method, generator, discriminator, batch, translate, keys):
@@ -52,7 +53,7 @@ def _cycle_terms(method, generator, discriminator, batch, translate):
     adv = _adversarial_b(method, discriminator, batch, fake_b, fakes)
     fake_a = translate(b, "ba")
     fakes["a"] = fake_a
-    adv = adv + method.gan_loss(method._score(discriminator, "a", fake_a), True)
+    adv = adv + method.gan_loss(method.score(discriminator, "a", fake_a), True)
     metrics = {"cycle_loss": (l1_loss(translate(fake_b, "ba"), a)
                               + l1_loss(translate(fake_a, "ab"), b)),
                "identity_loss": l1_loss(translate(b, "ab"), b) + l1_loss(translate(a, "ba"), a),
@@ -109,3 +110,8 @@ def contrastive(method, generator, discriminator, batch, translate, keys):
         metrics["nce_identity_loss"] = nce_loss(b, identity_b, 1)
         nce_total = 0.5 * (nce_total + metrics["nce_identity_loss"])
     return adv + nce_total, metrics, fakes
+
+
+# The catalog's objective keys (MethodSpec.objective) -> the functions above.
+OBJECTIVES = {f.__name__: f for f in (pixel_l1, adversarial, cycle, cycle_lesion_consistent,
+                                      contrastive)}

@@ -1,11 +1,13 @@
-"""A run folder: the one place that knows its files and how to read them.
+"""Run folders: the one place that knows their files and how to read them.
 
-A sweep's folder holds ``config.json`` (the resolved :class:`SweepConfig`),
-``run.json`` (how it ran, and whether it finished), ``metrics/`` (one JSONL
-file per member), ``checkpoints/`` (Orbax, the stacked state of the real
-members) and, once evaluated, ``results.*``, ``translations.npz`` and figures.
-Training (:mod:`training.sweep`), evaluation, ``reproduce`` and the tests
-reach those files through :class:`RunFolder`.
+A sweep's folder (:class:`RunFolder`) holds ``config.json`` (the resolved
+:class:`SweepConfig`), ``run.json`` (how it ran, and whether it finished),
+``metrics/`` (one JSONL file per member), ``checkpoints/`` (Orbax, the
+stacked state of the real members) and, once evaluated, ``results.*``,
+``translations.npz`` and figures. A study's folder (:class:`StudyFolder`,
+what ``reproduce`` writes) holds one run folder per method and the combined
+results and figures. The jobs (sweep, evaluate_run, reproduce) and the tests
+reach those files through these two classes.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ import jax.numpy as jnp
 
 from jax_translate import io_utils
 from jax_translate.config import SweepConfig
-from jax_translate.data.slices import image_shape as size_to_shape
+from jax_translate.data import dataset
 from jax_translate.errors import UsageError
+from jax_translate.evaluation import results
+from jax_translate.images import image_shape as size_to_shape
 from jax_translate.training import checkpoints, distributed
+from jax_translate.training.methods import Method, Parts
 
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
@@ -30,6 +35,11 @@ METRICS_DIR = "metrics"
 CHECKPOINTS_DIR = "checkpoints"
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
+TRANSLATIONS = "translations.npz"
+BIAS_CURVES = "bias_curves.png"
+EXAMPLES = "examples.png"
+LOSSES = "losses.png"
+FLIPS = "flips.png"
 
 
 def member_name(ratio: float, seed: int) -> str:
@@ -44,18 +54,14 @@ def parse_metrics_line(line: str) -> dict | None:
         return None
 
 
-def load_splits(cfg: SweepConfig) -> dict:
-    """The dataset ``cfg`` trains and evaluates on (built on first use)."""
-    from jax_translate.data import dataset
-
-    return dataset.load(cfg.size, cfg.data_dir, cfg.brats_dir, **cfg.simulator_kwargs)
+def classifier_cache_dir(cfg: SweepConfig) -> Path:
+    """Where the evaluation classifier of ``cfg``'s dataset is cached: beside the dataset."""
+    return dataset.folder_for(cfg) / "classifier"
 
 
-def state_template(cfg: SweepConfig, image_shape: tuple[int, int]):
+def state_template(cfg: SweepConfig, image_shape: tuple[int, int], parts: Parts = Parts()):
     """Shapes and dtypes of the stacked state of ``cfg``'s members; computes nothing."""
-    from jax_translate.training.methods import Method
-
-    method = Method(cfg)
+    method = Method(cfg, parts=parts)
     keys = jax.ShapeDtypeStruct((len(cfg.members), 2), jnp.uint32)
     return jax.eval_shape(jax.vmap(functools.partial(method.init, image_shape=image_shape)), keys)
 
@@ -154,17 +160,17 @@ class RunFolder:
             return tuple(shape)
         return tuple(cfg.upscale * n for n in size_to_shape(cfg.size))
 
-    def restore_final(self, cfg: SweepConfig | None = None):
+    def restore_final(self, cfg: SweepConfig | None = None, parts: Parts = Parts()):
         """The stacked state at the last step; refused if there is none."""
         cfg = cfg or self.config()
-        template = state_template(cfg, self.image_shape(cfg))
+        template = state_template(cfg, self.image_shape(cfg), parts)
         step, states = checkpoints.restore_latest(self.manager(), template)
         if states is None or step < cfg.steps:
             raise UsageError(f"no final checkpoint in {self.checkpoints_dir} (latest: step "
                              f"{step}); rerun the same sweep command to complete it")
         return states
 
-    def verify_final(self, cfg: SweepConfig) -> None:
+    def verify_final(self, cfg: SweepConfig, parts: Parts = Parts()) -> None:
         """Refuses (UsageError, no file changed) a damaged final checkpoint.
 
         Its files' digests are enough, read without Orbax; a checkpoint saved
@@ -172,10 +178,58 @@ class RunFolder:
         """
         mngr = self.manager()
         if not checkpoints.verify_files(mngr, mngr.latest_step()):
-            self.restore_final(cfg)
+            self.restore_final(cfg, parts)
+
+    def outputs(self) -> dict[str, Path]:
+        """What ``evaluate_run`` writes, by name; results.csv and results.json last."""
+        return {"translations": self.path / TRANSLATIONS, "bias_curves": self.path / BIAS_CURVES,
+                "examples": self.path / EXAMPLES, "losses": self.path / LOSSES,
+                "results_csv": self.path / RESULTS_CSV, "results_json": self.path / RESULTS_JSON}
 
     def is_evaluated(self) -> bool:
-        return (self.path / RESULTS_JSON).exists() and (self.path / "bias_curve.png").exists()
+        return all(path.exists() for path in self.outputs().values())
 
     def results(self) -> dict:
         return json.loads((self.path / RESULTS_JSON).read_text())
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyFolder:
+    """What ``reproduce`` writes: one :class:`RunFolder` per method, and the study's
+    combined ``results.csv``, ``results.json``, ``bias_curves.png`` and ``flips.png``."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, path: str | Path) -> "StudyFolder":
+        return cls(io_utils.writable_dir(path, "output folder"))
+
+    def method(self, name: str) -> RunFolder:
+        return RunFolder(self.path / name)
+
+    results_csv = property(lambda self: self.path / RESULTS_CSV)
+    results_json = property(lambda self: self.path / RESULTS_JSON)
+    bias_curves = property(lambda self: self.path / BIAS_CURVES)
+    flips = property(lambda self: self.path / FLIPS)
+
+
+def result_files(run_dir: str | Path) -> list[Path]:
+    """The per-method ``results.csv`` files of a study folder, or a sweep folder's own."""
+    run_dir = Path(run_dir)
+    if (run_dir / CONFIG_FILE).exists():
+        return [run_dir / RESULTS_CSV] if (run_dir / RESULTS_CSV).exists() else []
+    return sorted(p for p in run_dir.glob(f"*/{RESULTS_CSV}") if (p.parent / CONFIG_FILE).exists())
+
+
+def read_runs(run_dirs, order=None) -> tuple[list[dict], dict[str, Path]]:
+    """Rows of every method found in ``run_dirs`` and the file each method came
+    from, methods in ``order(methods)`` (default: as found). A method in several
+    folders is taken from the last one given."""
+    by_method: dict[str, tuple[Path, list[dict]]] = {}
+    for run_dir in run_dirs:
+        for path in result_files(run_dir):
+            rows = results.read_csv(path)
+            for method in dict.fromkeys(r["method"] for r in rows):
+                by_method[method] = (path, [r for r in rows if r["method"] == method])
+    names = list(order(by_method) if order else by_method)
+    return ([r for m in names for r in by_method[m][1]], {m: by_method[m][0] for m in names})

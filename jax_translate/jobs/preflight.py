@@ -6,7 +6,7 @@ writes anything. The memory is XLA's estimate (``memory_analysis``) of the
 compiled sweep step, lowered on a stand-in training split of the same image
 size (no dataset needed; frozen networks such as cyclegan-cc's segmenters as
 shapes, not trained); the ETA is the analytic FLOP count
-(:mod:`jax_translate.flops`) over an assumed throughput.
+(:mod:`jax_translate.training.flops`) over an assumed throughput.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from jax_translate.data.dataset import SliceSet
-from jax_translate.data.slices import image_shape
 from jax_translate.errors import UsageError
-from jax_translate.training import autotune, eta
+from jax_translate.images import image_shape, model_image_shape
+from jax_translate.jobs.run_folder import state_template
+from jax_translate.training import autotune, engine, eta
+from jax_translate.training.flops import member_step_flops
+from jax_translate.training.members import build_members
 
 # What the loop reached at the paper's size on one H200 (issue 11: 47.1
 # member-steps/s x 1.06 TFLOP per cyclegan step at 256x128, ~50 TFLOP/s).
@@ -47,10 +50,6 @@ def sweep_step(cfg):
     ``member_axis`` auto is estimated as the loop: the strategy the measuring
     auto keeps when nothing else fits (training/autotune.py).
     """
-    from jax_translate.run_folder import state_template
-    from jax_translate.training import engine
-    from jax_translate.training.members import build_members, model_image_shape
-
     axis = "loop" if cfg.member_axis == "auto" else cfg.member_axis
     k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
     train = stand_in_train(cfg)
@@ -67,9 +66,6 @@ def step_memory_bytes(cfg) -> int | None:
 
 def projected_seconds(configs, flops_per_s: float = ASSUMED_FLOPS_PER_S) -> float:
     """Training time of every config at ``flops_per_s`` (analytic FLOPs per member-step)."""
-    from jax_translate.flops import member_step_flops
-    from jax_translate.training.members import model_image_shape
-
     total = 0.0
     for cfg in configs:
         shape = model_image_shape(cfg, image_shape(cfg.size))

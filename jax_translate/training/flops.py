@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jax_translate.models import ModelConfig
+from jax_translate.model_config import ModelConfig
 
 # Forward-pass multiples of one pass, by what its backward pass computes.
 PASS_COST = {"forward": 1, "input_grad": 2, "train": 3}
@@ -119,7 +119,7 @@ class StepPasses:
 
 
 def method_passes(method: str, discriminator_first: bool = False) -> StepPasses:
-    """The passes of ``methods.train_step`` for ``method``, from its spec (training/specs.py).
+    """The passes of ``methods.train_step`` for ``method``, from its spec (catalog.py).
 
     cyclegan: G loss runs ab(a), ba(b), ba(fake_b), ab(fake_a), ab(b), ba(a)
     (6 trained generator passes) and D_b(fake_b), D_a(fake_a) (2 with input
@@ -131,7 +131,7 @@ def method_passes(method: str, discriminator_first: bool = False) -> StepPasses:
     encoder passes are counted as whole passes (an upper bound); cyclegan-cc's
     small segmenters are not counted.
     """
-    from jax_translate.training.specs import SPECS
+    from jax_translate.catalog import SPECS
 
     spec = SPECS[method]
     generator = dict(spec.generator_passes)
@@ -144,10 +144,10 @@ def method_passes(method: str, discriminator_first: bool = False) -> StepPasses:
 def member_step_flops(cfg, image_shape: tuple[int, int]) -> float:
     """FLOPs of one member's training step of SweepConfig ``cfg`` at the model's (H, W).
 
-    ``image_shape`` is what the models see (``members.model_image_shape``:
+    ``image_shape`` is what the models see (``images.model_image_shape``:
     the dataset's size times ``cfg.upscale``). Batch size multiplies it.
     """
-    from jax_translate.training.specs import SPECS
+    from jax_translate.catalog import SPECS
 
     passes = method_passes(cfg.method, SPECS[cfg.method].discriminator_first(cfg))
     g = generator_forward_flops(cfg.model, image_shape)

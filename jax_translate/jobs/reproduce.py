@@ -12,19 +12,18 @@ import dataclasses
 import time
 from pathlib import Path
 
-import jax
-
-from jax_translate import io_utils, preflight
-from jax_translate.config import PAPER_METHODS, Experiment, make_config, preset_settings
+from jax_translate import io_utils
+from jax_translate.catalog import PAPER_METHODS
+from jax_translate.config import Experiment, make_config, preset_settings
+from jax_translate.data import dataset
 from jax_translate.evaluation import ceiling as ceiling_lib
 from jax_translate.evaluation import classifier as classifier_lib
-from jax_translate.evaluation import evaluate, figures, metrics
-from jax_translate.run_folder import RESULTS_CSV, RESULTS_JSON, RunFolder, load_splits
-from jax_translate.training.sweep import train_sweep
-
-
-def default_preset(backend: str | None = None) -> str:
-    return "cpu" if (backend or jax.default_backend()) == "cpu" else "gpu"
+from jax_translate.evaluation import figures, metrics, results
+from jax_translate.jobs import preflight
+from jax_translate.jobs.evaluate_run import evaluate_run
+from jax_translate.jobs.run_folder import StudyFolder, classifier_cache_dir
+from jax_translate.jobs.sweep import train_sweep
+from jax_translate.presets import default_preset
 
 
 def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | None = None,
@@ -46,25 +45,24 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
     configs = {m: make_config(m, preset_name, **overrides) for m in experiment.methods}
     if settings.get("preflight"):
         preflight.check(configs.values(), log=log, memory_limit=memory_limit)
-    out = RunFolder.create(out).path
+    study = StudyFolder.create(out)
     first = next(iter(configs.values()))
-    splits = load_splits(first)
+    splits = dataset.load_for(first)
     log(f"data: {len(splits['train'])} train / {len(splits['holdout'])} holdout slices "
         f"({first.size}); preset {preset_name}: {settings.get('notes', '')}")
-    data_ceiling, _ = ceiling_lib.recorded(evaluate.dataset_folder(first), splits)
+    data_ceiling, _ = ceiling_lib.recorded(dataset.folder_for(first), splits)
     log(data_ceiling.line())
     clf_cfg = classifier_lib.ClassifierConfig(
         steps=settings.get("classifier_steps", classifier_lib.ClassifierConfig.steps))
-    clf = classifier_lib.load_or_train(
-        evaluate.classifier_cache_dir(first),
-        splits, clf_cfg, progress=progress)
+    clf = classifier_lib.load_or_train(classifier_cache_dir(first), splits, clf_cfg,
+                                       progress=progress)
     c = clf.metrics
     log(f"classifier on real T1 holdout: accuracy {c['accuracy']:.3f}, sensitivity "
         f"{c['sensitivity']:.3f}, specificity {c['specificity']:.3f}")
 
     rows, timings = [], {}
     for method, cfg in configs.items():
-        folder = RunFolder(out / method)
+        folder = study.method(method)
         workdir = folder.path
         t = time.perf_counter()
         if folder.is_evaluated():
@@ -73,20 +71,20 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
             result = train_sweep(cfg, workdir, splits, progress=progress)
             timings[method] = {"compile_s": result.compile_seconds,
                                "train_s": result.train_seconds, "steps_run": result.steps_run}
-            evaluate.evaluate_run(workdir, splits, clf, progress=progress)
+            evaluate_run(workdir, splits, clf, progress=progress)
         rows += folder.results()["rows"]
         log(f"{method}: done in {time.perf_counter() - t:.0f}s ({workdir})")
 
-    io_utils.atomic_write_text(out / RESULTS_CSV, evaluate.rows_to_csv(rows))
-    table = evaluate.flip_table(rows)
+    io_utils.atomic_write_text(study.results_csv, results.rows_to_csv(rows))
+    table = results.flip_table(rows)
     summary = {"preset": preset_name, "rows": rows, "aggregate": metrics.aggregate_over_seeds(rows),
                "classifier": clf.metrics, "information_ceiling": dataclasses.asdict(data_ceiling),
                "timings": timings, "flip_table": table,
                "wall_seconds_this_call": time.perf_counter() - t0}
-    io_utils.atomic_write_json(out / RESULTS_JSON, summary)
-    figure = figures.bias_curves(rows, out / "bias_curves.png")
-    figures.flips(rows, out / "flips.png")
+    io_utils.atomic_write_json(study.results_json, summary)
+    figure = figures.bias_curves(rows, study.bias_curves)
+    figures.flips(rows, study.flips)
     log(f"\nfraction of holdout translations predicted tumor [Wilson 95% CI]:\n{table}")
-    log(f"\nfigures: {figure}, {out}/flips.png and {out}/<method>/examples.png; "
-        f"table: {out}/results.csv")
+    log(f"\nfigures: {figure}, {study.flips} and {study.path}/<method>/examples.png; "
+        f"table: {study.results_csv}")
     return summary

@@ -1,12 +1,15 @@
-"""What each method is, as data: one :class:`MethodSpec` per method, in one registry.
+"""The method catalog: what each method is, as data, one :class:`MethodSpec` per method.
 
-:class:`~jax_translate.training.methods.Method` and the shared
+Part of the vocabulary (README, "Architecture"): it imports nothing of the
+package. :class:`~jax_translate.training.methods.Method` and the shared
 ``train_step`` read everything method-specific from here: which generators
 and discriminators exist, whether the target discriminator is conditional,
 whether the data are paired, the GAN loss, the image pool, the update order,
 extra generator-side networks (CUT's projection heads), frozen networks in the
-batch (cyclegan-cc's segmenters) and the generator objective
-(:mod:`objectives`). Adding a method is adding a spec and its objective.
+batch (cyclegan-cc's segmenters), the generator objective, named by its key in
+``training.objectives.OBJECTIVES`` (resolved in training), and the colour
+figures draw it in. Adding a method is adding a spec here and its objective
+there.
 
 Settings that some presets change (condgan's reference options) are read off
 the config by the spec's functions; everything else is fixed per method.
@@ -16,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Callable
-
-from jax_translate.training import objectives
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +52,9 @@ def _always(cfg) -> bool:
 @dataclasses.dataclass(frozen=True)
 class MethodSpec:
     name: str
-    objective: Callable                  # objectives.<name>: (loss, metrics, fakes)
+    objective: str                       # key of training.objectives.OBJECTIVES
     summary: str
+    color: str = "gray"                  # in every figure (matplotlib colour)
     generators: tuple[str, ...] = ("ab",)  # "ab" (Flair -> T1) is the one evaluated
     discriminators: tuple[str, ...] = ()   # "b" judges T1, "a" Flair
     paired: bool = False                 # trains on (Flair, T1) pairs of the same slice
@@ -71,12 +73,13 @@ class MethodSpec:
 
 
 SPECS: dict[str, MethodSpec] = {spec.name: spec for spec in (
-    MethodSpec("cyclegan", objectives.cycle, paper=True,
+    MethodSpec("cyclegan", "cycle", color="tab:purple", paper=True,
                summary="LSGAN both ways + cycle + identity L1; unpaired",
                generators=("ab", "ba"), discriminators=("b", "a"),
                generator_passes=(("train", 6),),
                discriminator_passes=(("input_grad", 2), ("train", 4))),
-    MethodSpec("condgan", objectives.adversarial, paper=True, paired=True, conditional=True,
+    MethodSpec("condgan", "adversarial", color="tab:orange", paper=True, paired=True,
+               conditional=True,
                summary="pix2pix's conditional D on (source, output), no L1; paired",
                discriminators=("b",),
                gan_loss=lambda cfg: cfg.condgan_gan_loss,
@@ -84,27 +87,29 @@ SPECS: dict[str, MethodSpec] = {spec.name: spec for spec in (
                discriminator_first=lambda cfg: cfg.condgan_discriminator_first,
                generator_passes=(("train", 1),),
                discriminator_passes=(("input_grad", 1), ("train", 2))),
-    MethodSpec("l1", objectives.pixel_l1, paper=True, paired=True,
+    MethodSpec("l1", "pixel_l1", color="tab:green", paper=True, paired=True,
                summary="pixel L1 to the paired target; no D",
                generator_passes=(("train", 1),)),
-    MethodSpec("gan", objectives.adversarial, paper=True, gated=False,
+    MethodSpec("gan", "adversarial", color="tab:brown", paper=True, gated=False,
                summary="LSGAN only; nothing ties output to input; unpaired",
                discriminators=("b",), generator_passes=(("train", 1),),
                discriminator_passes=(("input_grad", 1), ("train", 2))),
     # Park et al. 2020 (patchnce.py; README "Methods" for the reference's defaults):
     # no image pool, D updated before G, LSGAN.
-    MethodSpec("cut", objectives.contrastive, nce=NCESettings(lambda_nce=1.0, identity=True),
+    MethodSpec("cut", "contrastive", color="tab:cyan",
+               nce=NCESettings(lambda_nce=1.0, identity=True),
                summary="LSGAN + PatchNCE(x, G(x)) and identity PatchNCE(y, G(y)); unpaired",
                discriminators=("b",), pool_size=_no_pool, discriminator_first=_always,
                # G(x), G(y), encoders of G(x), G(y) (trained) and of x, y (~half a pass each)
                generator_passes=(("train", 3), ("forward", 1)),
                discriminator_passes=(("input_grad", 1), ("train", 2))),
-    MethodSpec("fastcut", objectives.contrastive, nce=NCESettings(lambda_nce=10.0, identity=False),
+    MethodSpec("fastcut", "contrastive", color="tab:olive",
+               nce=NCESettings(lambda_nce=10.0, identity=False),
                summary="LSGAN + 10 x PatchNCE(x, G(x)), no identity term; unpaired",
                discriminators=("b",), pool_size=_no_pool, discriminator_first=_always,
                generator_passes=(("train", 2),),
                discriminator_passes=(("input_grad", 1), ("train", 2))),
-    MethodSpec("cyclegan-cc", objectives.cycle_lesion_consistent, lesion_segmenters=True,
+    MethodSpec("cyclegan-cc", "cycle_lesion_consistent", color="tab:pink", lesion_segmenters=True,
                summary="cyclegan + lambda_lesion x lesion consistency under frozen "
                        "train-split segmenters; unpaired",
                generators=("ab", "ba"), discriminators=("b", "a"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -23,18 +24,20 @@ import numpy as np
 from jax_translate import io_utils
 from jax_translate import progress as progress_lib
 from jax_translate.config import SweepConfig
+from jax_translate.data import dataset
 from jax_translate.data.dataset import SliceSet
 from jax_translate.errors import UsageError
+from jax_translate.images import model_image_shape
+from jax_translate.jobs.run_folder import RunFolder, parse_metrics_line
 from jax_translate.training import autotune, checkpoints, distributed, engine, eta, sharding
-from jax_translate.training.members import build_members, model_image_shape
-from jax_translate.training.methods import TrainState
-from jax_translate.run_folder import RunFolder, load_splits, parse_metrics_line
+from jax_translate.training.members import build_members, domain_indices
+from jax_translate.training.methods import Parts, TrainState
 
 # JAX's transfer guard level for the compiled calls of the training loop, whose
 # data, states and members were placed on the devices before it: "disallow"
 # makes any implicit host<->device transfer there an error. The tests set it
-# (tests/conftest.py); None leaves JAX's own setting.
-LOOP_TRANSFER_GUARD: str | None = None
+# (tests/conftest.py, for their subprocesses too); unset leaves JAX's own setting.
+TRANSFER_GUARD_ENV = "JAX_TRANSLATE_LOOP_TRANSFER_GUARD"
 
 
 @dataclasses.dataclass
@@ -84,25 +87,31 @@ def _summary(metrics: dict, diverged: np.ndarray, member_steps_per_s: float) -> 
 
 
 def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSet] | None = None,
-                progress: bool = True,
-                stop_after: int | None = None) -> SweepResult:
+                progress: bool = True, stop_after: int | None = None, *,
+                parts: Parts = Parts(), domain_builder=domain_indices,
+                transfer_guard: str | None = None) -> SweepResult:
     """Trains (or resumes) every member of ``cfg`` in ``workdir``.
 
     ``splits`` skips loading the dataset (tests pass small ones);
     ``stop_after`` ends the call after that many steps, as an interruption would.
+    An experiment hands in ``parts`` (networks, an optimizer: ``methods.Parts``)
+    and a ``domain_builder`` (``members.build_members``); ``transfer_guard``
+    (default: ``$JAX_TRANSLATE_LOOP_TRANSFER_GUARD``) guards the training loop.
     """
+    guard_level = transfer_guard or os.environ.get(TRANSFER_GUARD_ENV) or None
     axis = engine.resolve_member_axis(cfg.member_axis)
-    method = engine.method_for(cfg, axis)
+    method = engine.method_for(cfg, axis, parts=parts)
     layout = sharding.MemberLayout.create(len(cfg.members))
     k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
     sweep_step = engine.SweepStep(method, k, axis, layout.mesh)  # refuses before any write
     primary = distributed.is_primary()
     folder = RunFolder.create(workdir)
     if folder.bind(cfg) and folder.is_finished() and folder.manager().latest_step() == cfg.steps:
-        folder.verify_final(cfg)  # a damaged final checkpoint is refused, not reported done
+        folder.verify_final(cfg, parts)  # a damaged final checkpoint is refused, not reported done
         return SweepResult(cfg, None, axis, 0.0, 0.0, 0)  # nothing to compile or load
-    splits = splits if splits is not None else load_splits(cfg)
-    shared, members = build_members(cfg, splits["train"], cache_dir=folder.path)
+    splits = splits if splits is not None else dataset.load_for(cfg)
+    shared, members = build_members(cfg, splits["train"], cache_dir=folder.path,
+                                    domain_builder=domain_builder)
     image_shape = model_image_shape(cfg, splits["train"].flair.shape)
     seeds = np.asarray([s for _, s in cfg.members])
     states = engine.init_states(method, seeds, image_shape)
@@ -117,7 +126,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     tuned = autotune.maybe_choose(cfg, method, k, layout.mesh, (shared, states, members),
                                   image_shape, log=say)
     if tuned is not None:
-        axis, method = tuned.member_axis, engine.method_for(cfg, axis, tuned.conv_impl)
+        axis, method = tuned.member_axis, engine.method_for(cfg, axis, tuned.conv_impl, parts)
         sweep_step = engine.SweepStep(method, k, axis, layout.mesh)
 
     t0 = time.perf_counter()
@@ -125,7 +134,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
                else sweep_step.compile(shared, states, members))
     compile_seconds = time.perf_counter() - t0
     run_info = {"member_axis": axis, "conv_impl": method.conv_impl,
-                "precision": method.model.precision, "steps_per_call": k,
+                "precision": method.precision, "steps_per_call": k,
                 "backend": jax.default_backend(), "image_shape": list(image_shape),
                 "devices": layout.n_devices, "processes": jax.process_count(),
                 "padded_members": layout.n_padded, "members": [
@@ -143,8 +152,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     timer = eta.FirstCallsTimer(cfg.method, len(cfg.members), k, end, say)
 
     def guard():
-        return (jax.transfer_guard(LOOP_TRANSFER_GUARD) if LOOP_TRANSFER_GUARD
-                else contextlib.nullcontext())
+        return (jax.transfer_guard(guard_level) if guard_level else contextlib.nullcontext())
 
     try:
         while step < end:

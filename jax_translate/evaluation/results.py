@@ -1,0 +1,191 @@
+"""Result rows: one per (method, target ratio, seed, source label), their CSV, and pooling.
+
+A row (:class:`ResultRow`) holds a member's flips on healthy or tumor holdout
+sources, the classifier's Wilson interval, pixel and lesion metrics against
+the real paired T1, fidelity inside the brain and the member's quality
+verdict. :func:`pooled` pools rows' counts over seeds, with the Wilson 95%
+interval of the pooled fraction: the flip table, the bias curves and the
+methods comparison all read their numbers through it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from pathlib import Path
+from typing import TypedDict
+
+import numpy as np
+
+from jax_translate.config import SweepConfig
+from jax_translate.data.dataset import SliceSet
+from jax_translate.evaluation import hallucination, metrics, quality
+
+LABELS = ("healthy", "tumor")
+
+
+class ResultRow(TypedDict):
+    """The columns of ``results.csv`` and the rows of ``results.json``."""
+
+    method: str
+    target_tumor_ratio: float
+    seed: int
+    source_label: str          # LABELS
+    status: str                # "ok" or "diverged" (then read nothing else)
+    n_images: int
+    n_pred_tumor: int          # holdout translations the classifier calls tumor
+    frac_pred_tumor: float
+    ci_low: float              # Wilson 95% interval of frac_pred_tumor
+    ci_high: float
+    mae: float
+    psnr: float
+    ssim: float
+    lesion_score: float        # metrics.lesion_score: lesion contrast kept, vs the real T1
+    fidelity_r: float          # quality.pearson_in_brain, mean over the images
+    fidelity_ssim: float
+    quality: str               # quality.quality_verdict of the member's healthy row
+    pfpr: float                # hallucination.false_positive_rates (healthy rows)
+    ifpr: float
+
+
+COLUMNS = tuple(ResultRow.__annotations__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pooled:
+    """Counts pooled over rows (seeds) and the Wilson 95% interval of their fraction."""
+
+    k: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def fraction(self) -> float:
+        return self.k / self.n if self.n else float("nan")
+
+
+def pooled(rows, removed: bool = False) -> Pooled:
+    """``rows``' images predicted tumor (``removed``: not predicted tumor) and
+    ``n_images``, summed over the rows, and the Wilson interval of the fraction."""
+    n = sum(int(r["n_images"]) for r in rows)
+    k = sum(int(r["n_pred_tumor"]) for r in rows)
+    k = n - k if removed else k
+    low, high = metrics.wilson_interval(k, n) if n else (np.nan, np.nan)
+    return Pooled(k, n, float(low), float(high))
+
+
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
+
+
+def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test: SliceSet,
+                diverged: np.ndarray, tumor_pixels: np.ndarray | None = None
+                ) -> list[ResultRow]:
+    """Rows of every member; ``tumor_pixels`` (members, N), the segmenter's tumor
+    area per translation, gives the healthy rows StegoGAN's pFPR and iFPR."""
+    rows = []
+    for m, (ratio, seed) in enumerate(cfg.members):
+        member = []
+        counts = metrics.flip_counts(pred[m], test.label)
+        for label_value, name in enumerate(LABELS):
+            sel = test.label == label_value
+            x, y = translated[m][sel], test.t1[sel]
+            n, k = counts[name]["n_images"], counts[name]["n_pred_tumor"]
+            low, high = metrics.wilson_interval(k, n) if n else (np.nan, np.nan)
+            lesion = metrics.lesion_score(x, y, test.label[sel], test.tumor_mask[sel],
+                                          test.brain_mask[sel]) if n else np.array([np.nan])
+            brain = test.brain_mask[sel]
+            member.append({
+                "method": cfg.method, "target_tumor_ratio": ratio, "seed": seed,
+                "source_label": name, "status": "diverged" if diverged[m] else "ok",
+                "n_images": n, "n_pred_tumor": k, "frac_pred_tumor": counts[name]["frac_pred_tumor"],
+                "ci_low": low, "ci_high": high,
+                "mae": float(np.mean(metrics.mae(x, y))) if n else np.nan,
+                "psnr": float(np.mean(metrics.psnr(x, y))) if n else np.nan,
+                "ssim": float(np.mean(metrics.ssim(x, y))) if n else np.nan,
+                "lesion_score": _nanmean(lesion),
+                "fidelity_r": _nanmean(quality.pearson_in_brain(x, y, brain)) if n else np.nan,
+                "fidelity_ssim": _nanmean(quality.ssim_in_brain(x, y, brain)) if n else np.nan,
+                "pfpr": np.nan, "ifpr": np.nan,
+            })
+            if tumor_pixels is not None and name == "healthy":
+                member[-1]["pfpr"], member[-1]["ifpr"] = hallucination.false_positive_rates(
+                    tumor_pixels[m][sel], brain.reshape(len(brain), -1).sum(1), x.shape[1:3])
+        # the gate reads the healthy row (LABELS[0]) only: there, a lesion the bias
+        # pasted or erased cannot lower fidelity; tumor rows' is for reference
+        verdict = quality.quality_verdict(cfg.method, member[0]["fidelity_r"])
+        rows += [dict(row, quality=verdict) for row in member]
+    return rows
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def _parse(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Rows of a ``results.csv``, numbers parsed (``nan`` included)."""
+    with open(path, newline="") as f:
+        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _quality_cell(rows: list[dict]) -> str:
+    """Mean healthy-source fidelity r over seeds and the members' verdicts,
+    e.g. ``0.91 ok``, ``0.62 undertrained`` or ``0.80 undertrained 1/2``."""
+    healthy = [r for r in rows if r["source_label"] == "healthy" and "quality" in r]
+    if not healthy:
+        return "-"  # results written before the quality columns existed
+    fidelity = np.asarray([r["fidelity_r"] for r in healthy], float)
+    verdicts = [r["quality"] for r in healthy]
+    n_bad = verdicts.count(quality.UNDERTRAINED)
+    if n_bad:
+        verdict = quality.UNDERTRAINED + (f" {n_bad}/{len(verdicts)}" if n_bad < len(verdicts)
+                                          else "")
+    else:
+        verdict = verdicts[0]
+    r_mean = np.nanmean(fidelity) if np.isfinite(fidelity).any() else np.nan
+    return f"{r_mean:.2f} {verdict}"
+
+
+def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
+    """Per method and ratio: fraction of holdout images predicted tumor, per source label.
+
+    Counts are pooled over seeds; brackets hold the Wilson 95% interval of the
+    pooled fraction. ``healthy`` columns are tumors *added*, ``tumor`` columns
+    tumors *kept* (1 - removed). The last column is the mean fidelity r on
+    healthy sources and the quality gate's verdict (``undertrained k/n`` when
+    k of n seeds fail it): flips of undertrained members are not the paper's
+    effect.
+    """
+    members: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r.get("status", "ok") == "ok":
+            members.setdefault((r["method"], r["target_tumor_ratio"]), []).append(r)
+    header = (f"{'method':9s} {'ratio':>5s}  {'healthy->tumor':>22s}  {'tumor->tumor':>22s}  "
+              "fidelity r, quality")
+    lines = [header]
+    for (method, ratio), at in members.items():
+        if ratios is not None and not any(abs(ratio - x) < 1e-9 for x in ratios):
+            continue
+        cells = []
+        for label in LABELS:
+            p = pooled([r for r in at if r["source_label"] == label])
+            cells.append(f"{p.fraction:.2f} [{p.low:.2f}, {p.high:.2f}]")
+        lines.append(f"{method:9s} {ratio:5.2f}  {cells[0]:>22s}  {cells[1]:>22s}  "
+                     f"{_quality_cell(at)}")
+    return "\n".join(lines)

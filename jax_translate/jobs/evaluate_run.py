@@ -1,0 +1,86 @@
+"""Evaluates a finished sweep: translate the holdout set with every member, count flips.
+
+``evaluate_run(workdir)`` writes into the run folder (:class:`RunFolder` names
+each file):
+
+- ``results.csv`` / ``results.json``: one row per (method, target_tumor_ratio,
+  seed, source_label) (:class:`~jax_translate.evaluation.results.ResultRow`:
+  the classifier's verdicts, pixel and lesion metrics against the real paired
+  T1, fidelity inside the brain and the member's quality verdict);
+- ``translations.npz``: every member's translated holdout images, with what
+  is needed to re-analyse them without rerunning;
+- ``bias_curves.png``, ``examples.png`` and ``losses.png`` (the training losses
+  of every member, from ``metrics/``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from jax_translate import io_utils
+from jax_translate.data import dataset, domains
+from jax_translate.data.dataset import SliceSet
+from jax_translate.evaluation import classifier as classifier_lib
+from jax_translate.evaluation import figures, metrics, quality, results
+from jax_translate.jobs.run_folder import RunFolder, classifier_cache_dir
+from jax_translate.training.methods import Method, Parts
+from jax_translate.training.translate import translate_all
+
+
+@dataclasses.dataclass
+class Evaluation:
+    rows: list[dict]
+    classifier_metrics: dict
+    outputs: dict[str, Path]
+
+
+def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
+                 classifier=None, progress: bool = True,
+                 classifier_cfg: classifier_lib.ClassifierConfig = classifier_lib.ClassifierConfig(),
+                 parts: Parts = Parts()) -> Evaluation:
+    """Evaluates the finished sweep in ``workdir`` and writes its outputs there.
+
+    ``classifier`` defaults to the cached one of ``classifier_cfg`` (trained if
+    absent); ``parts`` are what the sweep was trained with (``train_sweep``'s).
+    ``results.csv`` and ``results.json`` are written last, each atomically:
+    once both exist, every other output is complete too.
+    """
+    folder = RunFolder.existing(workdir)
+    cfg = folder.finished_config()
+    states = folder.restore_final(cfg, parts)  # a damaged checkpoint is refused before any work
+    splits = splits if splits is not None else dataset.load_for(cfg)
+    if classifier is None:
+        classifier = classifier_lib.load_or_train(classifier_cache_dir(cfg), splits,
+                                                  classifier_cfg, progress=progress)
+    method = Method(cfg, parts=parts)
+    test = domains.holdout_set(cfg, splits["holdout"])
+    translated = translate_all(method, states.generator, test.flair)
+    pred = np.stack([classifier.predict(t) for t in translated])
+    diverged = np.asarray(states.diverged)
+    # pFPR/iFPR need the segmenter's areas; a classifier that only labels leaves them NaN
+    tumor_pixels = (np.stack([classifier.tumor_pixels(t) for t in translated])
+                    if hasattr(classifier, "tumor_pixels") else None)
+    rows = results.member_rows(cfg, translated, pred, test, diverged, tumor_pixels)
+    quality.print_undertrained(rows)
+
+    outputs = folder.outputs()
+    tmp = folder.path / ".translations.tmp.npz"
+    np.savez_compressed(
+        tmp, translated=translated.astype(np.float16), source=test.flair.astype(np.float16),
+        real_target=test.t1.astype(np.float16), label=test.label, tumor_mask=test.tumor_mask,
+        brain_mask=test.brain_mask, patient_id=test.patient_id, slice_index=test.slice_index,
+        target_tumor_ratio=np.asarray([r for r, _ in cfg.members]),
+        seed=np.asarray([s for _, s in cfg.members]), pred_tumor=pred, method=cfg.method)
+    tmp.replace(outputs["translations"])
+    figures.bias_curves(rows, outputs["bias_curves"])
+    figures.loss_curves(folder.metrics(cfg), outputs["losses"])
+    figures.example_grid(translated, test, cfg.members, cfg.method, outputs["examples"])
+    io_utils.atomic_write_text(outputs["results_csv"], results.rows_to_csv(rows))
+    io_utils.atomic_write_json(outputs["results_json"], {
+        "rows": rows, "aggregate": metrics.aggregate_over_seeds(rows),
+        "classifier": classifier.metrics, "config": json.loads(cfg.to_json())})
+    return Evaluation(rows, classifier.metrics, outputs)
