@@ -22,7 +22,7 @@ from jax_translate.images import SIZES
 from jax_translate.errors import UsageError
 from jax_translate.model_config import MODEL_PRESETS, ModelConfig
 from jax_translate import model_config
-from jax_translate.presets import EXTRA_KEYS, PRESETS, default_preset
+from jax_translate.presets import EXTRA_KEYS, PER_METHOD, PRESETS, default_preset
 from jax_translate.catalog import METHODS, PAIRED_METHODS, PAPER_METHODS, SPECS
 MEMBER_AXES = ("auto", "vmap", "map", "loop")
 AUTOTUNE_MODES = ("auto", "on", "off")  # auto: measure on accelerators only (training/autotune.py)
@@ -285,18 +285,19 @@ def make_config(method: str, preset: str | None = None, **overrides) -> SweepCon
 
     The one place a preset is applied; ``preset`` None is
     ``presets.default_preset()``. ``overrides`` may hold the preset-only keys
-    (``classifier_steps``, ``notes``; dropped here) and ``steps`` as a
-    ``{method: steps}`` dict (``"default"``: every other method).
+    (``classifier_steps``, ``notes``; dropped here) and the ``PER_METHOD``
+    fields as ``{method: value}`` dicts (``"default"``: every other method).
     """
     preset = preset or default_preset()
     fields = preset_settings(preset, **overrides)
     for key in EXTRA_KEYS:
         fields.pop(key, None)
-    if isinstance(fields.get("steps"), dict):
-        steps = fields["steps"]
-        if method not in steps and "default" not in steps:
-            raise UsageError(f"steps gives no value for method {method!r}")
-        fields["steps"] = steps.get(method, steps.get("default"))
+    for name in PER_METHOD:
+        if isinstance(fields.get(name), dict):
+            values = fields[name]
+            if method not in values and "default" not in values:
+                raise UsageError(f"{name} gives no value for method {method!r}")
+            fields[name] = values.get(method, values.get("default"))
     if isinstance(fields.get("model"), ModelConfig):
         fields["model"] = dataclasses.asdict(fields["model"])
     return SweepConfig.from_dict({**fields, "method": method, "preset": preset})

@@ -94,8 +94,13 @@ def test_preset_values():
     assert (tiny.steps, tiny.n_source, tiny.n_holdout, tiny.n_patients) == (4, 20, 16, 5)
     assert [PRESETS[p]["classifier_steps"] for p in ("cpu", "paper", "tiny")] == [1500, 3000, 20]
     assert set(METHODS) <= set(PRESETS["cpu"]["steps"])
-    # a method the preset does not name takes its "default"
+    # a method the preset does not name takes its "default"; learning rates alike
     assert make_config("cut", "cpu", steps={"default": 7, "l1": 9}).steps == 7
+    rates = {"l1": 1e-3, "default": 2e-4}
+    assert [make_config(m, "cpu", learning_rate=rates).learning_rate for m in ("l1", "gan")] == [
+        1e-3, 2e-4]
+    with pytest.raises(UsageError, match="learning_rate gives no value for method 'gan'"):
+        make_config("gan", "cpu", learning_rate={"l1": 1e-3})
 
 
 def test_method_registry_lists_and_the_methods_flag(tmp_path):

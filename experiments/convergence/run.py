@@ -190,12 +190,21 @@ def main() -> None:
                              "a control, or add methods to it) instead of an empty table")
     parser.add_argument("--member-axis", default="auto", choices=("auto", "loop", "vmap", "map"),
                         help="how the members train; a fixed one skips autotune's compiles")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                        help="a config field on top of the cpu preset, e.g. learning_rate=1e-3 "
+                             "(repeatable; recorded in the model column)")
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        field, _, value = item.partition("=")
+        overrides[field] = json.loads(value)
+    label = " ".join([args.model, *args.set])
     args.out.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(args.out / "jax_cache"))
 
     ratios = tuple(float(r) for r in args.ratios.split(","))
-    title = f"{args.model} networks, 64x64, target tumor ratio {args.ratios}, seed 0"
+    title = (f"{args.model} networks{' ' + ' '.join(args.set) if args.set else ''}, 64x64, "
+             f"target tumor ratio {args.ratios}, seed 0")
     rows = read_rows(args.methods_from) if args.methods_from else []
     if args.control:  # the cpu preset's data, classifier and holdout set, as ours
         cfg = make_config("cyclegan", "cpu", data_dir=args.data_dir)
@@ -209,7 +218,7 @@ def main() -> None:
                           checkpoint_every=max(1, args.steps // args.points),
                           log_every=max(1, args.steps // args.points), data_dir=args.data_dir,
                           steps_per_call=args.steps_per_call, member_axis=args.member_axis,
-                          model=MODEL_PRESETS[args.model])
+                          model=MODEL_PRESETS[args.model], **overrides)
         splits = dataset.load_for(cfg)
         clf = classifier_lib.load_or_train(run_folder.classifier_cache_dir(cfg), splits,
                                            classifier_lib.ClassifierConfig(), progress=False)
@@ -222,7 +231,7 @@ def main() -> None:
             step = target
             wall = round(time.perf_counter() - t0, 1)
             for member in evaluate_states(cfg, result.states, test, clf):
-                row = {"method": method, "model": args.model, "step": step, **member,
+                row = {"method": method, "model": label, "step": step, **member,
                        "wall_s": wall}
                 rows.append(row)
                 print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
