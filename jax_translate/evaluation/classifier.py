@@ -132,7 +132,7 @@ def load_or_train(cache_dir: Path, splits: dict[str, SliceSet],
         if meta.get("config") == dataclasses.asdict(cfg) and params is not None:
             return CachedClassifier(params, cfg, meta["holdout_real_t1"], meta["threshold"])
     t0 = time.perf_counter()
-    params = segmenter.train_segmenter(splits["train"], cfg, progress)
+    params = segmenter.train_segmenter(splits["train"], cfg, progress, desc="classifier")
     threshold = calibrate(params, splits["train"], cfg.width)
     holdout = splits["holdout"]
     metrics = scores(predict_tumor(params, holdout.t1, threshold, cfg.width), holdout.label)

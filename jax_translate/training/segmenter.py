@@ -89,7 +89,7 @@ def _balanced_batches(labels: np.ndarray, batch_size: int, steps: int, seed: int
 
 
 def train_segmenter(train: SliceSet, cfg: SegmenterConfig = SegmenterConfig(),
-                    progress: bool = False, modality: str = "t1"):
+                    progress: bool = False, modality: str = "t1", desc: str = "segmenter"):
     """Params of the segmenter trained on the real ``modality`` ("t1" or "flair")
     slices and tumor masks of ``train``."""
     model = TumorSegmenter(cfg.width)
@@ -116,7 +116,7 @@ def train_segmenter(train: SliceSet, cfg: SegmenterConfig = SegmenterConfig(),
         return optax.apply_updates(params, updates), opt_state, loss
 
     batches = _balanced_batches(np.asarray(train.label), cfg.batch_size, cfg.steps, cfg.seed)
-    for i in progress_lib.steps(cfg.steps, desc="segmenter", disable=not progress):
+    for i in progress_lib.steps(cfg.steps, desc=desc, disable=not progress):
         params, opt_state, _ = step(params, opt_state, batches[i], jax.random.fold_in(key, i))
     return params
 
