@@ -31,6 +31,7 @@ On a GPU (issue 15's question: does a bigger network start the game?):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import time
@@ -198,6 +199,8 @@ def main() -> None:
     for item in args.set:
         field, _, value = item.partition("=")
         overrides[field] = json.loads(value)
+    if isinstance(overrides.get("model"), dict):  # fields of --model's networks, changed
+        overrides["model"] = {**dataclasses.asdict(MODEL_PRESETS[args.model]), **overrides["model"]}
     label = " ".join([args.model, *args.set])
     args.out.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(args.out / "jax_cache"))
@@ -218,7 +221,7 @@ def main() -> None:
                           checkpoint_every=max(1, args.steps // args.points),
                           log_every=max(1, args.steps // args.points), data_dir=args.data_dir,
                           steps_per_call=args.steps_per_call, member_axis=args.member_axis,
-                          model=MODEL_PRESETS[args.model], **overrides)
+                          **{"model": MODEL_PRESETS[args.model], **overrides})
         splits = dataset.load_for(cfg)
         clf = classifier_lib.load_or_train(run_folder.classifier_cache_dir(cfg), splits,
                                            classifier_lib.ClassifierConfig(), progress=False)
