@@ -209,12 +209,20 @@ def main() -> None:
     title = (f"{args.model} networks{' ' + ' '.join(args.set) if args.set else ''}, 64x64, "
              f"target tumor ratio {args.ratios}, seed 0")
     rows = read_rows(args.methods_from) if args.methods_from else []
+    loaded = {}
+
+    def data_for(cfg):
+        """(splits, classifier, holdout set) of ``cfg``'s dataset, read once per dataset."""
+        folder = dataset.folder_for(cfg)
+        if folder not in loaded:
+            splits = dataset.load_for(cfg)
+            clf = classifier_lib.load_or_train(run_folder.classifier_cache_dir(cfg), splits,
+                                               classifier_lib.ClassifierConfig(), progress=False)
+            loaded[folder] = splits, clf, domains.holdout_set(cfg, splits["holdout"])
+        return loaded[folder]
+
     if args.control:  # the cpu preset's data, classifier and holdout set, as ours
-        cfg = make_config("cyclegan", "cpu", data_dir=args.data_dir)
-        splits = dataset.load_for(cfg)
-        clf = classifier_lib.load_or_train(run_folder.classifier_cache_dir(cfg), splits,
-                                           classifier_lib.ClassifierConfig(), progress=False)
-        test = domains.holdout_set(cfg, splits["holdout"])
+        _, clf, test = data_for(make_config("cyclegan", "cpu", data_dir=args.data_dir))
         rows += [row for spec in args.control for row in control_rows(spec, test, clf)]
     for method in filter(None, args.methods.split(",")):
         cfg = make_config(method, "cpu", target_tumor_ratios=ratios, seeds=1, steps=args.steps,
@@ -222,10 +230,7 @@ def main() -> None:
                           log_every=max(1, args.steps // args.points), data_dir=args.data_dir,
                           steps_per_call=args.steps_per_call, member_axis=args.member_axis,
                           **{"model": MODEL_PRESETS[args.model], **overrides})
-        splits = dataset.load_for(cfg)
-        clf = classifier_lib.load_or_train(run_folder.classifier_cache_dir(cfg), splits,
-                                           classifier_lib.ClassifierConfig(), progress=False)
-        test = domains.holdout_set(cfg, splits["holdout"])
+        splits, clf, test = data_for(cfg)
         t0, step = time.perf_counter(), 0
         for k in range(1, args.points + 1):
             target = round(k * args.steps / args.points)
@@ -245,8 +250,7 @@ def main() -> None:
                 break
     write_rows(rows, args.out / "convergence.csv")
     cfg = make_config("cyclegan", "cpu", data_dir=args.data_dir)
-    data_ceiling, _ = ceiling_lib.recorded(dataset.folder_for(cfg),
-                                           dataset.load_for(cfg))
+    data_ceiling, _ = ceiling_lib.recorded(dataset.folder_for(cfg), data_for(cfg)[0])
     plot(rows, args.out / "convergence.png", title, data_ceiling)
     print(f"wrote {args.out / 'convergence.csv'} and {args.out / 'convergence.png'}")
 
