@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import itertools
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 from jax_translate.images import SIZES
 from jax_translate.errors import UsageError
@@ -35,6 +37,24 @@ GAN_LOSS_NAMES = ("vanilla", "lsgan")
 RUNTIME_FIELDS = ("member_axis", "conv_impl", "data_dir", "log_every", "checkpoint_every",
                   "steps_per_call", "autotune")
 PRECISIONS = model_config.PRECISIONS
+# Training knobs that change no shape: each member may have its own (``grid``), traced
+# in the compiled step (training/hparams.py). Everything else is one value per run.
+GRID_FIELDS = ("learning_rate", "discriminator_learning_rate", "lambda_cycle", "lambda_identity",
+               "gan_weight", "r1_weight", "augment_p")
+
+
+class Member(NamedTuple):
+    """One member of a sweep: a target tumor ratio, a seed and its gridded knobs."""
+
+    target_tumor_ratio: float
+    seed: int
+    knobs: tuple[tuple[str, float], ...] = ()  # (field, value) of each ``grid`` field
+
+    @property
+    def name(self) -> str:
+        """``ratio=0.5/seed=1[/lambda_cycle=5...]``: metric names, folders and figure labels."""
+        return "/".join([f"ratio={self.target_tumor_ratio:g}", f"seed={self.seed}",
+                         *(f"{k}={v:g}" for k, v in self.knobs)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +72,15 @@ class SweepConfig:
     decay_fraction: float = 0.5      # last half: linear decay to 0 (100 + 100 epochs)
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5     # times lambda_cycle, as the reference
+    # The discriminators' peak Adam rate; None: learning_rate.
+    discriminator_learning_rate: float | None = None
+    gan_weight: float = 1.0          # weight of the generators' adversarial terms
+    r1_weight: float = 0.0           # R1 penalty on real images (Mescheder et al. 2018)
+    # Probability of each differentiable augmentation (DiffAugment's translation and
+    # cutout, Zhao et al. 2020) of every image a discriminator sees, real or fake.
+    augment_p: float = 0.0
+    # Members per value: {field: [values]} of GRID_FIELDS, crossed with ratios and seeds.
+    grid: tuple[tuple[str, tuple[float, ...]], ...] = ()
     pool_size: int = 50
     # The reference code's settings (../shared/PAPER.md); the defaults are ours.
     test_dropout: bool = False       # dropout also in evaluation's translations (the reference)
@@ -104,9 +133,23 @@ class SweepConfig:
         return self.paired and self.domain_protocol == "reference"
 
     @property
-    def members(self) -> list[tuple[float, int]]:
-        """(target_tumor_ratio, seed) of each member, ratio-major."""
-        return [(r, s) for r in self.target_tumor_ratios for s in range(self.seeds)]
+    def members(self) -> list[Member]:
+        """Every (ratio, seed, grid point), ratio-major, then seed, then the grid in order."""
+        names = [name for name, _ in self.grid]
+        points = list(itertools.product(*(values for _, values in self.grid)))
+        return [Member(r, s, tuple(zip(names, point)))
+                for r in self.target_tumor_ratios for s in range(self.seeds) for point in points]
+
+    def hparam_values(self, member: Member | None = None) -> dict[str, float]:
+        """GRID_FIELDS' values of ``member`` (its grid point over the config's own)."""
+        values = {name: getattr(self, name) for name in GRID_FIELDS}
+        if values["discriminator_learning_rate"] is None:
+            values["discriminator_learning_rate"] = self.learning_rate
+        values.update(member.knobs if member is not None else ())
+        return values
+
+    def gridded(self, name: str) -> bool:
+        return any(field == name for field, _ in self.grid)
 
     @property
     def simulator_kwargs(self) -> dict:
@@ -117,7 +160,9 @@ class SweepConfig:
                     seed=self.data_seed, version=self.simulator_version)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        fields["grid"] = {name: list(values) for name, values in self.grid}
+        return json.dumps(fields, indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, raw: dict) -> "SweepConfig":
@@ -130,6 +175,8 @@ class SweepConfig:
         for name in ("target_tumor_ratios", "intensity_range"):
             if name in raw and isinstance(raw[name], list):
                 raw[name] = tuple(raw[name])
+        if "grid" in raw:
+            raw["grid"] = _grid(raw["grid"])
         return cls(**raw)
 
     @classmethod
@@ -142,6 +189,31 @@ class SweepConfig:
         """Fields (other than runtime ones) whose values differ."""
         mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
         return [k for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]]
+
+
+def _grid(raw) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """``{field: [values]}`` (a config file's form) or pairs -> ((field, (values...)), ...)."""
+    if isinstance(raw, dict):
+        raw = raw.items()
+    try:
+        return tuple((str(name), tuple(float(v) for v in values)) for name, values in raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"grid must map fields to lists of numbers, got {raw!r}") from None
+
+
+def parse_grid(items: list[str]) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """``["lambda_cycle=1,5,10", ...]`` (--grid flags) -> the config's grid."""
+    pairs = []
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not text.strip():
+            raise UsageError(f"--grid takes FIELD=V1,V2,..., got {item!r}")
+        try:
+            values = tuple(float(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise UsageError(f"--grid {name}: values must be numbers, got {text!r}") from None
+        pairs.append((name.strip(), values))
+    return tuple(pairs)
 
 
 def _model_config(raw) -> ModelConfig:
@@ -206,10 +278,42 @@ def validate(cfg: SweepConfig) -> None:
         raise UsageError(f"decay_fraction must be in [0, 1], got {cfg.decay_fraction}")
     if cfg.pool_size < 0:
         raise UsageError(f"pool_size must be >= 0, got {cfg.pool_size}")
+    _validate_knobs(cfg)
     _validate_method_settings(cfg)
     _validate_reference_settings(cfg)
     if cfg.version != CONFIG_VERSION:
         raise UsageError(f"config version {cfg.version} is not this program's ({CONFIG_VERSION})")
+
+
+def _check_knob(name: str, value) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise UsageError(f"{name} must be a number, got {value!r}")
+    if name == "augment_p" and not 0.0 <= value <= 1.0:
+        raise UsageError(f"augment_p is a probability in [0, 1], got {value}")
+    if value < 0:
+        raise UsageError(f"{name} must be >= 0, got {value}")
+
+
+def _validate_knobs(cfg: SweepConfig) -> None:
+    for name in GRID_FIELDS:
+        if getattr(cfg, name) is not None:
+            _check_knob(name, getattr(cfg, name))
+    seen = set()
+    for name, values in cfg.grid:
+        if name not in GRID_FIELDS:
+            other = ("it changes shapes or the compiled program, so it is one value per run"
+                     if name in {f.name for f in dataclasses.fields(SweepConfig)}
+                     else "no such field")
+            raise UsageError(f"cannot grid {name!r}: {other}; grid one of {', '.join(GRID_FIELDS)}")
+        if name in seen:
+            raise UsageError(f"grid names {name!r} twice")
+        seen.add(name)
+        if not values:
+            raise UsageError(f"grid {name!r} has no values")
+        if len(set(values)) != len(values):
+            raise UsageError(f"grid {name!r} repeats a value: {list(values)}")
+        for value in values:
+            _check_knob(name, value)
 
 
 def _validate_reference_settings(cfg: SweepConfig) -> None:

@@ -35,6 +35,9 @@ class ModelConfig:
     generator: str = "resnet"
     ngf: int = 64
     n_blocks: int = 9
+    # ResNet: stride-2 downsamplings before the blocks (the reference's 2). At 64x64,
+    # 2 leave the blocks a 16x16 map, each feature 4x4 pixels wide.
+    n_down: int = 2
     num_downs: int = 6
     upsample: str = "resize"
     ndf: int = 64
@@ -49,6 +52,8 @@ class ModelConfig:
         for name in ("ngf", "ndf", "n_disc_layers"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.n_down <= 4:
+            raise UsageError(f"n_down must be in [0, 4], got {self.n_down}")
         if self.n_blocks < 0:
             raise UsageError(f"n_blocks must be >= 0, got {self.n_blocks}")
         if self.num_downs < 5:

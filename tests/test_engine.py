@@ -31,7 +31,7 @@ def test_vmapped_sweep_equals_members_alone(method, train):
     cfg = tiny_config(method, target_tumor_ratios=(0.0, 0.5, 1.0), steps=4, steps_per_call=4)
     m = Method(cfg)
     shared, members = build_members(cfg, train)
-    seeds = np.array([s for _, s in cfg.members])
+    seeds = np.array([m.seed for m in cfg.members])
     states = engine.init_states(m, seeds, (16, 16))
     swept, swept_metrics = engine.SweepStep(m, 4, "vmap").compile(shared, states, members)(
         shared, states, members)
@@ -62,7 +62,7 @@ def test_vmapped_sweep_equals_members_alone(method, train):
 def _logged_means(folder, cfg) -> list[dict]:
     """Per log row: each train/ metric over the members, as a sweep step returns it."""
     metrics = folder.metrics(cfg)
-    logged = [metrics[member_name(*member)] for member in cfg.members]
+    logged = [metrics[member_name(member)] for member in cfg.members]
     assert [row["step"] for row in logged[0]] == list(range(cfg.log_every, cfg.steps + 1,
                                                             cfg.log_every))
     return [{key[len("train/"):]: np.array([rows[c][key] for rows in logged])
@@ -85,7 +85,7 @@ def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, method, tiny_
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=dropout))
     m = Method(cfg)
     shared, members = build_members(cfg, train)
-    seeds = np.asarray([s for _, s in cfg.members])
+    seeds = np.asarray([m.seed for m in cfg.members])
     init = lambda: engine.init_states(m, seeds, (16, 16))  # noqa: E731
     if shared_run:  # it logged the mean losses of each call of 2 steps
         a, reference = tiny_run[0].states, _logged_means(RunFolder(tiny_run[1]), cfg)
@@ -149,7 +149,7 @@ def test_restored_states_lower_to_the_program_fresh_states_do(tiny_run_half, tin
     and every resume recompiled."""
     cfg = shared_run_config(member_axis="loop")  # loop: lowering one member's program is cheap
     m = Method(cfg)
-    fresh = engine.init_states(m, np.asarray([s for _, s in cfg.members]), (16, 16))
+    fresh = engine.init_states(m, np.asarray([m.seed for m in cfg.members]), (16, 16))
     _, restored = checkpoints.restore_latest(RunFolder(tiny_run_half[1]).manager(), fresh)
     assert all(x.committed for x in jax.tree_util.tree_leaves(restored))
     shared, members = build_members(cfg, tiny_splits["train"])

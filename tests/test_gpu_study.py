@@ -80,7 +80,7 @@ def test_preflight_stand_in_holds_every_members_domains(preset):
     for protocol in ("disjoint", "reference"):
         cfg = make_config("cyclegan", preset, domain_protocol=protocol)
         train = preflight.stand_in_train(cfg)
-        for ratio, seed in cfg.members:
+        for ratio, seed, _ in cfg.members:
             source, target = domain_indices(cfg, train, ratio, seed)
             assert (len(source), len(target)) == (cfg.n_source, cfg.n_target)
             assert train.label[target].mean() == pytest.approx(ratio, abs=1 / cfg.n_target)

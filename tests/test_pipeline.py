@@ -46,11 +46,11 @@ def test_evaluate_writes_every_output(tiny_run, tmp_path, tiny_splits):
     assert set(results.COLUMNS) <= set(rows[0])
     assert len(rows) == len(cfg.members) * 2
     assert {(float(r["target_tumor_ratio"]), int(r["seed"]), r["source_label"]) for r in rows} == {
-        (ratio, seed, label) for ratio, seed in cfg.members for label in ("healthy", "tumor")}
+        (ratio, seed, label) for ratio, seed, _ in cfg.members for label in ("healthy", "tumor")}
     npz = np.load(tmp_path / "translations.npz")
     assert npz["translated"].shape == (len(cfg.members), cfg.n_holdout, 16, 16)
     # the flip counts are the classifier's verdicts on the stored translations
-    for m, (ratio, seed) in enumerate(cfg.members):
+    for m, (ratio, seed, _) in enumerate(cfg.members):
         pred = ThresholdClassifier().predict(npz["translated"][m].astype(np.float32))
         for label_value, name in enumerate(("healthy", "tumor")):
             row = next(r for r in result.rows if r["target_tumor_ratio"] == ratio

@@ -72,7 +72,7 @@ def test_a_handed_in_domain_builder_draws_the_domains(tiny_splits):
         return np.arange(cfg.n_source), np.arange(cfg.n_target)
 
     _, members = build_members(cfg, train, domain_builder=first_slices)
-    assert seen == cfg.members
+    assert seen == [(m.target_tumor_ratio, m.seed) for m in cfg.members]
     _, default = build_members(cfg, train, domain_builder=domain_indices)
     assert not np.array_equal(members.target_index, default.target_index)
 

@@ -189,8 +189,8 @@ def example_figure(translated: np.ndarray, test: SliceSet, members: list[tuple[f
     """Rows: holdout tumor and healthy slices. Columns: source, real target, and
     the translation at each ratio (the first seed)."""
     plt = _pyplot()
-    seed = members[0][1] if seed is None else seed
-    cols = [(i, r) for i, (r, s) in enumerate(members) if s == seed]
+    seed = members[0].seed if seed is None else seed
+    cols = [(i, m.target_tumor_ratio) for i, m in enumerate(members) if m.seed == seed]
     index = example_indices(test, per_label)
     n_cols = 2 + len(cols)
     fig, axes = plt.subplots(len(index), n_cols, figsize=(1.25 * n_cols, 1.35 * len(index) + 0.4),

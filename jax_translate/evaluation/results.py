@@ -18,7 +18,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from jax_translate.config import SweepConfig
+from jax_translate.config import GRID_FIELDS, SweepConfig
 from jax_translate.data.dataset import SliceSet
 from jax_translate.evaluation import hallucination, metrics, quality
 
@@ -86,7 +86,7 @@ def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test
     """Rows of every member; ``tumor_pixels`` (members, N), the segmenter's tumor
     area per translation, gives the healthy rows StegoGAN's pFPR and iFPR."""
     rows = []
-    for m, (ratio, seed) in enumerate(cfg.members):
+    for m, (ratio, seed, knobs) in enumerate(cfg.members):
         member = []
         counts = metrics.flip_counts(pred[m], test.label)
         for label_value, name in enumerate(LABELS):
@@ -108,7 +108,7 @@ def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test
                 "lesion_score": _nanmean(lesion),
                 "fidelity_r": _nanmean(quality.pearson_in_brain(x, y, brain)) if n else np.nan,
                 "fidelity_ssim": _nanmean(quality.ssim_in_brain(x, y, brain)) if n else np.nan,
-                "pfpr": np.nan, "ifpr": np.nan,
+                "pfpr": np.nan, "ifpr": np.nan, **dict(knobs),
             })
             if tumor_pixels is not None and name == "healthy":
                 member[-1]["pfpr"], member[-1]["ifpr"] = hallucination.false_positive_rates(
@@ -122,7 +122,9 @@ def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test
 
 def rows_to_csv(rows: list[dict]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    knobs = [name for name in GRID_FIELDS if any(name in row for row in rows)]
+    writer = csv.DictWriter(out, fieldnames=COLUMNS + tuple(knobs), extrasaction="ignore",
+                            lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

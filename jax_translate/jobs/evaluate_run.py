@@ -73,8 +73,9 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
         tmp, translated=translated.astype(np.float16), source=test.flair.astype(np.float16),
         real_target=test.t1.astype(np.float16), label=test.label, tumor_mask=test.tumor_mask,
         brain_mask=test.brain_mask, patient_id=test.patient_id, slice_index=test.slice_index,
-        target_tumor_ratio=np.asarray([r for r, _ in cfg.members]),
-        seed=np.asarray([s for _, s in cfg.members]), pred_tumor=pred, method=cfg.method)
+        target_tumor_ratio=np.asarray([m.target_tumor_ratio for m in cfg.members]),
+        seed=np.asarray([m.seed for m in cfg.members]),
+        member=np.asarray([m.name for m in cfg.members]), pred_tumor=pred, method=cfg.method)
     tmp.replace(outputs["translations"])
     figures.bias_curves(rows, outputs["bias_curves"])
     figures.loss_curves(folder.metrics(cfg), outputs["losses"])

@@ -42,8 +42,9 @@ LOSSES = "losses.png"
 FLIPS = "flips.png"
 
 
-def member_name(ratio: float, seed: int) -> str:
-    return f"ratio={ratio:g}/seed={seed}"
+def member_name(member) -> str:
+    """A member's name (``config.Member.name``): ``ratio=0.5/seed=1[/field=value...]``."""
+    return member.name
 
 
 def parse_metrics_line(line: str) -> dict | None:
@@ -94,16 +95,16 @@ class RunFolder:
     def config(self) -> SweepConfig:
         return SweepConfig.load(self.config_path)
 
-    def metrics_path(self, ratio: float, seed: int) -> Path:
-        return self.metrics_dir / (member_name(ratio, seed).replace("/", "_") + ".jsonl")
+    def metrics_path(self, member) -> Path:
+        return self.metrics_dir / (member_name(member).replace("/", "_") + ".jsonl")
 
     def metrics(self, cfg: SweepConfig | None = None) -> dict[str, list[dict]]:
         """Each member's logged rows (``train/...`` values by step), by member name."""
         out = {}
-        for ratio, seed in (cfg or self.config()).members:
-            path = self.metrics_path(ratio, seed)
+        for member in (cfg or self.config()).members:
+            path = self.metrics_path(member)
             lines = path.read_text().splitlines() if path.exists() else []
-            out[member_name(ratio, seed)] = [
+            out[member_name(member)] = [
                 row for row in map(parse_metrics_line, lines) if row is not None]
         return out
 

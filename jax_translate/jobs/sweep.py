@@ -56,7 +56,7 @@ class _MetricsLog:
     def __init__(self, folder: RunFolder, cfg: SweepConfig, resume_step: int,
                  enabled: bool = True):
         self.enabled = enabled
-        self.paths = [folder.metrics_path(r, s) for r, s in cfg.members]
+        self.paths = [folder.metrics_path(member) for member in cfg.members]
         if not enabled:
             return
         folder.metrics_dir.mkdir(exist_ok=True)
@@ -113,7 +113,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     shared, members = build_members(cfg, splits["train"], cache_dir=folder.path,
                                     domain_builder=domain_builder)
     image_shape = model_image_shape(cfg, splits["train"].flair.shape)
-    seeds = np.asarray([s for _, s in cfg.members])
+    seeds = np.asarray([member.seed for member in cfg.members])
     states = engine.init_states(method, seeds, image_shape)
 
     mngr = folder.manager()
@@ -138,7 +138,8 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
                 "backend": jax.default_backend(), "image_shape": list(image_shape),
                 "devices": layout.n_devices, "processes": jax.process_count(),
                 "padded_members": layout.n_padded, "members": [
-                    {"target_tumor_ratio": r, "seed": s} for r, s in cfg.members],
+                    {"target_tumor_ratio": m.target_tumor_ratio, "seed": m.seed, **dict(m.knobs)}
+                    for m in cfg.members],
                 "compile_seconds": compile_seconds, "finished": start >= cfg.steps,
                 "autotune": tuned.record if tuned else None}
     folder.write_run_info(run_info)

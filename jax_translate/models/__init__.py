@@ -20,8 +20,8 @@ def build_generator(cfg: ModelConfig, conv_impl: str = "xla", precision: str = "
     """The generator named by cfg (input channels follow the input)."""
     if cfg.generator == "resnet":
         return ResnetGenerator(
-            out_channels=out_channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, upsample=cfg.upsample,
-            dropout=cfg.dropout, conv_impl=conv_impl, precision=precision,
+            out_channels=out_channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, n_down=cfg.n_down,
+            upsample=cfg.upsample, dropout=cfg.dropout, conv_impl=conv_impl, precision=precision,
         )
     return UnetGenerator(
         out_channels=out_channels, ngf=cfg.ngf, num_downs=cfg.num_downs, upsample=cfg.upsample,

@@ -49,14 +49,16 @@ class ResnetBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """Johnson et al.'s generator as used by CycleGAN ('resnet_9blocks').
 
-    c7s1-ngf, two stride-2 downsamplings, `n_blocks` residual blocks at
-    ngf*4 channels and 1/4 resolution, two 2x upsamplings, c7s1-out + tanh.
-    H and W must be multiples of 4 for the output to match the input size.
+    c7s1-ngf, `n_down` (the reference: two) stride-2 downsamplings doubling the
+    channels, `n_blocks` residual blocks at ngf * 2**n_down channels and
+    1 / 2**n_down resolution, as many 2x upsamplings, c7s1-out + tanh. H and
+    W must be multiples of 2**n_down for the output to match the input size.
     """
 
     out_channels: int = 1
     ngf: int = 64
     n_blocks: int = 9
+    n_down: int = 2
     upsample: layers.Upsample = "resize"
     norm: layers.Norm = "instance"
     dropout: float = 0.0
@@ -75,19 +77,20 @@ class ResnetGenerator(nn.Module):
         the middle residual block (``n_blocks // 2``: the 5th of 9; once if
         they are the same block). See training/patchnce.py for the mapping.
         """
-        _check_divisible(x, 4, "ResnetGenerator")
+        _check_divisible(x, 2**self.n_down, "ResnetGenerator")
         how = dict(conv_impl=self.conv_impl, precision=self.precision)
         features_out = [x]
         h = layers.PaddedConv(self.ngf, 7, 3, **how, name="stem")(x)
         h = nn.relu(layers.normalize(h, self.norm))
 
-        for i, features in enumerate((self.ngf * 2, self.ngf * 4)):
+        widths = [self.ngf * 2**i for i in range(self.n_down + 1)]
+        for i, features in enumerate(widths[1:]):
             h = layers.conv(features, 3, stride=2, padding=1, name=f"down{i}", **how)(h)
             features_out.append(h)
             h = nn.relu(layers.normalize(h, self.norm))
 
         for i in range(self.n_blocks):
-            block = ResnetBlock(self.ngf * 4, self.norm, self.dropout, **how, name=f"block{i}")
+            block = ResnetBlock(widths[-1], self.norm, self.dropout, **how, name=f"block{i}")
             h = block(h, train)
             if i in (0, self.n_blocks // 2):
                 features_out.append(h)
@@ -96,7 +99,7 @@ class ResnetGenerator(nn.Module):
         if encode_only:
             return features_out
 
-        for i, features in enumerate((self.ngf * 2, self.ngf)):
+        for i, features in enumerate(reversed(widths[:-1])):
             h = layers.Upsample2x(
                 features, self.upsample, transpose_kernel_size=3, **how, name=f"up{i}"
             )(h)

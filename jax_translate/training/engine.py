@@ -53,7 +53,7 @@ def member_steps(method: Method, n_steps: int, shared: SharedData, state: TrainS
         key = step_keys(state.key, state.step).batch
         batch, _ = sample_batch(shared, member, key, cfg, state.step)
         active = state.step < cfg.steps
-        state, metrics = train_step(method, state, batch, active)
+        state, metrics = train_step(method, state, batch, active, member.hparams)
         return state, (metrics, active)
 
     if n_steps == 1:

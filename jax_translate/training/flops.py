@@ -70,11 +70,12 @@ def generator_forward_flops(model: ModelConfig, image_shape: tuple[int, int],
     ngf = model.ngf
     macs = 49 * in_channels * ngf * h * w                       # stem, 7x7 after reflect pad
     c = ngf
-    for features in (2 * ngf, 4 * ngf):                         # two stride-2 downsamplings
+    widths = [ngf * 2**i for i in range(model.n_down + 1)]
+    for features in widths[1:]:                                 # stride-2 downsamplings
         m, h, w = conv_macs(h, w, 3, c, features, stride=2, padding=1, count_padding=pad)
         macs, c = macs + m, features
     macs += model.n_blocks * 2 * 9 * c * c * h * w              # residual blocks
-    for features in (2 * ngf, ngf):
+    for features in reversed(widths[:-1]):
         macs += _upsample_macs(h, w, c, features, model.upsample, 3)
         h, w, c = 2 * h, 2 * w, features
     macs += 49 * c * out_channels * h * w                       # head

@@ -18,7 +18,8 @@ from jax_translate.config import SweepConfig
 from jax_translate.data import domains
 from jax_translate.data.dataset import SliceSet
 from jax_translate.images import to_model_range, upsample
-from jax_translate.training import lesion
+from jax_translate.training import hparams, lesion
+from jax_translate.training.hparams import HParams
 from jax_translate.training.methods import Batch
 
 
@@ -34,6 +35,7 @@ class SharedData:
 class MemberData:
     source_index: jnp.ndarray  # (n_source,) into SharedData; the pairs' index if paired
     target_index: jnp.ndarray  # (n_target,)
+    hparams: HParams           # the member's knobs (training/hparams.py)
 
 
 def domain_indices(cfg: SweepConfig, train: SliceSet, ratio: float, seed: int
@@ -60,7 +62,7 @@ def build_members(cfg: SweepConfig, train: SliceSet, cache_dir=None, segmenters:
     ``domain_builder(cfg, train, ratio, seed)`` gives a member's (source,
     target) indices: :func:`domain_indices` unless an experiment hands in another.
     """
-    pairs = [domain_builder(cfg, train, r, s) for r, s in cfg.members]
+    pairs = [domain_builder(cfg, train, m.target_tumor_ratio, m.seed) for m in cfg.members]
     used = np.unique(np.concatenate([np.concatenate(p) for p in pairs]))
     remap = lambda index: np.searchsorted(used, index).astype(np.int32)  # noqa: E731
     shared = SharedData(flair=jnp.asarray(to_model_range(train.flair[used], cfg.intensity_range)),
@@ -72,7 +74,8 @@ def build_members(cfg: SweepConfig, train: SliceSet, cache_dir=None, segmenters:
             else lesion.segmenter_shapes(train.t1.shape[1:]))
     members = MemberData(
         source_index=jnp.asarray(np.stack([remap(p[0]) for p in pairs])),
-        target_index=jnp.asarray(np.stack([remap(p[1]) for p in pairs])))
+        target_index=jnp.asarray(np.stack([remap(p[1]) for p in pairs])),
+        hparams=hparams.for_members(cfg))
     return shared, members
 
 

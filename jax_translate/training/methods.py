@@ -31,7 +31,8 @@ from jax_translate.catalog import SPECS, MethodSpec
 from jax_translate.config import SweepConfig
 from jax_translate.models import build_discriminator, build_generator
 from jax_translate.models.projection import ProjectionHead
-from jax_translate.training import image_pool, objectives, optim
+from jax_translate.training import augment, image_pool, objectives, optim
+from jax_translate.training.hparams import HParams, for_config
 from jax_translate.training.losses import GAN_LOSSES
 
 # Dropout keys per step: the most translations any objective runs (cyclegan's
@@ -141,10 +142,23 @@ class Method:
     def head_net(self) -> ProjectionHead:
         return ProjectionHead(self.cfg.nce_head_features)
 
+    @property
+    def uses_r1(self) -> bool:
+        """Whether the discriminators' loss has an R1 term (its weight is each member's)."""
+        return bool(self.discriminators) and (self.cfg.r1_weight > 0
+                                              or self.cfg.gridded("r1_weight"))
+
+    @property
+    def uses_augment(self) -> bool:
+        """Whether discriminators see augmented images (the probability is each member's)."""
+        return bool(self.discriminators) and (self.cfg.augment_p > 0
+                                              or self.cfg.gridded("augment_p"))
+
     def optimizer(self) -> optax.GradientTransformation:
-        """The generators' Adam (and the discriminators', unless parts hand in another)."""
+        """The generators' Adam (and the discriminators', unless parts hand in another),
+        at peak rate 1: each member's rate (:class:`HParams`) scales its updates."""
         c = self.cfg
-        return optim.adam(c.learning_rate, c.steps, c.decay_fraction, c.beta1)
+        return optim.adam(1.0, c.steps, c.decay_fraction, c.beta1)
 
     def discriminator_optimizer(self) -> optax.GradientTransformation:
         if self.parts.discriminator_optimizer is not None:
@@ -204,36 +218,63 @@ class Method:
         """What D "b" sees: (source, image) pairs if conditional (also in its pool), else images."""
         return jnp.concatenate([source, images], -1) if self.spec.conditional else images
 
-    def score(self, discriminator: Params, name: str, images):
-        """Discriminator ``name``'s patch scores of ``images``."""
+    def score(self, discriminator: Params, name: str, images, augment_key=None,
+              augment_p=None):
+        """Discriminator ``name``'s patch scores of ``images``; with a key (training, when
+        :attr:`uses_augment`), of the images augmented with probability ``augment_p``."""
+        if augment_key is not None and self.uses_augment:
+            images = augment.diff_augment(images, augment_key, augment_p,
+                                          background=self.cfg.intensity_range[0])
         return self.discriminator_net.apply({"params": discriminator[name]}, images)
 
     def generator_loss(self, generator: Params, discriminator: Params, batch: Batch,
-                       keys: "StepKeys | None" = None):
+                       keys: "StepKeys | None" = None, hp: HParams | None = None):
         """(loss, (metrics, fakes)); fakes are what the discriminators train on.
 
-        ``keys`` (training only) are the step's keys: dropout and patch sampling.
+        ``keys`` (training only) are the step's keys: dropout, patch sampling and
+        augmentation; ``hp`` the member's knobs (None: the config's).
         """
+        hp = for_config(self.cfg) if hp is None else hp
         dropout = (iter(jax.random.split(keys.dropout, DROPOUT_PASSES))
                    if keys is not None else None)
+        judged = iter(range(len(self.discriminators)))
 
         def translate(images, name, encode_only=False):
             return self.translate(generator, images, name, next(dropout) if dropout else None,
                                   encode_only=encode_only)
 
+        def judge(name, images):
+            """The generator's view of discriminator ``name``'s scores of its fakes."""
+            key = (jax.random.fold_in(keys.augment, next(judged)) if keys is not None else None)
+            return self.score(discriminator, name, images, key, hp.augment_p)
+
         objective = objectives.OBJECTIVES[self.spec.objective]
-        loss, metrics, fakes = objective(self, generator, discriminator, batch, translate, keys)
+        loss, metrics, fakes = objective(self, generator, batch, translate, judge, hp, keys)
         return loss, (metrics, fakes)
 
-    def discriminator_loss(self, discriminator: Params, batch: Batch, fakes: dict):
-        """Half the sum of real and fake terms for each discriminator, summed."""
+    def discriminator_loss(self, discriminator: Params, batch: Batch, fakes: dict,
+                           hp: HParams | None = None, augment_key: jax.Array | None = None):
+        """Half the sum of real and fake terms for each discriminator, summed, plus
+        (``uses_r1``) ``r1_weight / 2`` times the mean squared gradient norm of its
+        mean score at the real images (Mescheder et al. 2018, un-augmented reals)."""
+        hp = for_config(self.cfg) if hp is None else hp
         reals = {"b": self.conditioned(batch.source, batch.target), "a": batch.source}
-        total = 0.0
-        for d in self.discriminators:
-            real = self.gan_loss(self.score(discriminator, d, reals[d]), True)
-            fake = self.gan_loss(self.score(discriminator, d, fakes[d]), False)
+        total, metrics = 0.0, {}
+        for i, d in enumerate(self.discriminators):
+            keys = (jax.random.split(jax.random.fold_in(augment_key, 100 + i))
+                    if augment_key is not None else (None, None))
+            real = self.gan_loss(self.score(discriminator, d, reals[d], keys[0], hp.augment_p),
+                                 True)
+            fake = self.gan_loss(self.score(discriminator, d, fakes[d], keys[1], hp.augment_p),
+                                 False)
             total = total + 0.5 * (real + fake)
-        return total, {"discriminator_loss": total}
+            if self.uses_r1:
+                grads = jax.vmap(jax.grad(lambda x: jnp.mean(self.score(
+                    discriminator, d, x[None]))))(reals[d])
+                penalty = jnp.mean(jnp.sum(jnp.square(grads), axis=(1, 2, 3)))
+                metrics[f"r1_{d}"] = penalty
+                total = total + 0.5 * hp.r1_weight * penalty
+        return total, {"discriminator_loss": total, **metrics}
 
 
 def _all_finite(tree) -> jnp.ndarray:
@@ -241,8 +282,10 @@ def _all_finite(tree) -> jnp.ndarray:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _update(params, grads, opt_state, opt):
+def _update(params, grads, opt_state, opt, learning_rate):
+    """One optimizer step whose updates (at peak rate 1) are scaled by the member's rate."""
     updates, opt_state = opt.update(grads, opt_state, params)
+    updates = jax.tree_util.tree_map(lambda u: learning_rate * u, updates)
     return optax.apply_updates(params, updates), opt_state
 
 
@@ -254,52 +297,57 @@ class StepKeys:
     dropout: jax.Array    # the generators' dropout (split further per call)
     pools: jax.Array      # the image pools (folded with the pool's index)
     patches: jax.Array    # PatchNCE's patch locations (cut, fastcut)
+    augment: jax.Array    # the discriminators' input augmentation (augment_p)
 
 
 def step_keys(member_key: jax.Array, step: jnp.ndarray) -> StepKeys:
     """The keys of step ``step`` of the member whose key (from its seed) is ``member_key``."""
     key = jax.random.fold_in(member_key, step)
     return StepKeys(batch=jax.random.fold_in(key, 1 << 20), dropout=jax.random.fold_in(key, 7919),
-                    pools=key, patches=jax.random.fold_in(key, 104729))
+                    pools=key, patches=jax.random.fold_in(key, 104729),
+                    augment=jax.random.fold_in(key, 15485863))
 
 
 def _update_discriminators(method: Method, state: TrainState, batch: Batch, opt,
-                           pool_key: jax.Array, fakes: dict):
+                           keys: StepKeys, hp: HParams, fakes: dict):
     """(discriminator, its optimizer state, pools, metrics) after one step on pooled ``fakes``."""
     fakes = jax.lax.stop_gradient(fakes)
     pools, pooled = {}, dict(fakes)
     for i, d in enumerate(state.pools):
         pools[d], pooled[d] = image_pool.query_pool(
-            state.pools[d], fakes[d], jax.random.fold_in(pool_key, i))
-    (_, d_metrics), d_grads = jax.value_and_grad(
-        method.discriminator_loss, has_aux=True)(state.discriminator, batch, pooled)
+            state.pools[d], fakes[d], jax.random.fold_in(keys.pools, i))
+    (_, d_metrics), d_grads = jax.value_and_grad(method.discriminator_loss, has_aux=True)(
+        state.discriminator, batch, pooled, hp, keys.augment)
     discriminator, discriminator_opt = _update(
-        state.discriminator, d_grads, state.discriminator_opt, opt)
+        state.discriminator, d_grads, state.discriminator_opt, opt,
+        hp.discriminator_learning_rate)
     return discriminator, discriminator_opt, pools, d_metrics
 
 
-def train_step(method: Method, state: TrainState, batch: Batch,
-               active: jnp.ndarray) -> tuple[TrainState, dict]:
-    """One optimizer step of one member.
+def train_step(method: Method, state: TrainState, batch: Batch, active: jnp.ndarray,
+               hp: HParams | None = None) -> tuple[TrainState, dict]:
+    """One optimizer step of one member with knobs ``hp`` (None: the config's).
 
     The new state is kept only if ``active`` and everything is finite; a member that
     produces a NaN or inf is frozen and flagged ``diverged`` from then on, so
     it can never affect anything else.
     """
+    hp = for_config(method.cfg) if hp is None else hp
     keys = step_keys(state.key, state.step)
     d_update = functools.partial(_update_discriminators, method, state, batch,
-                                 method.discriminator_optimizer(), keys.pools)
+                                 method.discriminator_optimizer(), keys, hp)
     discriminator, discriminator_opt, pools, d_metrics = (
         state.discriminator, state.discriminator_opt, state.pools, {})
     if method.discriminator_first:
         # D on this step's fakes, then G against the updated D; the same dropout
         # key makes G's second forward pass produce the same fakes.
-        _, (_, fakes) = method.generator_loss(state.generator, state.discriminator, batch, keys)
+        _, (_, fakes) = method.generator_loss(state.generator, state.discriminator, batch,
+                                              keys, hp)
         discriminator, discriminator_opt, pools, d_metrics = d_update(fakes)
     (g_loss, (metrics, fakes)), g_grads = jax.value_and_grad(
-        method.generator_loss, has_aux=True)(state.generator, discriminator, batch, keys)
+        method.generator_loss, has_aux=True)(state.generator, discriminator, batch, keys, hp)
     generator, generator_opt = _update(state.generator, g_grads, state.generator_opt,
-                                       method.optimizer())
+                                       method.optimizer(), hp.learning_rate)
     if method.discriminators and not method.discriminator_first:
         discriminator, discriminator_opt, pools, d_metrics = d_update(fakes)
     metrics = {"generator_loss": g_loss, **metrics, **d_metrics}

@@ -1,10 +1,13 @@
 """The generator objective of each method: (loss, metrics, fakes) of one batch.
 
-Every objective has the signature ``objective(method, generator,
-discriminator, batch, translate, keys)``: ``method`` is the
+Every objective has the signature ``objective(method, generator, batch,
+translate, judge, hp, keys)``: ``method`` is the
 :class:`~jax_translate.training.methods.Method` (its config, GAN loss and
 networks), ``translate(images, name)`` runs generator ``name`` with the next
-dropout key, and ``keys`` is the step's
+dropout key, ``judge(name, images)`` gives discriminator ``name``'s scores of
+fakes as the generator is graded (augmented when the run augments), ``hp``
+the member's knobs (:class:`~jax_translate.training.hparams.HParams`: loss
+weights are read there, never from the config) and ``keys`` the step's
 :class:`~jax_translate.training.methods.StepKeys` (None outside training).
 ``fakes`` holds what each discriminator trains on. A method's spec
 (:mod:`jax_translate.catalog`) names its objective by its key in
@@ -22,56 +25,56 @@ from jax_translate.training.losses import l1_loss
 EVAL_PATCH_KEY = 0
 
 
-def pixel_l1(method, generator, discriminator, batch, translate, keys):
+def pixel_l1(method, generator, batch, translate, judge, hp, keys):
     """l1: pixel L1 to the paired target only."""
     fake_b = translate(batch.source, "ab")
     metrics = {"l1_loss": l1_loss(fake_b, batch.target)}
     return metrics["l1_loss"], metrics, {}
 
 
-def _adversarial_b(method, discriminator, batch, fake_b, fakes):
+def _adversarial_b(method, judge, batch, fake_b, fakes):
     """G_ab's GAN loss against D "b" (which sees (source, image) pairs if conditional)."""
     fakes["b"] = method.conditioned(batch.source, fake_b)
-    return method.gan_loss(method.score(discriminator, "b", fakes["b"]), True)
+    return method.gan_loss(judge("b", fakes["b"]), True)
 
 
-def adversarial(method, generator, discriminator, batch, translate, keys):
-    """gan and condgan: the GAN loss of G_ab only."""
+def adversarial(method, generator, batch, translate, judge, hp, keys):
+    """gan and condgan: the GAN loss of G_ab only (its weight is moot under Adam)."""
     fakes = {}
-    adv = _adversarial_b(method, discriminator, batch, translate(batch.source, "ab"), fakes)
-    return adv, {"adversarial_loss": adv}, fakes
+    adv = _adversarial_b(method, judge, batch, translate(batch.source, "ab"), fakes)
+    return hp.gan_weight * adv, {"adversarial_loss": adv}, fakes
 
 
-def _cycle_terms(method, generator, discriminator, batch, translate):
+def _cycle_terms(method, batch, translate, judge, hp):
     """CycleGAN's (loss, metrics, fakes, fake_b, fake_a); the order of the translations
     is the order of the dropout keys, so it is part of the result."""
     a, b = batch.source, batch.target
-    cfg = method.cfg
-    lam, lam_id = cfg.lambda_cycle, cfg.lambda_identity * cfg.lambda_cycle
+    lam, lam_id = hp.lambda_cycle, hp.lambda_identity * hp.lambda_cycle
     fakes = {}
     fake_b = translate(a, "ab")
-    adv = _adversarial_b(method, discriminator, batch, fake_b, fakes)
+    adv = _adversarial_b(method, judge, batch, fake_b, fakes)
     fake_a = translate(b, "ba")
     fakes["a"] = fake_a
-    adv = adv + method.gan_loss(method.score(discriminator, "a", fake_a), True)
+    adv = adv + method.gan_loss(judge("a", fake_a), True)
     metrics = {"cycle_loss": (l1_loss(translate(fake_b, "ba"), a)
                               + l1_loss(translate(fake_a, "ab"), b)),
                "identity_loss": l1_loss(translate(b, "ab"), b) + l1_loss(translate(a, "ba"), a),
                "adversarial_loss": adv}
-    loss = adv + lam * metrics["cycle_loss"] + lam_id * metrics["identity_loss"]
+    loss = (hp.gan_weight * adv + lam * metrics["cycle_loss"]
+            + lam_id * metrics["identity_loss"])
     return loss, metrics, fakes, fake_b, fake_a
 
 
-def cycle(method, generator, discriminator, batch, translate, keys):
-    """cyclegan: LSGAN both ways + lambda * cycle + lambda_identity * lambda * identity."""
-    loss, metrics, fakes, _, _ = _cycle_terms(method, generator, discriminator, batch, translate)
+def cycle(method, generator, batch, translate, judge, hp, keys):
+    """cyclegan: gan_weight * LSGAN both ways + lambda * cycle + lambda_identity * lambda *
+    identity."""
+    loss, metrics, fakes, _, _ = _cycle_terms(method, batch, translate, judge, hp)
     return loss, metrics, fakes
 
 
-def cycle_lesion_consistent(method, generator, discriminator, batch, translate, keys):
+def cycle_lesion_consistent(method, generator, batch, translate, judge, hp, keys):
     """cyclegan-cc: cyclegan + lambda_lesion * lesion_loss (:mod:`lesion`)."""
-    loss, metrics, fakes, fake_b, fake_a = _cycle_terms(
-        method, generator, discriminator, batch, translate)
+    loss, metrics, fakes, fake_b, fake_a = _cycle_terms(method, batch, translate, judge, hp)
     if batch.frozen is None:
         raise ValueError("cyclegan-cc needs the lesion segmenters in the batch "
                          "(members.build_members attaches them)")
@@ -83,13 +86,13 @@ def cycle_lesion_consistent(method, generator, discriminator, batch, translate, 
     return loss + cfg.lambda_lesion * metrics["lesion_loss"], metrics, fakes
 
 
-def contrastive(method, generator, discriminator, batch, translate, keys):
+def contrastive(method, generator, batch, translate, judge, hp, keys):
     """cut / fastcut: LSGAN + PatchNCE(a, G(a)) [+ PatchNCE(b, G(b)), averaged] (patchnce.py)."""
     a, b = batch.source, batch.target
     cfg, nce = method.cfg, method.spec.nce
     fakes = {}
     fake_b = translate(a, "ab")
-    adv = _adversarial_b(method, discriminator, batch, fake_b, fakes)
+    adv = _adversarial_b(method, judge, batch, fake_b, fakes)
     identity_b = translate(b, "ab") if nce.identity else None
     key = keys.patches if keys is not None else jax.random.PRNGKey(EVAL_PATCH_KEY)
 
@@ -109,7 +112,7 @@ def contrastive(method, generator, discriminator, batch, translate, keys):
     if nce.identity:
         metrics["nce_identity_loss"] = nce_loss(b, identity_b, 1)
         nce_total = 0.5 * (nce_total + metrics["nce_identity_loss"])
-    return adv + nce_total, metrics, fakes
+    return hp.gan_weight * adv + nce_total, metrics, fakes
 
 
 # The catalog's objective keys (MethodSpec.objective) -> the functions above.

@@ -1,0 +1,230 @@
+"""The known-answer test: can a translator copy? Each regime beside L1 with the same generator.
+
+    python experiments/known_answer/run.py --out runs/known_answer \\
+        --regime base='{}' --regime d1='{"model": {"n_disc_layers": 1}}' \\
+        --grid r1_weight=0,1,10 --seeds 2 --steps 3000 --points 6
+
+The identity task (``--source flair --target flair``, the default): source and
+target are the same modality, so copying the input is the exact answer (r 1),
+and at target ratio 0.5, where the target's tumor share equals the source's,
+copying is also the adversarial optimum. A distribution-matching translator
+that cannot copy there cannot be trusted to translate anywhere.
+
+Every ``--regime NAME=JSON`` (config overrides on top of the cpu preset, as a
+config file would give them; ``model`` fields are merged into the cpu
+networks) trains each ``--methods`` method (default cyclegan) with the
+``--grid`` knobs crossed with ``--ratios`` and ``--seeds`` as members of one
+sweep, and L1 with the same networks, steps and seeds as the reference. Each
+sweep is stopped ``--points`` times on one schedule (as an interrupted and
+resumed run) and every member's translations of the holdout set are scored:
+fidelity r inside the brain on healthy sources (the quality gate's measure)
+and lesion preservation on tumor sources. Rows are appended to
+``results.csv`` as they land; a rerun resumes every sweep and skips rows
+already there.
+
+A member passes when its final r is within ``--tolerance`` (0.03) of L1's
+final r on the same seed; a regime passes when every seed of a grid point
+does (the issue's rule: 2 seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jax_translate.config import make_config, parse_grid
+from jax_translate.data import dataset, domains
+from jax_translate.errors import UsageError
+from jax_translate.evaluation import metrics, quality
+from jax_translate.jobs.run_folder import RunFolder
+from jax_translate.jobs.sweep import train_sweep
+from jax_translate.model_config import MODEL_PRESETS
+from jax_translate.training import translate
+from jax_translate.training.methods import Method
+
+FIELDS = ("task", "regime", "method", "member", "target_tumor_ratio", "seed", "step",
+          "fidelity_r", "fidelity_ssim", "lesion_score_tumor", "wall_s")
+REFERENCE = "l1"
+
+
+def task_splits(splits: dict, source: str, target: str) -> dict:
+    """The splits with the source modality in the ``flair`` slot and the target's in ``t1``."""
+    def pick(s, name):
+        if not hasattr(s, name):
+            raise UsageError(f"the dataset has no {name!r} images")
+        return getattr(s, name)
+    return {k: dataclasses.replace(s, flair=pick(s, source), t1=pick(s, target))
+            for k, s in splits.items()}
+
+
+def score_members(cfg, states, test) -> list[dict]:
+    """Per member: r and SSIM in the brain on healthy sources, lesion kept on tumor ones."""
+    translated = translate.translate_all(Method(cfg), states.generator, test.flair)
+    healthy, tumor = test.label == 0, test.label == 1
+    out = []
+    for m, member in enumerate(cfg.members):
+        x = translated[m]
+        r = quality.pearson_in_brain(x[healthy], test.t1[healthy], test.brain_mask[healthy])
+        ssim = quality.ssim_in_brain(x[healthy], test.t1[healthy], test.brain_mask[healthy])
+        lesion = metrics.lesion_score(x[tumor], test.t1[tumor], test.label[tumor],
+                                      test.tumor_mask[tumor], test.brain_mask[tumor])
+        out.append({"member": member.name, "target_tumor_ratio": member.target_tumor_ratio,
+                    "seed": member.seed, "fidelity_r": float(np.nanmean(r)),
+                    "fidelity_ssim": float(np.nanmean(ssim)),
+                    "lesion_score_tumor": float(np.nanmean(lesion))})
+    return out
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key in ("target_tumor_ratio", "fidelity_r", "fidelity_ssim", "lesion_score_tumor",
+                    "wall_s"):
+            row[key] = float(row[key]) if row[key] not in ("", "nan") else float("nan")
+        row["seed"], row["step"] = int(row["seed"]), int(row["step"])
+    return rows
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def train_with_points(cfg, workdir: Path, splits, test, points: int, label: dict,
+                      done: set, out_csv: Path) -> list[dict]:
+    """Trains ``cfg`` in ``workdir``, scoring every member at each of ``points`` steps."""
+    rows, t0, step = [], time.perf_counter(), 0
+    for k in range(1, points + 1):
+        target = round(k * cfg.steps / points)
+        key = (label["task"], label["regime"], label["method"], target)
+        result = train_sweep(cfg, workdir, splits, progress=False, stop_after=target - step)
+        step = target
+        if key in done:
+            continue
+        states = result.states
+        if states is None:  # already finished: the final checkpoint
+            states = RunFolder.existing(workdir).restore_final(cfg)
+        wall = round(time.perf_counter() - t0, 1)
+        new = [{**label, **row, "step": target, "wall_s": wall}
+               for row in score_members(cfg, states, test)]
+        append_rows(out_csv, new)
+        rows += new
+        for row in new:
+            print(f"{row['task']} {row['regime']} {row['method']} {row['member']} "
+                  f"step={target} r={row['fidelity_r']:.3f} lesion={row['lesion_score_tumor']:.2f}",
+                  flush=True)
+    return rows
+
+
+def verdicts(rows: list[dict], tolerance: float) -> list[str]:
+    """One line per (regime, method, grid point): final r per seed against L1's, pass/fail."""
+    final = {}
+    for row in rows:
+        key = (row["task"], row["regime"], row["method"], row["member"])
+        if key not in final or row["step"] > final[key]["step"]:
+            final[key] = row
+    reference = {(t, reg, row["seed"]): row["fidelity_r"]
+                 for (t, reg, meth, _), row in final.items() if meth == REFERENCE}
+    groups = {}
+    for (task, regime, method, member), row in final.items():
+        if method == REFERENCE:
+            continue
+        point = "/".join(p for p in member.split("/") if not p.startswith("seed="))
+        groups.setdefault((task, regime, method, point), []).append(row)
+    lines = []
+    for (task, regime, method, point), members in sorted(groups.items()):
+        parts, ok = [], True
+        for row in sorted(members, key=lambda r: r["seed"]):
+            ref = reference.get((task, regime, row["seed"]))
+            gap = row["fidelity_r"] - ref if ref is not None else float("nan")
+            ok &= bool(gap >= -tolerance)
+            parts.append(f"seed {row['seed']}: r {row['fidelity_r']:.3f} vs l1 "
+                         f"{ref if ref is not None else float('nan'):.3f} ({gap:+.3f})")
+        lines.append(f"{'PASS' if ok else 'fail'} {task} {regime} {method} {point} "
+                     f"step {members[0]['step']}: " + "; ".join(parts))
+    return lines
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/known_answer"))
+    parser.add_argument("--source", default="flair")
+    parser.add_argument("--target", default="flair")
+    parser.add_argument("--regime", action="append", default=[], metavar="NAME=JSON",
+                        help="config overrides of one regime (repeatable; default base={})")
+    parser.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                        help="knobs gridded over the members of each regime's sweep")
+    parser.add_argument("--methods", default="cyclegan")
+    parser.add_argument("--ratios", default="0.5")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--points", type=int, default=6)
+    parser.add_argument("--tolerance", type=float, default=0.03)
+    parser.add_argument("--no-reference", action="store_true", help="skip the L1 reference")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def run(args) -> None:
+    args.out.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(args.out / "jax_cache"))
+    task = f"{args.source}->{args.target}"
+    out_csv = args.out / "results.csv"
+    rows = read_rows(out_csv)
+    done = {(r["task"], r["regime"], r["method"], r["step"]) for r in rows}
+    grid = parse_grid(args.grid)
+    ratios = tuple(float(r) for r in args.ratios.split(","))
+    regimes = [item.partition("=") for item in (args.regime or ["base={}"])]
+    splits = test = None
+    for name, _, text in regimes:
+        overrides = json.loads(text)
+        if isinstance(overrides.get("model"), dict):
+            overrides["model"] = {**dataclasses.asdict(MODEL_PRESETS["cpu"]), **overrides["model"]}
+        common = dict(target_tumor_ratios=ratios, seeds=args.seeds, steps=args.steps,
+                      checkpoint_every=max(1, args.steps // args.points),
+                      log_every=max(1, args.steps // args.points), data_dir=args.data_dir)
+        methods = [m for m in args.methods.split(",") if m]
+        if not args.no_reference:
+            methods.append(REFERENCE)
+        for method in methods:
+            if method == REFERENCE:  # only the networks and the schedule: no knobs, no grid
+                ref = {k: v for k, v in overrides.items() if k in ("model", "size")}
+                cfg = make_config(method, "cpu", **common, **ref)
+                # one L1 per distinct network and schedule, shared by the regimes that keep them
+                signature = json.dumps([ref, common], sort_keys=True, default=str).encode()
+                folder = args.out / task / f"l1-{hashlib.sha1(signature).hexdigest()[:8]}"
+            else:
+                cfg = make_config(method, "cpu", **common, grid=grid, **overrides)
+                folder = args.out / task / f"{name}-{method}"
+            if splits is None:
+                splits = task_splits(dataset.load_for(cfg), args.source, args.target)
+                test = domains.holdout_set(cfg, splits["holdout"])
+            label = {"task": task, "regime": name, "method": method}
+            rows += train_with_points(cfg, folder, splits, test, args.points, label, done,
+                                      out_csv)
+    print("\n".join(verdicts(rows, args.tolerance)))
+
+
+if __name__ == "__main__":
+    main()
