@@ -54,8 +54,8 @@ def test_figure_draws_one_point_per_method_at_the_extreme_ratios():
 
     points = _points(added)
     assert list(points) == ["cyclegan", "l1", "gan"]  # the registry's order
-    # Added at 100%: healthy sources, seeds pooled (80 + 90 of 200); x: the healthy r of the
-    # same members, mean over seeds.
+    # Added at 100%: healthy sources, mean over seeds (80 and 90 of 100); x: the healthy r
+    # of the same members, mean over seeds.
     l1 = points["l1"]
     assert np.allclose(l1.get_ydata(), [170 / 200])
     assert np.allclose(l1.get_xdata(), [np.mean([0.74, 0.76])])
@@ -69,12 +69,17 @@ def test_figure_draws_one_point_per_method_at_the_extreme_ratios():
     assert not hollow(_points(removed)["l1"])
     assert points["gan"].get_marker() == "s" and not hollow(points["gan"])
 
-    # Error bars: y the Wilson interval of the pooled counts, x the seeds' min to max.
-    segments = [s for c in added.collections for s in c.get_segments()]
-    low, high = metrics.wilson_interval(170, 200)
+    # Error bars: y the interval over seeds (2 seeds: dotted, unreliable), x the seeds'
+    # min to max.
+    bars = {tuple(np.round(s.ravel(), 9)): c.get_linestyle()
+            for c in added.collections for s in c.get_segments()}
+    interval = metrics.seed_interval([80, 90], 100)
+    assert interval.high - interval.low > 0.5  # t with one degree of freedom
     x = np.mean([0.74, 0.76])
-    assert any(np.allclose(s, [[x, low], [x, high]]) for s in segments)
-    assert any(np.allclose(s, [[0.74, 170 / 200], [0.76, 170 / 200]]) for s in segments)
+    y_bar = [style for seg, style in bars.items()
+             if np.allclose(seg, [x, interval.low, x, interval.high])]
+    assert len(y_bar) == 1 and y_bar[0][0][1] is not None  # dashed: not a solid line
+    assert any(np.allclose(seg, [0.74, 0.85, 0.76, 0.85]) for seg in bars)
 
     # The gate and the Flair floor as vertical lines; the legend names every method.
     vlines = {line.get_label(): line.get_xdata()[0] for line in added.lines
@@ -92,18 +97,40 @@ def test_table_and_diverged_members():
         if row["method"] == "l1" and row["target_tumor_ratio"] == 0.5 and row["seed"] == 1:
             row["status"], row["fidelity_r"] = "diverged", float("nan")
     table = comparison.markdown_table(comparison.summary(rows)).splitlines()
-    assert table[0] == ("| method | fidelity r at 0 / 50 / 100% | quality | added @100% [95% CI] "
-                        "| removed @0% [95% CI] | pFPR / iFPR @100% | lesion kept at 0 / 50 / 100% |")
+    assert table[0] == ("| method | fidelity r at 0 / 50 / 100% | quality | added @100% [95% CI over seeds] "
+                        "| removed @0% [95% CI over seeds] | pFPR / iFPR @100% | lesion kept at 0 / 50 / 100% |")
     by_method = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
-    low, high = metrics.wilson_interval(170, 200)
-    r_low, r_high = metrics.wilson_interval(98, 200)
+    added = metrics.seed_interval([80, 90], 100)
+    removed = metrics.seed_interval([50, 48], 100)  # tumor sources at 0%: 100 - kept
     l1 = by_method["l1 (1 diverged)"]
     assert l1 == ("| l1 (1 diverged) | 0.85 / 0.79 / 0.75 | undertrained 1/5 | "
-                  f"0.85 [{low:.2f}, {high:.2f}] | 0.49 [{r_low:.2f}, {r_high:.2f}] | "
-                  "0.0015 / 0.15 | "
+                  f"0.85 [{added.low:.2f}, {added.high:.2f}]* | "
+                  f"0.49 [{removed.low:.2f}, {removed.high:.2f}]* | 0.0015 / 0.15 | "
                   "0.05 / 0.25 / 0.55 |")
     assert "| undertrained 6/6 |" in by_method["cyclegan"]
     assert "| not gated |" in by_method["gan"]
+    assert table[-1] == results.UNRELIABLE_NOTE  # two seeds: every interval is marked
+
+
+def test_grid_points_are_points_of_their_own():
+    """Two grid points of l1 (r1_weight 0 and 10) with the same seeds: two points, two
+    table rows, labelled by their knobs; neither pools the other's counts."""
+    rows = []
+    for weight, shift in ((0.0, 0), (10.0, 40)):
+        rows += [dict(row, r1_weight=weight, n_pred_tumor=row["n_pred_tumor"] - shift,
+                      frac_pred_tumor=(row["n_pred_tumor"] - shift) / 100)
+                 for row in _rows(("l1",))]
+    summaries = comparison.summary(rows)
+    assert [s["label"] for s in summaries] == ["l1 r1_weight=0", "l1 r1_weight=10"]
+    assert [s["added"]["y"] for s in summaries] == pytest.approx([0.85, 0.45])
+    lines = comparison.markdown_table(summaries).splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:4]] == ["| l1 r1_weight=0",
+                                                              "| l1 r1_weight=10"]
+    fig = comparison.comparison_figure(rows)
+    points = _points(fig.axes[0])
+    assert list(points) == ["l1 r1_weight=0", "l1 r1_weight=10"]
+    assert np.allclose(points["l1 r1_weight=10"].get_ydata(), [0.45])
+    figures._pyplot().close(fig)
 
 
 def _write_run(folder: Path, rows):

@@ -145,10 +145,12 @@ def test_bias_curves_bands_wilson_and_paper():
     # Band: min to max over seeds.
     band = cyclegan.collections[0].get_paths()[0].vertices
     assert np.isclose(band[:, 1].min(), 0.0) and np.isclose(band[:, 1].max(), 0.92)
-    # Error bars: Wilson interval of the pooled counts (ratio 0: 0+1+2 of 300).
-    segments = [c for c in cyclegan.collections if hasattr(c, "get_segments")][0].get_segments()
-    low, high = metrics.wilson_interval(3, 300)
-    assert np.allclose(segments[0][:, 1], [low, high])
+    # Error bars: the interval over seeds (ratio 0: 0, 1 and 2 of 100), solid: 3 seeds
+    bars = [c for c in cyclegan.collections if hasattr(c, "get_segments")][0]
+    interval = metrics.seed_interval([0, 1, 2], 100)
+    assert interval.reliable
+    assert np.allclose(bars.get_segments()[0][:, 1], [interval.low, interval.high])
+    assert bars.get_linestyle()[0][1] is None
     # The paper's numbers beside ours for cyclegan and l1 only.
     paper = {line.get_label(): line for line in cyclegan.lines
              if line.get_label().startswith(figures.PAPER_LABEL)}
@@ -176,4 +178,43 @@ def test_flips_figure_all_methods_on_one_axis():
     assert np.allclose(lines["gan: tumors removed"].get_xdata(), [10.0 * i for i in range(11)])
     hollow = [line for line in ax.lines if line.get_markerfacecolor() == "none"]
     assert [list(line.get_xdata()) for line in hollow] == [[50.0], [50.0]]
+    figures._pyplot().close(fig)
+
+
+def _grid_rows():
+    """cyclegan at two grid points (r1_weight 0 and 10), 3 seeds each, the same seeds:
+    healthy sources called tumor 10 + 5 * seed of 100 at r1_weight 0, 60 + 5 * seed at 10."""
+    return [dict(method="cyclegan", target_tumor_ratio=ratio, seed=seed, source_label=label,
+                 status="ok", n_images=100, n_pred_tumor=k, frac_pred_tumor=k / 100,
+                 quality="ok", r1_weight=weight)
+            for weight, base in ((0.0, 10), (10.0, 60)) for ratio in (0.0, 1.0)
+            for seed in range(3) for label, k in (("healthy", base + 5 * seed), ("tumor", 90))]
+
+
+def test_figures_draw_each_grid_point_apart():
+    from jax_translate.evaluation import figures, metrics
+
+    fig = figures.bias_curve_figure(_grid_rows())
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    assert set(by_title) == {"cyclegan\nr1_weight=0", "cyclegan\nr1_weight=10"}
+    for title, counts in (("cyclegan\nr1_weight=0", [10, 15, 20]),
+                          ("cyclegan\nr1_weight=10", [60, 65, 70])):
+        healthy, = [line for line in by_title[title].lines
+                    if line.get_label() == figures.LABEL_STYLE["healthy"][0]]
+        assert np.allclose(healthy.get_ydata(), np.mean(counts) / 100)
+        bars = [c for c in by_title[title].collections if hasattr(c, "get_segments")][0]
+        interval = metrics.seed_interval(counts, 100)
+        assert np.allclose(bars.get_segments()[0][:, 1], [interval.low, interval.high])
+    figures._pyplot().close(fig)
+
+    fig = figures.flips_figure(_grid_rows())
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.lines if not line.get_label().startswith("_")}
+    assert set(lines) == {f"cyclegan r1_weight={w}: tumors {what}" for w in (0, 10)
+                          for what in ("added", "removed")}
+    assert np.allclose(lines["cyclegan r1_weight=10: tumors added"].get_ydata(), 0.65)
+    # removed = 1 - kept: its error bar is the kept interval mirrored
+    kept = metrics.seed_interval([90, 90, 90], 100)
+    segments = [s for c in ax.collections if hasattr(c, "get_segments") for s in c.get_segments()]
+    assert any(np.allclose(s[:, 1], [1 - kept.high, 1 - kept.low]) for s in segments)
     figures._pyplot().close(fig)

@@ -105,6 +105,16 @@ def test_wilson_inverts_the_score_test(k, n, confidence):
     assert got == pytest.approx(_score_test_bounds(k, n, confidence), abs=1e-9)
 
 
+def test_wilson_is_scipys_and_counts_whole_images():
+    for k, n in ((0, 175), (17, 175), (158, 175), (175, 175), (3, 7)):
+        ci = scipy.stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+        assert metrics.wilson_interval(k, n) == (ci.low, ci.high)
+    with pytest.raises(ValueError, match="whole numbers"):
+        metrics.wilson_interval(87.5, 175)
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        metrics.wilson_interval(11, 10)
+
+
 def test_wilson_vectorised_and_empty():
     low, high = metrics.wilson_interval(np.array([0, 5, 0]), np.array([10, 10, 0]))
     np.testing.assert_allclose(low[:2], [0.0, 0.2366], atol=1e-4)
@@ -300,3 +310,81 @@ def test_wilson_contains_the_proportion_at_the_extremes(n):
     low, high = metrics.wilson_interval(np.arange(n + 1), n)
     p = np.arange(n + 1) / n
     assert np.all(low <= p) and np.all(p <= high)
+
+
+# ------------------------------------------------------- intervals over seeds
+
+
+def test_seed_interval_of_seeds_that_disagree_is_wide():
+    """gan at 100% tumor: seeds at 0.90 and 0.10 of the same 175 images. Pooling their
+    counts as 350 trials claimed 0.50 [0.45, 0.55]; over seeds it is the t-interval
+    with one degree of freedom, which covers [0, 1], flagged unreliable."""
+    pooled = metrics.wilson_interval(158 + 17, 350)
+    assert pooled[1] - pooled[0] < 0.11  # what the table printed
+    got = metrics.seed_interval([158, 17], 175)
+    fractions = np.array([158, 17]) / 175
+    half = scipy.stats.t.ppf(0.975, 1) * fractions.std(ddof=1) / math.sqrt(2)
+    assert got.mean == pytest.approx(0.5)
+    assert (got.low, got.high) == (max(0.0, 0.5 - half), min(1.0, 0.5 + half)) == (0.0, 1.0)
+    assert (got.n_seeds, got.n_images, got.reliable) == (2, 175, False)
+
+
+def test_seed_interval_is_the_t_interval_when_seeds_spread():
+    counts = np.array([60, 80, 100, 120, 140])
+    got = metrics.seed_interval(counts, 175)
+    fractions = counts / 175
+    t_low, t_high = scipy.stats.t.interval(0.95, 4, loc=fractions.mean(),
+                                           scale=scipy.stats.sem(fractions))
+    assert (got.low, got.high) == pytest.approx((t_low, t_high), abs=1e-12)
+    assert got.reliable and got.n_seeds == 5
+
+
+def test_seed_interval_never_narrower_than_one_seeds_images():
+    """Seeds that agree share the same 175 images: 3 x 175 are not 525 trials."""
+    agreeing = metrics.seed_interval([88, 88, 88], 175)
+    assert (agreeing.low, agreeing.high) == metrics.wilson_interval(88, 175)
+    pooled = metrics.wilson_interval(3 * 88, 3 * 175)
+    assert agreeing.high - agreeing.low > 1.5 * (pooled[1] - pooled[0])
+    # one seed: its own Wilson interval, and unreliable (nothing is known of seeds)
+    one = metrics.seed_interval([88], [175])
+    assert (one.low, one.high) == metrics.wilson_interval(88, 175) and not one.reliable
+    # all or none called tumor: the interval keeps the mean
+    assert metrics.seed_interval([175, 175, 175], 175).high == 1.0
+    assert metrics.seed_interval([0, 0, 0], 175).low == 0.0
+    assert np.isnan(metrics.seed_interval([], 175).mean)
+
+
+def test_seed_interval_covers_the_mean_when_seeds_differ():
+    """Members drawn around a true rate (seed sd 0.1), each scored on 175 images: the
+    interval over 3 seeds covers the true rate at least 95% of the time; pooling the
+    seeds' counts into one Wilson interval covered it about half the time."""
+    rng = np.random.default_rng(0)
+    true_rate, trials = 0.4, 300
+    covered = pooled_covered = 0
+    for _ in range(trials):
+        rates = np.clip(true_rate + rng.normal(0, 0.1, 3), 0, 1)
+        counts = rng.binomial(175, rates)
+        got = metrics.seed_interval(counts, 175)
+        covered += got.low <= true_rate <= got.high
+        low, high = metrics.wilson_interval(counts.sum(), 3 * 175)
+        pooled_covered += low <= true_rate <= high
+    assert covered / trials >= 0.95
+    assert pooled_covered / trials < 0.7
+
+
+def test_aggregate_never_pools_grid_points():
+    rows = [dict(method="cyclegan", target_tumor_ratio=1.0, seed=seed, source_label="healthy",
+                 status="ok", n_images=100, n_pred_tumor=k, frac_pred_tumor=k / 100,
+                 r1_weight=weight)
+            for weight, counts in ((0.0, (10, 20, 30)), (10.0, (70, 80, 90)))
+            for seed, k in enumerate(counts)]
+    out = metrics.aggregate_over_seeds(rows)  # the same seeds twice: no "repeated seed"
+    assert [(a["r1_weight"], a["n_seeds"]) for a in out] == [(0.0, 3), (10.0, 3)]
+    assert [a["frac_pred_tumor_mean"] for a in out] == pytest.approx([0.2, 0.8])
+    assert "r1_weight_mean" not in out[0]
+    interval = metrics.seed_interval([70, 80, 90], 100)
+    assert (out[1]["seeds_ci_low"], out[1]["seeds_ci_high"]) == (interval.low, interval.high)
+    assert out[1]["seeds_ci_reliable"] == 1
+    assert metrics.knob_label(metrics.knobs_of(rows[3])) == "r1_weight=10"
+    # an empty cell (another method's column in a combined CSV) is no knob
+    assert metrics.knobs_of({"r1_weight": ""}) == ()

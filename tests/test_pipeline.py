@@ -14,7 +14,7 @@ from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.models.segmenter import TumorSegmenter
 from jax_translate.training import segmenter
 from jax_translate.data import domains
-from jax_translate.evaluation import figures, results
+from jax_translate.evaluation import figures, metrics, results
 from jax_translate.jobs import evaluate_run
 from jax_translate.jobs.run_folder import RunFolder
 from jax_translate.jobs.sweep import train_sweep
@@ -111,12 +111,50 @@ def test_evaluate_refuses_unfinished_or_foreign_folders(tiny_run_half, tmp_path,
                               ThresholdClassifier())
 
 
-def test_flip_table_pools_seeds():
-    rows = [dict(method="gan", target_tumor_ratio=0.0, seed=s, source_label=label, status="ok",
-                 n_images=10, n_pred_tumor=k) for s, label, k in
-            [(0, "healthy", 1), (1, "healthy", 3), (0, "tumor", 10), (1, "tumor", 8)]]
-    table = results.flip_table(rows)
-    assert "0.20 [" in table and "0.90 [" in table
+def _gan_rows(healthy_counts, tumor_counts, n=175, **knobs):
+    return [dict(method="gan", target_tumor_ratio=1.0, seed=s, source_label=label, status="ok",
+                 n_images=n, n_pred_tumor=k, frac_pred_tumor=k / n, **knobs)
+            for label, counts in (("healthy", healthy_counts), ("tumor", tumor_counts))
+            for s, k in enumerate(counts)]
+
+
+def test_flip_table_and_csv_give_intervals_over_seeds(tmp_path):
+    """gan at 100% tumor, seeds at 0.90 and 0.10 of the same 175 healthy images: the
+    table once printed 0.50 [0.45, 0.55] (350 pooled trials); over seeds it is [0, 1],
+    marked unreliable (2 seeds), and results.csv carries the same beside each seed."""
+    rows = _gan_rows([158, 17], [160, 170])
+    lines = results.flip_table(rows).splitlines()
+    assert "0.50 [0.00, 1.00]*" in lines[1]
+    assert lines[-1] == results.UNRELIABLE_NOTE
+    (tmp_path / "results.csv").write_text(results.rows_to_csv(rows))
+    read = results.read_csv(tmp_path / "results.csv")
+    assert [r["frac_pred_tumor"] for r in read[:2]] == pytest.approx([158 / 175, 17 / 175])
+    for row in read[:2]:  # the healthy rows: per seed, and the setting's interval over seeds
+        assert (row["seeds_frac_pred_tumor"], row["seeds_ci_low"], row["seeds_ci_high"]) == (
+            0.5, 0, 1)
+        assert (row["seeds_n"], row["seeds_ci_reliable"]) == (2, 0)
+    # three seeds that agree: reliable, no mark, and as wide as one seed's 175 images
+    rows = _gan_rows([88, 88, 88], [160, 160, 160])
+    low, high = metrics.wilson_interval(88, 175)
+    line = results.flip_table(rows).splitlines()[1]
+    assert f"0.50 [{low:.2f}, {high:.2f}] " in line and "*" not in line
+
+
+def test_flip_table_and_csv_never_pool_grid_points(tmp_path):
+    rows = _gan_rows([20, 30, 40], [100, 110, 120], r1_weight=0.0) + _gan_rows(
+        [150, 160, 170], [100, 110, 120], r1_weight=10.0)
+    lines = results.flip_table(rows).splitlines()
+    assert lines[0].split()[:3] == ["method", "knobs", "ratio"]
+    zero, ten = (metrics.seed_interval(c, 175) for c in ([20, 30, 40], [150, 160, 170]))
+    assert lines[1].split()[:3] == ["gan", "r1_weight=0", "1.00"]
+    assert results.interval_cell(zero) in lines[1] and results.interval_cell(ten) in lines[2]
+    assert len(lines) == 3  # 3 seeds each: no unreliable note
+    (tmp_path / "results.csv").write_text(results.rows_to_csv(rows))
+    read = results.read_csv(tmp_path / "results.csv")
+    healthy = [(r["r1_weight"], r["seeds_frac_pred_tumor"]) for r in read
+               if r["source_label"] == "healthy"]
+    assert healthy == [(0, pytest.approx(zero.mean, abs=1e-6))] * 3 + [  # 6 digits in the CSV
+        (10, pytest.approx(ten.mean, abs=1e-6))] * 3
 
 
 def test_classifier_reaches_its_bar_on_simulated_slices(tmp_path):

@@ -160,7 +160,9 @@ def _member_rows(method, translations, members):
 
     test = tiny_slices(n_patients=2, seed=1)
     translated = np.stack([getattr(test, name) for name in translations])
-    cfg = SimpleNamespace(method=method, members=members)
+    from jax_translate.config import Member
+
+    cfg = SimpleNamespace(method=method, members=[Member(*m) for m in members])
     rows = results.member_rows(cfg, translated, np.zeros(translated.shape[:2], bool), test,
                                 np.zeros(len(members), bool))
     return rows, test

@@ -2,17 +2,21 @@
 
 From the result rows of finished run folders (one per method, as
 ``reproduce`` writes them; several ``reproduce`` folders can be combined:
-``jobs.run_folder.read_runs``), it makes, per method:
+``jobs.run_folder.read_runs``), it makes, per setting (a method, or each of
+its grid points when it has gridded knobs; never pooled):
 
 - one point for **tumors added** at the highest target tumor ratio (100%,
   healthy sources) and one for **tumors removed** at the lowest (0%, tumor
-  sources). y: the flip fraction of the seeds' pooled counts, error bars its
-  Wilson 95% interval; x: the fidelity r of the same members (their healthy
-  rows, as the quality gate reads it), mean over seeds, error bars the
-  seeds' min to max. A point with an undertrained member is hollow (as in
-  :func:`figures.bias_curve_figure`); ``gan`` (never gated) is a square.
-- one row of a markdown table: fidelity r per ratio, quality, the two flips,
-  pFPR / iFPR at the highest ratio and lesion preservation per ratio.
+  sources). y: the flip fraction, mean over seeds, error bars its 95%
+  interval over seeds (:func:`metrics.seed_interval`; dotted when fewer
+  than ``metrics.MIN_SEEDS`` seeds make it unreliable); x: the fidelity r
+  of the same members (their healthy rows, as the quality gate reads it),
+  mean over seeds, error bars the seeds' min to max. A point with an
+  undertrained member is hollow (as in :func:`figures.bias_curve_figure`);
+  ``gan`` (never gated) is a square.
+- one row of a markdown table: fidelity r per ratio, quality, the two flips
+  (``*``: interval over too few seeds), pFPR / iFPR at the highest ratio and
+  lesion preservation per ratio.
 
 Diverged members (``status`` not ``ok``) are left out of every number and
 counted in the table.
@@ -26,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_translate.catalog import METHODS
-from jax_translate.evaluation import figures, quality, results
+from jax_translate.evaluation import figures, metrics, quality, results
 
 # Flair used as T1 (no translation at all) on the simulated 64x64 healthy
 # holdout (quality.py, README "The quality gate").
@@ -55,15 +59,25 @@ def _ok(rows):
     return [r for r in rows if r.get("status", "ok") == "ok"]
 
 
-def _select(rows, method, label=None, ratio=None):
-    return [r for r in rows if r["method"] == method
+def _select(rows, method, label=None, ratio=None, knobs=()):
+    return [r for r in rows if r["method"] == method and metrics.knobs_of(r) == tuple(knobs)
             and (label is None or r["source_label"] == label)
             and (ratio is None or math.isclose(float(r["target_tumor_ratio"]), ratio))]
 
 
-def ratios_of(rows, method=None) -> list[float]:
+def ratios_of(rows, method=None, knobs=None) -> list[float]:
+    """The ratios of ``rows`` (of ``method``; of its grid point ``knobs`` if given)."""
     return sorted({float(r["target_tumor_ratio"]) for r in rows
-                   if method is None or r["method"] == method})
+                   if (method is None or r["method"] == method)
+                   and (knobs is None or metrics.knobs_of(r) == tuple(knobs))})
+
+
+def settings(rows) -> list[tuple[str, tuple]]:
+    """(method, gridded knobs) of the rows: methods in registry order, each method's
+    grid points in the rows' order."""
+    found = figures.settings(rows)
+    return [(m, k) for method in method_order({m for m, _ in found})
+            for m, k in found if m == method]
 
 
 def _finite(values):
@@ -76,26 +90,27 @@ def _mean(values) -> float:
     return float(values.mean()) if len(values) else math.nan
 
 
-def flip_point(rows: list[dict], method: str, what: str) -> dict | None:
+def flip_point(rows: list[dict], method: str, what: str, knobs: tuple = ()) -> dict | None:
     """One point of the figure: ``what`` is ``added`` (healthy sources, highest
-    ratio) or ``removed`` (tumor sources, lowest ratio); None if the method has
-    no such rows."""
+    ratio) or ``removed`` (tumor sources, lowest ratio) of the setting (``method``,
+    ``knobs``); None if it has no such rows."""
     label, pick = PANELS[what]
     rows = _ok(rows)
-    ratios = ratios_of(rows, method)
+    ratios = ratios_of(rows, method, knobs)
     if not ratios:
         return None
     ratio = pick(ratios)
-    flips = _select(rows, method, label, ratio)
-    members = _select(rows, method, "healthy", ratio)  # fidelity as the gate reads it
+    flips = _select(rows, method, label, ratio, knobs)
+    members = _select(rows, method, "healthy", ratio, knobs)  # fidelity as the gate reads it
     if not flips:
         return None
-    p = results.pooled(flips, removed=what == REMOVED)
-    k, n, y_low, y_high = p.k, p.n, p.low, p.high
+    interval = results.across_seeds(flips, removed=what == REMOVED)
     r = _finite(m["fidelity_r"] for m in members)
     verdicts = [m.get("quality") for m in members]
-    return dict(method=method, what=what, ratio=ratio, seeds=sorted({m["seed"] for m in flips}),
-                k=k, n=n, y=k / n, y_low=y_low, y_high=y_high,
+    return dict(method=method, knobs=tuple(knobs), what=what, ratio=ratio,
+                seeds=sorted({m["seed"] for m in flips}),
+                y=interval.mean, y_low=interval.low, y_high=interval.high,
+                reliable=interval.reliable,
                 x=float(r.mean()) if len(r) else math.nan,
                 x_low=float(r.min()) if len(r) else math.nan,
                 x_high=float(r.max()) if len(r) else math.nan,
@@ -104,33 +119,35 @@ def flip_point(rows: list[dict], method: str, what: str) -> dict | None:
 
 
 def summary(rows: list[dict]) -> list[dict]:
-    """Per method (registry order): the table's numbers and the figure's points."""
+    """Per setting (methods in registry order, then their grid points): the table's
+    numbers and the figure's points; ``label`` names the setting."""
     out = []
     all_ratios = ratios_of(rows)
-    for method in method_order({r["method"] for r in rows}):
-        mine = _select(rows, method)
+    for method, knobs in settings(rows):
+        mine = _select(rows, method, knobs=knobs)
         ok = _ok(mine)
         healthy = [r for r in ok if r["source_label"] == "healthy"]
         top = max(ratios_of(ok, method), default=math.nan)
         verdicts = [r.get("quality") for r in healthy]
+        at = lambda label, x: _select(ok, method, label, x, knobs)  # noqa: E731
         out.append(dict(
             method=method,
+            knobs=knobs,
+            label=figures.setting_label(method, knobs),
             ratios=all_ratios,
             members=len({(r["target_tumor_ratio"], r["seed"]) for r in mine}),
             diverged=len({(r["target_tumor_ratio"], r["seed"]) for r in mine
                           if r.get("status", "ok") != "ok"}),
-            fidelity_r={x: _mean(r["fidelity_r"] for r in _select(ok, method, "healthy", x))
-                        for x in all_ratios},
-            lesion_kept={x: _mean(r["lesion_score"] for r in _select(ok, method, "tumor", x))
-                         for x in all_ratios},
+            fidelity_r={x: _mean(r["fidelity_r"] for r in at("healthy", x)) for x in all_ratios},
+            lesion_kept={x: _mean(r["lesion_score"] for r in at("tumor", x)) for x in all_ratios},
             n_undertrained=verdicts.count(quality.UNDERTRAINED),
             n_gated=sum(v in (quality.OK, quality.UNDERTRAINED) for v in verdicts),
             not_gated=bool(verdicts) and all(v == quality.NOT_GATED for v in verdicts),
             top_ratio=top,
-            pfpr=_mean(r.get("pfpr", math.nan) for r in _select(ok, method, "healthy", top)),
-            ifpr=_mean(r.get("ifpr", math.nan) for r in _select(ok, method, "healthy", top)),
-            added=flip_point(rows, method, ADDED),
-            removed=flip_point(rows, method, REMOVED),
+            pfpr=_mean(r.get("pfpr", math.nan) for r in at("healthy", top)),
+            ifpr=_mean(r.get("ifpr", math.nan) for r in at("healthy", top)),
+            added=flip_point(rows, method, ADDED, knobs),
+            removed=flip_point(rows, method, REMOVED, knobs),
         ))
     return out
 
@@ -157,21 +174,24 @@ def quality_cell(s: dict) -> str:
 def _flip_cell(point: dict | None) -> str:
     if point is None:
         return "-"
-    return f"{point['y']:.2f} [{point['y_low']:.2f}, {point['y_high']:.2f}]"
+    mark = "" if point["reliable"] else results.UNRELIABLE_MARK
+    return f"{point['y']:.2f} [{point['y_low']:.2f}, {point['y_high']:.2f}]{mark}"
 
 
 def markdown_table(summaries: list[dict]) -> str:
-    """The README's comparison table, one row per method."""
+    """The README's comparison table, one row per setting; a note under it when an
+    interval rests on too few seeds."""
     ratios = summaries[0]["ratios"] if summaries else []
     per_ratio = " / ".join(_pct(x).rstrip("%") for x in ratios) + "%"
     top = _pct(max(ratios)) if ratios else "100%"
     low = _pct(min(ratios)) if ratios else "0%"
     head = ["method", f"fidelity r at {per_ratio}", "quality",
-            f"added @{top} [95% CI]", f"removed @{low} [95% CI]", f"pFPR / iFPR @{top}",
+            f"added @{top} [95% CI over seeds]", f"removed @{low} [95% CI over seeds]",
+            f"pFPR / iFPR @{top}",
             f"lesion kept at {per_ratio}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summaries:
-        name = s["method"] + (f" ({s['diverged']} diverged)" if s["diverged"] else "")
+        name = s["label"] + (f" ({s['diverged']} diverged)" if s["diverged"] else "")
         cells = [name,
                  " / ".join(_num(s["fidelity_r"].get(x)) for x in ratios),
                  quality_cell(s),
@@ -180,6 +200,8 @@ def markdown_table(summaries: list[dict]) -> str:
                  f"{_num(s['pfpr'], '.4f')} / {_num(s['ifpr'])}",
                  " / ".join(_num(s["lesion_kept"].get(x)) for x in ratios)]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(p is not None and not p["reliable"] for s in summaries for p in (s[ADDED], s[REMOVED])):
+        lines.append(f"\n{results.UNRELIABLE_NOTE}")
     return "\n".join(lines) + "\n"
 
 
@@ -202,13 +224,14 @@ def comparison_figure(rows: list[dict]):
             ratio = p["ratio"]
             color = figures.method_color(s["method"])
             xerr = np.clip([[p["x"] - p["x_low"]], [p["x_high"] - p["x"]]], 0.0, None)
-            yerr = np.clip([[p["y"] - p["y_low"]], [p["y_high"] - p["y"]]], 0.0, None)
-            ax.errorbar([p["x"]], [p["y"]], xerr=xerr, yerr=yerr, fmt="none", ecolor=color,
+            ax.errorbar([p["x"]], [p["y"]], xerr=xerr, fmt="none", ecolor=color,
                         elinewidth=1.0, capsize=2, alpha=0.8)
+            figures.interval_bars(ax, [p["x"]], [p["y"]], [p["y_low"]], [p["y_high"]],
+                                  [p["reliable"]], color, elinewidth=1.0, capsize=2, alpha=0.8)
             ax.plot([p["x"]], [p["y"]], ls="", marker="s" if p["not_gated"] else "o", ms=7,
                     color=color, mfc="none" if p["undertrained"] else color, mew=1.5,
-                    label=s["method"])
-            ax.annotate(s["method"], (p["x"], p["y"]), xytext=(5, 4),
+                    label=s["label"])
+            ax.annotate(s["label"], (p["x"], p["y"]), xytext=(5, 4),
                         textcoords="offset points", fontsize=7, color=color)
         ax.axvline(quality.FIDELITY_GATE, ls="--", color="gray", lw=1, label=GATE_LABEL)
         ax.axvline(FLAIR_FLOOR_R, ls=":", color="gray", lw=1, label=FLOOR_LABEL)
@@ -217,7 +240,8 @@ def comparison_figure(rows: list[dict]):
         ax.set_xlabel("fidelity r (healthy holdout; mean, seeds' min-max)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("fraction of holdout translations flipped\n(seeds pooled, Wilson 95%)")
+    axes[0].set_ylabel("fraction of holdout translations flipped\n"
+                       "(mean over seeds, 95% CI over seeds)")
     lo = min([FLAIR_FLOOR_R] + [s[w]["x_low"] for s in summaries for w in PANELS
                                 if s[w] is not None and math.isfinite(s[w]["x_low"])])
     for ax in axes:
@@ -226,7 +250,7 @@ def comparison_figure(rows: list[dict]):
     handles = [plt.Line2D([], [], ls="", marker="s" if s["not_gated"] else "o", ms=7,
                           color=figures.method_color(s["method"]))
                for s in summaries]
-    labels = [s["method"] for s in summaries]
+    labels = [s["label"] for s in summaries]
     handles += [plt.Line2D([], [], ls="--", color="gray", lw=1),
                 plt.Line2D([], [], ls=":", color="gray", lw=1)]
     labels += [GATE_LABEL, FLOOR_LABEL]
@@ -234,6 +258,9 @@ def comparison_figure(rows: list[dict]):
     if any(p["undertrained"] for p in points):
         handles.append(plt.Line2D([], [], ls="", marker="o", color="gray", mfc="none", ms=7))
         labels.append(figures.UNDERTRAINED_LABEL)
+    if not all(p["reliable"] for p in points):
+        handles.append(plt.Line2D([], [], ls=":", color="gray", lw=1))
+        labels.append(figures.UNRELIABLE_LABEL)
     if any(p["not_gated"] for p in points):
         handles.append(plt.Line2D([], [], ls="", marker="s", color="gray", ms=7))
         labels.append(NOT_GATED_LABEL)

@@ -1,4 +1,9 @@
-"""Figures: bias curves (the paper's main result) and an example grid."""
+"""Figures: bias curves (the paper's main result), flips, an example grid and the losses.
+
+Every number drawn over seeds comes with its interval over seeds
+(:func:`results.across_seeds`), per setting: a method's grid points
+(gridded knobs) get their own panel or line, never one pooled curve.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import numpy as np
 
 from jax_translate.catalog import SPECS
 from jax_translate.data.dataset import SliceSet
-from jax_translate.evaluation import quality, results
+from jax_translate.evaluation import metrics, quality, results
 
 # ../shared/PAPER.md: fraction predicted tumor in the authors' notebooks, by target
 # tumor % 0, 10, ..., 100 (their classifier: 75-82% accurate on real T1).
@@ -21,6 +26,7 @@ PAPER_CURVES = {
 PAPER_X = tuple(10 * i for i in range(11))
 PAPER_LABEL = "paper (their classifier)"
 UNDERTRAINED_LABEL = f"undertrained (fidelity r < {quality.FIDELITY_GATE:g})"
+UNRELIABLE_LABEL = f"interval over < {metrics.MIN_SEEDS} seeds: unreliable"
 LABEL_STYLE = {"healthy": ("healthy source (tumors added)", "tab:blue"),
                "tumor": ("tumor source (tumors kept)", "tab:red")}
 
@@ -51,48 +57,85 @@ def bias_curves(rows: list[dict], out: Path) -> Path:
     return _write(bias_curve_figure(rows), out)
 
 
-def _curve(rows: list[dict], method: str, label: str) -> dict:
-    """Per ratio of one (method, source label): mean over seeds, the seeds' min and max,
-    the Wilson 95% interval of the seeds' pooled counts, and whether a seed is undertrained."""
-    sel = [r for r in rows if r["method"] == method and r["source_label"] == label]
+def _curve(rows: list[dict], method: str, label: str, knobs: tuple = ()) -> dict:
+    """Per ratio of one setting (method and gridded knobs) and source label: the mean
+    over seeds, the seeds' min and max, the interval over seeds
+    (:func:`results.across_seeds`), whether it is reliable (enough seeds) and whether
+    a seed is undertrained."""
+    sel = [r for r in rows if r["method"] == method and r["source_label"] == label
+           and metrics.knobs_of(r) == tuple(knobs)]
     ratios = sorted({r["target_tumor_ratio"] for r in sel})
-    out = {k: [] for k in ("mean", "low", "high", "ci_low", "ci_high", "undertrained")}
+    out = {k: [] for k in ("mean", "low", "high", "ci_low", "ci_high", "reliable",
+                           "undertrained")}
     for ratio in ratios:
         at = [r for r in sel if r["target_tumor_ratio"] == ratio]
         fracs = np.array([r["frac_pred_tumor"] for r in at], float)
         out["mean"].append(np.nanmean(fracs))
         out["low"].append(np.nanmin(fracs)); out["high"].append(np.nanmax(fracs))
         if all("n_images" in r and "n_pred_tumor" in r for r in at):
-            p = results.pooled(at)
-            low, high = p.low, p.high
-        else:
+            interval = results.across_seeds(at)
+            low, high, reliable = interval.low, interval.high, interval.reliable
+        else:  # rows without counts: the members' own intervals, never called reliable
             low, high = np.mean([r["ci_low"] for r in at]), np.mean([r["ci_high"] for r in at])
-        out["ci_low"].append(low); out["ci_high"].append(high)
+            reliable = False
+        out["ci_low"].append(low); out["ci_high"].append(high); out["reliable"].append(reliable)
         out["undertrained"].append(any(r.get("quality") == quality.UNDERTRAINED for r in at))
-    out = {k: np.asarray(v, bool if k == "undertrained" else float) for k, v in out.items()}
+    out = {k: np.asarray(v, bool if k in ("reliable", "undertrained") else float)
+           for k, v in out.items()}
     out["x"], out["seeds"] = 100 * np.asarray(ratios, float), len({r["seed"] for r in sel})
     return out
+
+
+def settings(rows: list[dict]) -> list[tuple[str, tuple]]:
+    """(method, gridded knobs) of the rows, in their first row's order."""
+    return list(dict.fromkeys((r["method"], metrics.knobs_of(r)) for r in rows))
+
+
+def setting_label(method: str, knobs: tuple, sep: str = " ") -> str:
+    """``cyclegan`` or ``cyclegan r1_weight=10``: a setting's name in figures."""
+    return f"{method}{sep}{metrics.knob_label(knobs)}" if knobs else method
+
+
+def interval_bars(ax, x, y, low, high, reliable, color, **kwargs) -> None:
+    """Error bars from ``low`` to ``high`` around ``y``: solid where the interval is
+    reliable, dotted where it rests on fewer than ``metrics.MIN_SEEDS`` seeds."""
+    x, y, low, high = (np.asarray(a, float) for a in (x, y, low, high))
+    reliable = np.asarray(reliable, bool)
+    for keep, style in ((reliable, "-"), (~reliable, ":")):
+        if keep.any():
+            # clipped: a mean of 0 or 1 can sit a hair outside its interval by rounding
+            yerr = np.clip([y[keep] - low[keep], high[keep] - y[keep]], 0.0, None)
+            bars = ax.errorbar(x[keep], y[keep], yerr=yerr, fmt="none", ecolor=color, **kwargs)
+            for lines in bars.lines[2]:
+                lines.set_linestyle(style)
+
+
+def _unreliable_handle(plt):
+    return plt.Line2D([], [], ls=":", color="gray", lw=1)
 
 
 def bias_curve_figure(rows: list[dict]):
     """Fraction predicted tumor vs % tumor in the target training data.
 
-    One panel per method, one line per source label (mean over seeds). The
-    band is the spread over seeds (min to max) when there are several seeds,
-    else the Wilson 95% interval of the single run; the error bars are the
-    Wilson 95% interval of the seeds' pooled counts. Diverged members are left
+    One panel per setting (method, and its gridded knobs if any), one line
+    per source label (mean over seeds). The band is the spread over seeds
+    (min to max) when there are several seeds, else the single run's
+    interval; the error bars are the 95% interval over seeds
+    (:func:`metrics.seed_interval`), dotted where fewer than
+    ``metrics.MIN_SEEDS`` seeds make it unreliable. Diverged members are left
     out. A ratio with an undertrained member (quality gate) gets a hollow
     marker: its flips are not the paper's effect. For cyclegan and l1 the
     paper's numbers are drawn beside ours (dashed, crosses).
     """
     plt = _pyplot()
     rows = [r for r in rows if r.get("status", "ok") == "ok"]
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    fig, axes = plt.subplots(1, max(len(methods), 1), figsize=(3.6 * max(len(methods), 1), 3.3),
+    panels = settings(rows)
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.6 * max(len(panels), 1), 3.3),
                              squeeze=False, sharey=True)
-    for ax, method in zip(axes[0], methods):
+    unreliable = False
+    for ax, (method, knobs) in zip(axes[0], panels):
         for label, (name, color) in LABEL_STYLE.items():
-            c = _curve(rows, method, label)
+            c = _curve(rows, method, label, knobs)
             x, mean, hollow = c["x"], c["mean"], c["undertrained"]
             ax.plot(x, mean, "-", color=color, label=name)
             ax.plot(x[~hollow], mean[~hollow], "o", color=color, ms=3)
@@ -100,14 +143,13 @@ def bias_curve_figure(rows: list[dict]):
                 ax.plot(x[hollow], mean[hollow], "o", color=color, mfc="none", ms=5)
             low, high = (c["low"], c["high"]) if c["seeds"] > 1 else (c["ci_low"], c["ci_high"])
             ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
-            # clipped: rounding can put a pooled fraction of 0 or 1 a hair outside its interval
-            yerr = np.clip([mean - c["ci_low"], c["ci_high"] - mean], 0.0, None)
-            ax.errorbar(x, mean, yerr=yerr, fmt="none",
-                        ecolor=color, elinewidth=0.8, capsize=0, alpha=0.7)
+            interval_bars(ax, x, mean, c["ci_low"], c["ci_high"], c["reliable"], color,
+                          elinewidth=0.8, capsize=0, alpha=0.7)
+            unreliable |= not c["reliable"].all()
             if method in PAPER_CURVES:
                 ax.plot(PAPER_X, PAPER_CURVES[method][label], "x--", color=color, ms=4, lw=0.8,
                         alpha=0.7, label=f"{PAPER_LABEL}: {label}")
-        ax.set_title(method)
+        ax.set_title(setting_label(method, knobs, "\n"))
         ax.set_xlabel("% tumor in target training data")
         ax.set_xlim(-3, 103); ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
@@ -116,6 +158,9 @@ def bias_curve_figure(rows: list[dict]):
     if any(r.get("quality") == quality.UNDERTRAINED for r in rows):
         handles.append(plt.Line2D([], [], ls="", marker="o", color="gray", mfc="none", ms=5))
         labels.append(UNDERTRAINED_LABEL)
+    if unreliable:
+        handles.append(_unreliable_handle(plt))
+        labels.append(UNRELIABLE_LABEL)
     axes[0, 0].legend(handles, labels, fontsize=7, loc="best")
     for ax in axes[0, 1:]:
         if any(label.startswith(PAPER_LABEL) for label in ax.get_legend_handles_labels()[1]):
@@ -124,32 +169,52 @@ def bias_curve_figure(rows: list[dict]):
     return fig
 
 
+# A method's grid points on one axis: same colour, one marker each.
+GRID_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
 def flips_figure(rows: list[dict]):
-    """Flips against % tumor in the target, all methods on one axis: tumors added to
+    """Flips against % tumor in the target, all settings on one axis: tumors added to
     healthy sources (solid) and removed from tumor sources (1 - kept, dashed), mean
-    over seeds with the seeds' min-max band; hollow markers: an undertrained seed."""
+    over seeds with the seeds' min-max band and the 95% interval over seeds (error
+    bars, dotted when unreliable); hollow markers: an undertrained seed. A method's
+    grid points share its colour, each with its own marker."""
     plt = _pyplot()
     rows = [r for r in rows if r.get("status", "ok") == "ok"]
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    for method in dict.fromkeys(r["method"] for r in rows):
+    grid_index: dict[str, int] = {}
+    unreliable = False
+    for method, knobs in settings(rows):
         color = method_color(method)
+        grid_index[method] = grid_index.get(method, -1) + 1
+        marker = GRID_MARKERS[grid_index[method] % len(GRID_MARKERS)]
+        name = setting_label(method, knobs)
         for label, style, what in (("healthy", "-", "added"), ("tumor", "--", "removed")):
-            c = _curve(rows, method, label)
+            c = _curve(rows, method, label, knobs)
             if not len(c["x"]):
                 continue
             flip = lambda y: y if label == "healthy" else 1 - y  # noqa: E731
             mean = flip(c["mean"])
-            ax.plot(c["x"], mean, style, color=color, label=f"{method}: tumors {what}")
+            ax.plot(c["x"], mean, style, color=color, label=f"{name}: tumors {what}")
             hollow = c["undertrained"]
-            ax.plot(c["x"][~hollow], mean[~hollow], "o", color=color, ms=3)
+            ax.plot(c["x"][~hollow], mean[~hollow], marker, color=color, ms=3)
             if hollow.any():
-                ax.plot(c["x"][hollow], mean[hollow], "o", color=color, mfc="none", ms=5)
+                ax.plot(c["x"][hollow], mean[hollow], marker, color=color, mfc="none", ms=5)
             ax.fill_between(c["x"], flip(c["low"]), flip(c["high"]), color=color, alpha=0.12,
                             lw=0)
+            low, high = ((c["ci_low"], c["ci_high"]) if label == "healthy"
+                         else (1 - c["ci_high"], 1 - c["ci_low"]))
+            interval_bars(ax, c["x"], mean, low, high, c["reliable"], color, elinewidth=0.7,
+                          capsize=0, alpha=0.5)
+            unreliable |= not c["reliable"].all()
     ax.set_xlabel("% tumor in target training data")
     ax.set_ylabel("fraction of holdout translations flipped")
     ax.set_xlim(-3, 103); ax.set_ylim(-0.02, 1.02); ax.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2, loc="best")
+    handles, labels = ax.get_legend_handles_labels()
+    if unreliable:
+        handles.append(_unreliable_handle(plt))
+        labels.append(UNRELIABLE_LABEL)
+    ax.legend(handles, labels, fontsize=6, ncol=2, loc="best")
     fig.tight_layout()
     return fig
 

@@ -3,15 +3,17 @@
 A row (:class:`ResultRow`) holds a member's flips on healthy or tumor holdout
 sources, the classifier's Wilson interval, pixel and lesion metrics against
 the real paired T1, fidelity inside the brain and the member's quality
-verdict. :func:`pooled` pools rows' counts over seeds, with the Wilson 95%
-interval of the pooled fraction: the flip table, the bias curves and the
-methods comparison all read their numbers through it.
+verdict. :func:`across_seeds` gives the flip fraction of a setting (method,
+ratio and gridded knobs: :func:`setting`) over its seeds, with an interval
+that includes the seeds' disagreement (:func:`metrics.seed_interval`): the
+flip table, ``results.csv``'s ``seeds_*`` columns, the bias curves and the
+methods comparison all read their numbers through it. Rows of different
+grid points are never pooled.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 from pathlib import Path
 from typing import TypedDict
@@ -36,7 +38,8 @@ class ResultRow(TypedDict):
     n_images: int
     n_pred_tumor: int          # holdout translations the classifier calls tumor
     frac_pred_tumor: float
-    ci_low: float              # Wilson 95% interval of frac_pred_tumor
+    ci_low: float              # Wilson 95% interval of frac_pred_tumor: this member's
+                               # images only (over seeds: metrics.SEED_COLUMNS)
     ci_high: float
     mae: float
     psnr: float
@@ -52,28 +55,20 @@ class ResultRow(TypedDict):
 COLUMNS = tuple(ResultRow.__annotations__)
 
 
-@dataclasses.dataclass(frozen=True)
-class Pooled:
-    """Counts pooled over rows (seeds) and the Wilson 95% interval of their fraction."""
-
-    k: int
-    n: int
-    low: float
-    high: float
-
-    @property
-    def fraction(self) -> float:
-        return self.k / self.n if self.n else float("nan")
+def setting(row) -> tuple:
+    """(method, target tumor ratio, gridded knobs): the rows of one setting differ only
+    by seed (and source label); nothing is pooled across settings."""
+    return row["method"], row["target_tumor_ratio"], metrics.knobs_of(row)
 
 
-def pooled(rows, removed: bool = False) -> Pooled:
-    """``rows``' images predicted tumor (``removed``: not predicted tumor) and
-    ``n_images``, summed over the rows, and the Wilson interval of the fraction."""
-    n = sum(int(r["n_images"]) for r in rows)
-    k = sum(int(r["n_pred_tumor"]) for r in rows)
-    k = n - k if removed else k
-    low, high = metrics.wilson_interval(k, n) if n else (np.nan, np.nan)
-    return Pooled(k, n, float(low), float(high))
+def across_seeds(rows, removed: bool = False) -> metrics.SeedInterval:
+    """The fraction of ``rows``' images predicted tumor (``removed``: not predicted
+    tumor), mean over the rows (seeds of one setting and source label), and its
+    interval over seeds (:func:`metrics.seed_interval`; unreliable below
+    ``metrics.MIN_SEEDS`` seeds)."""
+    n = [int(r["n_images"]) for r in rows]
+    k = [int(r["n_pred_tumor"]) for r in rows]
+    return metrics.seed_interval([n_i - k_i for n_i, k_i in zip(n, k)] if removed else k, n)
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -121,12 +116,19 @@ def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test
 
 
 def rows_to_csv(rows: list[dict]) -> str:
+    """One line per row (per seed), its knobs, and its setting's interval over seeds
+    (``metrics.SEED_COLUMNS``, the same on every seed's line of a setting and label)."""
     out = io.StringIO()
     knobs = [name for name in GRID_FIELDS if any(name in row for row in rows)]
-    writer = csv.DictWriter(out, fieldnames=COLUMNS + tuple(knobs), extrasaction="ignore",
-                            lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=COLUMNS + metrics.SEED_COLUMNS + tuple(knobs),
+                            extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
+    groups: dict[tuple, list[dict]] = {}
     for row in rows:
+        groups.setdefault((setting(row), row["source_label"]), []).append(row)
+    over_seeds = {key: metrics.seed_columns(members) for key, members in groups.items()}
+    for row in rows:
+        row = {**row, **over_seeds[setting(row), row["source_label"]]}
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
     return out.getvalue()
 
@@ -164,30 +166,50 @@ def _quality_cell(rows: list[dict]) -> str:
     return f"{r_mean:.2f} {verdict}"
 
 
-def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
-    """Per method and ratio: fraction of holdout images predicted tumor, per source label.
+UNRELIABLE_MARK = "*"
+UNRELIABLE_NOTE = (f"{UNRELIABLE_MARK} fewer than {metrics.MIN_SEEDS} seeds: the interval "
+                   "cannot say how much seeds disagree (unreliable)")
 
-    Counts are pooled over seeds; brackets hold the Wilson 95% interval of the
-    pooled fraction. ``healthy`` columns are tumors *added*, ``tumor`` columns
-    tumors *kept* (1 - removed). The last column is the mean fidelity r on
-    healthy sources and the quality gate's verdict (``undertrained k/n`` when
-    k of n seeds fail it): flips of undertrained members are not the paper's
-    effect.
+
+def interval_cell(interval: metrics.SeedInterval) -> str:
+    """``0.50 [0.00, 1.00]*``: the mean over seeds, its interval, the mark if unreliable."""
+    mark = "" if interval.reliable else UNRELIABLE_MARK
+    return f"{interval.mean:.2f} [{interval.low:.2f}, {interval.high:.2f}]{mark}"
+
+
+def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
+    """Per setting (method, ratio, gridded knobs): fraction of holdout images predicted
+    tumor, per source label.
+
+    The mean over seeds; brackets hold its 95% interval over seeds
+    (:func:`metrics.seed_interval`), marked ``*`` with fewer than
+    ``metrics.MIN_SEEDS`` seeds (a note under the table says so). ``healthy``
+    columns are tumors *added*, ``tumor`` columns tumors *kept* (1 -
+    removed). The last column is the mean fidelity r on healthy sources and
+    the quality gate's verdict (``undertrained k/n`` when k of n seeds fail
+    it): flips of undertrained members are not the paper's effect. A
+    ``knobs`` column names each row's grid point when the rows have one.
     """
     members: dict[tuple, list[dict]] = {}
     for r in rows:
         if r.get("status", "ok") == "ok":
-            members.setdefault((r["method"], r["target_tumor_ratio"]), []).append(r)
-    header = (f"{'method':9s} {'ratio':>5s}  {'healthy->tumor':>22s}  {'tumor->tumor':>22s}  "
-              "fidelity r, quality")
-    lines = [header]
-    for (method, ratio), at in members.items():
+            members.setdefault(setting(r), []).append(r)
+    width = max([len(metrics.knob_label(knobs)) for _, _, knobs in members] + [0])
+    knob_head = f"{'knobs':{width}s}  " if width else ""
+    header = (f"{'method':9s} {knob_head}{'ratio':>5s}  {'healthy->tumor':>23s}  "
+              f"{'tumor->tumor':>23s}  fidelity r, quality")
+    lines, unreliable = [header], False
+    for (method, ratio, knobs), at in members.items():
         if ratios is not None and not any(abs(ratio - x) < 1e-9 for x in ratios):
             continue
         cells = []
         for label in LABELS:
-            p = pooled([r for r in at if r["source_label"] == label])
-            cells.append(f"{p.fraction:.2f} [{p.low:.2f}, {p.high:.2f}]")
-        lines.append(f"{method:9s} {ratio:5.2f}  {cells[0]:>22s}  {cells[1]:>22s}  "
+            interval = across_seeds([r for r in at if r["source_label"] == label])
+            unreliable |= not interval.reliable
+            cells.append(interval_cell(interval))
+        knob_cell = f"{metrics.knob_label(knobs):{width}s}  " if width else ""
+        lines.append(f"{method:9s} {knob_cell}{ratio:5.2f}  {cells[0]:>23s}  {cells[1]:>23s}  "
                      f"{_quality_cell(at)}")
+    if unreliable:
+        lines.append(UNRELIABLE_NOTE)
     return "\n".join(lines)

@@ -84,7 +84,8 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
     io_utils.atomic_write_json(study.results_json, summary)
     figure = figures.bias_curves(rows, study.bias_curves)
     figures.flips(rows, study.flips)
-    log(f"\nfraction of holdout translations predicted tumor [Wilson 95% CI]:\n{table}")
+    log(f"\nfraction of holdout translations predicted tumor, mean over seeds [95% CI over "
+        f"seeds]:\n{table}")
     log(f"\nfigures: {figure}, {study.flips} and {study.path}/<method>/examples.png; "
         f"table: {study.results_csv}")
     return summary
