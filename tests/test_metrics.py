@@ -177,6 +177,35 @@ def test_ssim_properties():
     np.testing.assert_allclose(metrics.ssim(very[..., None], real[..., None]), s_very)
 
 
+def test_ssim_and_psnr_give_dm_pixs_numbers():
+    """dm-pix (the maintained JAX library) on images mirrored by the window's radius gives
+    the whole SSIM map: its mean over the interior is our ssim, over a mask our masked
+    ssim (the brain's border pixels included), to float32 rounding; its PSNR is ours."""
+    import dm_pix
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(4)
+    real = np.stack([healthy_slice(), with_lesion(healthy_slice(), 0.3), rng.random((H, W))])
+    translated = np.stack([np.clip(real[0] + rng.normal(0, 0.05, (H, W)), 0, 1),
+                           ndi.gaussian_filter(real[1], 2), rng.random((H, W))])
+    r = metrics.SSIM_RADIUS
+
+    def mirrored(a):
+        return jnp.asarray(np.pad(a, ((0, 0), (r, r), (r, r)), mode="symmetric")[..., None],
+                           jnp.float32)
+
+    ssim_map = np.asarray(dm_pix.ssim(mirrored(translated), mirrored(real),
+                                      return_map=True))[..., 0]
+    np.testing.assert_allclose(metrics.ssim(translated, real),
+                               ssim_map[:, r:-r, r:-r].mean(axis=(1, 2)), atol=2e-5)
+    brain = np.stack([brain_mask()] * 3)
+    np.testing.assert_allclose(metrics.ssim(translated, real, mask=brain),
+                               [m[b].mean() for m, b in zip(ssim_map, brain)], atol=2e-5)
+    pix_psnr = dm_pix.psnr(jnp.asarray(translated[..., None], jnp.float32),
+                           jnp.asarray(real[..., None], jnp.float32))
+    np.testing.assert_allclose(metrics.psnr(translated, real), pix_psnr, rtol=1e-5)
+
+
 def test_ssim_batches_beyond_one_chunk():
     rng = np.random.default_rng(2)
     real = rng.random((metrics._SSIM_CHUNK + 3, 12, 12))
