@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_translate.evaluation import comparison, figures, metrics, results
+from jax_translate.evaluation import comparison, figures, metrics, quality, results
 from jax_translate.jobs import run_folder
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "methods_comparison" / "compare.py"
@@ -81,13 +81,22 @@ def test_figure_draws_one_point_per_method_at_the_extreme_ratios():
     assert len(y_bar) == 1 and y_bar[0][0][1] is not None  # dashed: not a solid line
     assert any(np.allclose(seg, [0.74, 0.85, 0.76, 0.85]) for seg in bars)
 
-    # The gate and the Flair floor as vertical lines; the legend names every method.
+    # The gate as a vertical line; no floor unless one was measured. The legend names
+    # every method.
     vlines = {line.get_label(): line.get_xdata()[0] for line in added.lines
-              if line.get_label() in (comparison.GATE_LABEL, comparison.FLOOR_LABEL)}
-    assert vlines == {comparison.GATE_LABEL: 0.80, comparison.FLOOR_LABEL: 0.42}
+              if line.get_linestyle() in ("--", comparison.FLOOR_STYLE)}
+    assert vlines == {comparison.GATE_LABEL: quality.FIDELITY_GATE}
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend[:3] == ["cyclegan", "l1", "gan"]
     assert figures.UNDERTRAINED_LABEL in legend and comparison.NOT_GATED_LABEL in legend
+    assert figures.UNRELIABLE_LABEL in legend  # two seeds
+    figures._pyplot().close(fig)
+    # a measured floor (a reproduce folder's ceiling record) is drawn where it was measured
+    fig = comparison.comparison_figure(_rows(), floor_r=0.37)
+    floor = [line for line in fig.axes[0].lines if line.get_linestyle() == comparison.FLOOR_STYLE]
+    assert [(line.get_label(), line.get_xdata()[0]) for line in floor] == [
+        (comparison.floor_label(0.37), 0.37)]
+    assert fig.axes[0].get_xlim()[0] < 0.37
     figures._pyplot().close(fig)
 
 
@@ -149,6 +158,9 @@ def test_reads_several_run_folders_and_the_script_writes_figure_and_table(tmp_pa
         row["n_pred_tumor"] = 0
     _write_run(new, rows_new)
 
+    (new / "results.json").write_text(json.dumps({"information_ceiling": {"flair_r": 0.42}}))
+    assert comparison.recorded_floor([old, new]) == 0.42  # old has no results.json
+    assert comparison.recorded_floor([old]) is None
     rows, sources = run_folder.read_runs([old, new], order=comparison.method_order)
     assert list(sources) == ["cyclegan", "l1", "gan"]
     assert sources["cyclegan"] == new / "cyclegan" / "results.csv"  # the last folder wins

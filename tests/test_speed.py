@@ -73,14 +73,22 @@ def test_analytic_count_matches_xla_cost_analysis(upsample):
         assert 1.0 <= _xla_flops(build_discriminator(model), x) / ours < 1.04
 
 
-def test_peaks_and_utilisation():
-    assert flops.peak_flops("NVIDIA H100 80GB HBM3") == {"bf16": 989e12, "tf32": 494e12}
-    assert flops.peak_flops("NVIDIA H100 PCIe")["bf16"] == 756e12
-    assert flops.peak_flops("NVIDIA H200")["tf32"] == 494e12
-    assert flops.peak_flops("cpu") is None
-    # The issue's figure: 1.06 TFLOP at 47 member-steps/s is ~10% of TF32, ~5% of bf16.
-    u = flops.utilisation(1.06e12, 47, flops.peak_flops("NVIDIA H200"))
-    assert u["tf32"] == pytest.approx(0.1009, abs=1e-3) and u["bf16"] == pytest.approx(0.0504, abs=1e-3)
+def test_peak_lookup_and_utilisation():
+    """peak_flops reads a device kind as JAX spells it: any case; the PCIe H100 gets its
+    own row, not the SXM's that its name contains; a device the table lacks gets None,
+    never another device's peak. Each row's dense bf16 peak is twice its TF32 (as on
+    Ampere, Ada and Hopper): a mistyped row fails. utilisation is achieved FLOP/s over
+    each peak given, skipping a peak that is unknown."""
+    sxm, pcie = flops.peak_flops("NVIDIA H100 80GB HBM3"), flops.peak_flops("NVIDIA H100 PCIe")
+    assert pcie["bf16"] < sxm["bf16"] and flops.peak_flops("nvidia h100 pcie") == pcie
+    for kind in ("cpu", "TPU v5 lite", "Tesla T4"):
+        assert flops.peak_flops(kind) is None, kind
+    for name, bf16, tf32 in flops.PEAK_FLOPS:
+        assert bf16 == pytest.approx(2 * tf32, rel=0.01), name
+        assert flops.peak_flops(f"NVIDIA {name.upper()}") == {"bf16": bf16, "tf32": tf32}, name
+    u = flops.utilisation(1.06e12, 47, {"tf32": sxm["tf32"], "measured": None})
+    assert set(u) == {"tf32"}
+    assert u["tf32"] * sxm["tf32"] == pytest.approx(1.06e12 * 47)
 
 
 def test_eta_arithmetic(monkeypatch):

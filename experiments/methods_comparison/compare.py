@@ -49,7 +49,8 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    figure = comparison.comparison_plot(rows, out / "comparison.png")
+    figure = comparison.comparison_plot(rows, out / "comparison.png",
+                                        floor_r=comparison.recorded_floor(args.runs))
     io_utils.atomic_write_text(out / "comparison.md", table)
     io_utils.atomic_write_json(out / "comparison.json", {
         "sources": {m: str(p) for m, p in sources.items()}, "missing": missing,

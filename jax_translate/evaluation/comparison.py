@@ -24,6 +24,7 @@ counted in the table.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -32,14 +33,16 @@ import numpy as np
 from jax_translate.catalog import METHODS
 from jax_translate.evaluation import figures, metrics, quality, results
 
-# Flair used as T1 (no translation at all) on the simulated 64x64 healthy
-# holdout (quality.py, README "The quality gate").
-FLAIR_FLOOR_R = 0.42
 ADDED, REMOVED = "added", "removed"
 # what: (source label, which end of the ratio sweep)
 PANELS = {ADDED: ("healthy", max), REMOVED: ("tumor", min)}
 GATE_LABEL = f"quality gate (r {quality.FIDELITY_GATE:g})"
-FLOOR_LABEL = f"Flair as T1 (r {FLAIR_FLOOR_R:g})"
+FLOOR_STYLE = "-."
+
+
+def floor_label(floor_r: float) -> str:
+    """The floor's legend: the dataset's measured r of no translation at all."""
+    return f"no translation: source as target (r {floor_r:.2f})"
 NOT_GATED_LABEL = "not gated (gan)"
 
 
@@ -208,9 +211,13 @@ def markdown_table(summaries: list[dict]) -> str:
 # ------------------------------------------------------------------ figure
 
 
-def comparison_figure(rows: list[dict]):
+def comparison_figure(rows: list[dict], floor_r: float | None = None):
     """Two panels: tumors added at the highest ratio, removed at the lowest, each
-    against fidelity r; one point per method (see the module docstring)."""
+    against fidelity r; one point per setting (see the module docstring). The
+    gate is a dashed line; ``floor_r``, the dataset's measured r of the source
+    used as the target (``ceiling.Ceiling``, in a reproduce folder's
+    results.json), a dash-dotted one when given: it depends on the data, so
+    it is read, never assumed."""
     plt = figures._pyplot()
     summaries = summary(rows)
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), sharey=True)
@@ -234,7 +241,8 @@ def comparison_figure(rows: list[dict]):
             ax.annotate(s["label"], (p["x"], p["y"]), xytext=(5, 4),
                         textcoords="offset points", fontsize=7, color=color)
         ax.axvline(quality.FIDELITY_GATE, ls="--", color="gray", lw=1, label=GATE_LABEL)
-        ax.axvline(FLAIR_FLOOR_R, ls=":", color="gray", lw=1, label=FLOOR_LABEL)
+        if floor_r is not None:
+            ax.axvline(floor_r, ls=FLOOR_STYLE, color="gray", lw=1, label=floor_label(floor_r))
         where = f"{_pct(ratio)} tumor target" if ratio is not None else ""
         ax.set_title(f"tumors {what}, {where} ({label} sources)", fontsize=10)
         ax.set_xlabel("fidelity r (healthy holdout; mean, seeds' min-max)")
@@ -242,8 +250,10 @@ def comparison_figure(rows: list[dict]):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fraction of holdout translations flipped\n"
                        "(mean over seeds, 95% CI over seeds)")
-    lo = min([FLAIR_FLOOR_R] + [s[w]["x_low"] for s in summaries for w in PANELS
-                                if s[w] is not None and math.isfinite(s[w]["x_low"])])
+    lo = min(([] if floor_r is None else [floor_r])
+             + [s[w]["x_low"] for s in summaries for w in PANELS
+                if s[w] is not None and math.isfinite(s[w]["x_low"])],
+             default=quality.FIDELITY_GATE)
     for ax in axes:
         ax.set_xlim(min(lo - 0.05, 0.35), 1.0)
     # Legend: one filled marker per method, then the reference lines and the marker styles.
@@ -251,9 +261,11 @@ def comparison_figure(rows: list[dict]):
                           color=figures.method_color(s["method"]))
                for s in summaries]
     labels = [s["label"] for s in summaries]
-    handles += [plt.Line2D([], [], ls="--", color="gray", lw=1),
-                plt.Line2D([], [], ls=":", color="gray", lw=1)]
-    labels += [GATE_LABEL, FLOOR_LABEL]
+    handles.append(plt.Line2D([], [], ls="--", color="gray", lw=1))
+    labels.append(GATE_LABEL)
+    if floor_r is not None:
+        handles.append(plt.Line2D([], [], ls=FLOOR_STYLE, color="gray", lw=1))
+        labels.append(floor_label(floor_r))
     points = [p for s in summaries for p in (s[ADDED], s[REMOVED]) if p is not None]
     if any(p["undertrained"] for p in points):
         handles.append(plt.Line2D([], [], ls="", marker="o", color="gray", mfc="none", ms=7))
@@ -269,6 +281,21 @@ def comparison_figure(rows: list[dict]):
     return fig
 
 
-def comparison_plot(rows: list[dict], out: str | Path) -> Path:
-    """`comparison_figure(rows)`, saved to `out`."""
-    return figures._write(comparison_figure(rows), Path(out))
+def comparison_plot(rows: list[dict], out: str | Path, floor_r: float | None = None) -> Path:
+    """`comparison_figure(rows, floor_r)`, saved to `out`."""
+    return figures._write(comparison_figure(rows, floor_r), Path(out))
+
+
+def recorded_floor(folders) -> float | None:
+    """The floor r (source used as target) that a ``reproduce`` folder's results.json
+    recorded with the dataset's information ceiling; the first of ``folders`` that
+    has one, else None."""
+    for folder in folders:
+        path = Path(folder) / "results.json"
+        if path.is_file():
+            ceiling = json.loads(path.read_text()).get("information_ceiling") or {}
+            # flair_r: written before the ceiling was stated for any source and target
+            floor = ceiling.get("source_r", ceiling.get("flair_r"))
+            if floor is not None:
+                return float(floor)
+    return None
