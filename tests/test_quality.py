@@ -221,6 +221,13 @@ def test_one_warning_line_per_undertrained_member(capsys):
     assert len(err) == 1
     assert err[0].startswith("warning: cyclegan ratio=0.5/seed=0 is undertrained: fidelity r -")
     assert err[0].endswith("< 0.8; its flips are not the paper's effect")
+    # a gridded member's line names it as config.Member.name does, knobs included
+    from jax_translate.config import Member
+
+    rows[2]["r1_weight"] = 10.0
+    name = Member(0.5, 0, (("r1_weight", 10.0),)).name
+    assert quality.undertrained_warnings(rows)[0].startswith(
+        f"warning: cyclegan {name} is undertrained")
 
 
 def test_flip_table_and_aggregate_show_quality():

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from jax_translate.evaluation.metrics import _as_batch, ssim
+from jax_translate.evaluation.metrics import _as_batch, knobs_of, ssim
 from jax_translate.catalog import SPECS
 
 # Calibrated between a floor and two ceilings, measured on the simulated 64x64
@@ -113,9 +113,12 @@ def quality_verdict(method: str, healthy_fidelity_r: float,
 
 
 def undertrained_warning(method: str, ratio: float, seed: int, healthy_fidelity_r: float,
-                         gate: float = FIDELITY_GATE) -> str:
-    """The one line `evaluate` prints for an undertrained member."""
-    return (f"warning: {method} ratio={ratio:g}/seed={seed} is undertrained: fidelity r "
+                         gate: float = FIDELITY_GATE, knobs=()) -> str:
+    """The one line `evaluate` prints for an undertrained member (named as
+    ``config.Member.name`` names it: its gridded ``knobs`` too)."""
+    name = "/".join([f"ratio={ratio:g}", f"seed={seed}",
+                     *(f"{k}={float(v):g}" for k, v in knobs)])
+    return (f"warning: {method} {name} is undertrained: fidelity r "
             f"{healthy_fidelity_r:.2f} < {gate:g}; its flips are not the paper's effect")
 
 
@@ -126,7 +129,7 @@ def undertrained_warnings(rows: Iterable[Mapping]) -> list[str]:
     their `status` already says to ignore them.
     """
     return [undertrained_warning(row["method"], row["target_tumor_ratio"], row["seed"],
-                                 row["fidelity_r"])
+                                 row["fidelity_r"], knobs=knobs_of(row))
             for row in rows
             if row["source_label"] == "healthy" and row.get("quality") == UNDERTRAINED
             and row.get("status", "ok") == "ok"]
