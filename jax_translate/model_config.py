@@ -1,6 +1,6 @@
 """The networks' architecture as data: :class:`ModelConfig` and its presets.
 
-Part of the vocabulary (README, "Architecture"): the sweep config holds a
+Part of the vocabulary (docs/architecture.md): the sweep config holds a
 ModelConfig, ``models.build_generator`` / ``build_discriminator`` turn one
 into Flax modules. ``MODEL_PRESETS`` holds the paper's sizes ("paper"), sizes
 measured to train quickly on a laptop CPU at 64x64 ("cpu"), and a "tiny"

@@ -1,4 +1,4 @@
-"""The house in three layers (README, "Architecture"), checked on the code itself.
+"""The house in three layers (docs/architecture.md), checked on the code itself.
 
 Every import of the package, function-local ones included, is read with
 ``ast``: none may point to a higher layer, and the module graph has no

@@ -1,6 +1,6 @@
-"""The ablations of README's diagnosis (issue 15): one member, one knob changed.
+"""The ablations of convergence/README.md's diagnosis (issue 15): one member, one knob changed.
 
-A diagnostic harness, kept so that every number in the README's "things that
+A diagnostic harness, kept so that every number in that README's "things that
 did not change this" list can be rerun: one member of the cpu preset trains
 in a host loop of the jitted `methods.train_step` (the sweep's own step), with
 one setting changed through its JSON argument (config fields as `make_config`

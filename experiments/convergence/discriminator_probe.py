@@ -1,4 +1,5 @@
-"""Does the discriminator discriminate? The probes behind README's diagnosis (issue 15).
+"""Does the discriminator discriminate? The probes behind convergence/README.md's
+diagnosis (issue 15).
 
     python experiments/convergence/discriminator_probe.py game [--g-lr-scale 1] [--steps 600]
     python experiments/convergence/discriminator_probe.py alone --fake flair|histmatch|blur

@@ -1,6 +1,6 @@
 """Biased domains: which slices each member of a sweep trains and is tested on.
 
-The paper's protocol (../shared/PAPER.md): an unpaired source domain (Flair)
+The paper's protocol (docs/paper_protocol.md): an unpaired source domain (Flair)
 at 50% tumor and a target domain (T1) whose tumor share is the bias setting;
 for paired methods, the same slices as (Flair, T1) pairs at that share; and a
 holdout set at 50% tumor from holdout patients. Counts are exact:

@@ -10,7 +10,7 @@ activations, Adam) is left out, as it is tiny next to the convolutions
 
 At 256x128 the ResNet-9 generator's forward pass is 56.0 GFLOP with resize
 convolutions (48.7 with the reference's transposed convs) and the PatchGAN's
-3.05 GFLOP (../shared/PAPER.md). Both transposed-conv forms, lax's and
+3.05 GFLOP (docs/paper_protocol.md). Both transposed-conv forms, lax's and
 ``layers.TransposeConv2x``'s four phases, cost k*k*C_in*C_out MACs per
 *input* pixel; a resize conv costs 3*3*C_in*C_out per *output* pixel, 4x as
 many.
