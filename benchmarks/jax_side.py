@@ -18,7 +18,7 @@ from jax_translate.training import flops
 from jax_translate.config import make_config
 from jax_translate.data.dataset import SliceSet
 from jax_translate.images import image_shape
-from jax_translate.training import autotune, engine
+from jax_translate.training import engine
 from jax_translate.images import model_image_shape
 from jax_translate.training.members import build_members
 from jax_translate.training.methods import Method
@@ -83,7 +83,7 @@ def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
     t0 = time.perf_counter()
     step = engine.SweepStep(m, k, axis).compile(shared, states, members)
     compile_s = time.perf_counter() - t0
-    memory = autotune.memory_bytes(step)
+    memory = step.memory_bytes()
     states, _ = step(shared, states, members)  # warm-up
     jax.block_until_ready(states)
     calls, t0 = 0, time.perf_counter()

@@ -36,6 +36,7 @@ import numpy as np
 import jax_side  # its sibling: `python benchmarks/run.py` puts benchmarks/ on the path
 
 from jax_translate.catalog import PAPER_METHODS
+from jax_translate.config import make_config
 from jax_translate.training import engine, eta
 from jax_translate.training import flops as flops_lib
 
@@ -105,8 +106,8 @@ class Results:
                       "overrides": dict(args.overrides),
                       "config": dataclasses.asdict(cfg.model)},
             "command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]),
-            "auto_strategy": strategy_label(engine.resolve_member_axis("auto")),
-            "steps_per_call": engine.resolve_steps_per_call(args.steps_per_call),
+            "auto_strategy": strategy_label(_plan().member_axis),
+            "steps_per_call": _plan(steps_per_call=args.steps_per_call).steps_per_call,
             "members": [int(n) for n in args.members.split(",")],
             "precisions": args.precisions.split(","),
             "member_steps_per_s": {}, "compile_s": {}, "memory_bytes": {},
@@ -127,10 +128,16 @@ class Results:
             out.with_suffix(".md").write_text(markdown(self.data))
 
 
+def _plan(**runtime_fields) -> engine.Plan:
+    """What ``sweep`` decides here for these runtime fields (``engine.plan``; it reads no
+    other field, so any method and preset do)."""
+    return engine.plan(make_config("cyclegan", "tiny", **{"steps": 10**9, **runtime_fields}))
+
+
 def strategy_label(spec: str) -> str:
     """'vmap' -> 'vmap/patches' (the conv impl auto picks); 'vmap/xla' unchanged."""
     axis, _, impl = spec.partition("/")
-    return f"{axis}/{engine.resolve_conv_impl(impl or 'auto', axis)}"
+    return f"{axis}/{_plan(member_axis=axis, conv_impl=impl or 'auto').conv_impl}"
 
 
 def _only_key(spec: str) -> str:

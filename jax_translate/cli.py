@@ -20,11 +20,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _add_data_args(parser: argparse.ArgumentParser) -> None:
+def _add_data_args(parser: argparse.ArgumentParser, preset_defaults: bool = False) -> None:
+    """``preset_defaults``: a sweep's, whose --size and --simulator-version default to the
+    preset's (or config file's)."""
     from jax_translate.images import SIZES
 
-    parser.add_argument("--size", default="64", choices=SIZES,
-                        help="slice size: 64 (default, CPUs), 128, or the paper's 256x128")
+    parser.add_argument("--size", default=None if preset_defaults else "64", choices=SIZES,
+                        help="slice size: 64, 128, or the paper's 256x128 (default: "
+                             + ("the preset's)" if preset_defaults else "64)"))
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="where TFDS datasets are cached (default: $JAX_TRANSLATE_DATA_DIR "
                              "or ~/.cache/jax_translate/tensorflow_datasets)")
@@ -32,8 +35,9 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
                         help="use real BraTS volumes from this folder (one folder per patient "
                              "with *_flair.nii.gz, *_t1.nii.gz, *_seg.nii.gz) instead of the simulator")
     parser.add_argument("--simulator-version", type=int, default=None, choices=(1, 2),
-                        help="2 (default): each patient's own crisp anatomy; 1: the older data, "
-                             "the template's average tissue mixture in every voxel")
+                        help="2: each patient's own crisp anatomy; 1: the older data, the "
+                             "template's average tissue mixture in every voxel (default: "
+                             + ("the preset's)" if preset_defaults else "2)"))
 
 
 def _writable_file(path: Path, suffix: str) -> Path:
@@ -82,25 +86,32 @@ def cmd_preview(args) -> None:
 
 
 def _sweep_config(args):
-    """--preset (or --config's preset and fields), then the flags given on top of it."""
-    from jax_translate.config import Experiment, make_config, parse_ratios
+    """--preset (or --config's preset and fields), then the flags given on top of it,
+    then --grid and --set."""
+    from jax_translate.config import Experiment, parse_grid, parse_ratios
+    from jax_translate.overrides import apply_sets, parse_sets
 
     overrides = {}
     if args.ratios is not None:
         overrides["target_tumor_ratios"] = parse_ratios(args.ratios)
     for name in ("seeds", "member_axis", "conv_impl", "size", "steps", "batch_size",
-                 "checkpoint_every", "log_every", "steps_per_call", "autotune", "precision",
+                 "checkpoint_every", "log_every", "steps_per_call", "precision",
                  "simulator_version"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     for name in ("data_dir", "brats_dir"):
         if getattr(args, name) is not None:
             overrides[name] = str(getattr(args, name))
+    if args.grid:
+        overrides["grid"] = parse_grid(args.grid)
     if args.config is None:
         if args.method is None:
             raise UsageError("the following arguments are required: --method (or --config)")
-        return make_config(args.method, args.preset, **overrides)
-    return Experiment.load(args.config).with_preset(args.preset).config(args.method, **overrides)
+        experiment = Experiment(args.preset, (args.method,), {})
+    else:
+        experiment = Experiment.load(args.config).with_preset(args.preset)
+    overrides = apply_sets(overrides, parse_sets(args.set), experiment.settings)
+    return experiment.config(args.method, **overrides)
 
 
 def cmd_sweep(args) -> None:
@@ -108,8 +119,10 @@ def cmd_sweep(args) -> None:
     from jax_translate.jobs.sweep import train_sweep
     from jax_translate.training import distributed
 
-    cfg = _sweep_config(args)
+    # First: the default preset asks JAX for its backend, after which
+    # jax.distributed.initialize refuses to start.
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    cfg = _sweep_config(args)
     workdir = RunFolder.create(args.workdir).path
     result = train_sweep(cfg, workdir)
     if distributed.is_primary() and result.steps_run == 0 and result.states is None:
@@ -139,6 +152,7 @@ def cmd_reproduce(args) -> None:
     from jax_translate.catalog import PAPER_METHODS
     from jax_translate.config import Experiment, parse_methods
     from jax_translate.jobs.reproduce import reproduce
+    from jax_translate.overrides import apply_sets, parse_sets
 
     if args.config is not None:
         experiment = Experiment.load(args.config).with_preset(args.preset)
@@ -146,9 +160,11 @@ def cmd_reproduce(args) -> None:
         experiment = Experiment(args.preset, PAPER_METHODS, {})
     if args.methods is not None:
         experiment = dataclasses.replace(experiment, methods=parse_methods(args.methods))
-    if args.precision is not None:
+    overrides = {"precision": args.precision} if args.precision is not None else {}
+    overrides = apply_sets(overrides, parse_sets(args.set), experiment.settings)
+    if overrides:
         experiment = dataclasses.replace(
-            experiment, overrides={**experiment.overrides, "precision": args.precision})
+            experiment, overrides={**experiment.overrides, **overrides})
     reproduce(experiment, args.out, data_dir=str(args.data_dir) if args.data_dir else None)
 
 
@@ -159,6 +175,14 @@ def _add_precision_arg(parser: argparse.ArgumentParser) -> None:
                         help="convolutions and matmuls on float32 or bfloat16 operands "
                              "(parameters, Adam, norms and losses stay float32); default fp32, "
                              "or the config's")
+
+
+def _add_set_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="any config field (jax_translate/config.py), after the other "
+                             "flags: VALUE as JSON, else a string; model.FIELD for the "
+                             "networks (repeatable; e.g. --set learning_rate=1e-3 --set "
+                             "model.ngf=32)")
 
 
 def _int_at_least(minimum: int):
@@ -195,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_preview)
 
     from jax_translate.catalog import METHODS
-    from jax_translate.config import CONV_IMPLS, MEMBER_AXES
+    from jax_translate.config import CONV_IMPLS, GRID_FIELDS, MEMBER_AXES
     from jax_translate.presets import PRESETS
 
     p = sub.add_parser("sweep", help="train one method at every bias setting and seed at once")
@@ -207,29 +231,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target tumor ratios, comma-separated, each in [0, 1] "
                         "(default: the preset's)")
     p.add_argument("--seeds", type=_positive_int, default=None,
-                   help="seeds per ratio (0..S-1; default 1)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps per member")
+                   help="seeds per ratio (0..S-1; default: the preset's)")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="optimizer steps per member (default: the preset's)")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="what the flags start from (jax_translate/presets.py; default: cpu on "
                         "a CPU, gpu on a GPU/TPU)")
     p.add_argument("--member-axis", default=None, choices=MEMBER_AXES,
-                   help="how members share the devices (default auto)")
+                   help="how members share the devices (default: the preset's, else auto: a "
+                        "host loop on one CPU device, vmap otherwise)")
     p.add_argument("--conv-impl", default=None, choices=CONV_IMPLS,
                    help="convolutions as lax.conv (xla) or batched matmuls (patches); "
                         "default auto: patches under vmap on accelerators")
     _add_precision_arg(p)
-    p.add_argument("--autotune", dest="autotune", action="store_const", const="on",
-                   default=None, help="with member axis auto: time the strategies and keep the "
-                                      "fastest (default: on GPUs/TPUs only; cached per machine)")
-    p.add_argument("--no-autotune", dest="autotune", action="store_const", const="off",
-                   help="with member axis auto: use the static rule, measure nothing")
-    p.add_argument("--batch-size", type=_positive_int, default=None)
-    p.add_argument("--checkpoint-every", type=_positive_int, default=None)
-    p.add_argument("--log-every", type=_positive_int, default=None)
+    p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                   help="members per value of a training knob, crossed with the ratios and "
+                        f"seeds, all in one program (repeatable; one of {', '.join(GRID_FIELDS)})")
+    _add_set_arg(p)
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="default: the preset's")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None,
+                   help="default: the preset's")
+    p.add_argument("--log-every", type=_positive_int, default=None,
+                   help="steps per logged row, each the mean over its steps "
+                        "(default: the preset's)")
     p.add_argument("--steps-per-call", type=_positive_int, default=None,
-                   help="steps run by one compiled call (lax.scan length)")
+                   help="steps run by one compiled call (lax.scan length; default: the "
+                        "preset's, else 1 on CPU, 50 on accelerators)")
     p.add_argument("--workdir", type=Path, required=True)
-    _add_data_args(p)
+    _add_data_args(p, preset_defaults=True)
     p.add_argument("--coordinator", default=None,
                    help="multi-host run, one process per host: host:port of process 0, or "
                         "auto to read the cluster's environment (SLURM, Open MPI, Cloud TPU)")
@@ -237,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --coordinator host:port: how many processes")
     p.add_argument("--process-id", type=_non_negative_int, default=None,
                    help="with --coordinator host:port: this process's id, 0..N-1")
-    p.set_defaults(func=cmd_sweep, size=None)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("evaluate", help="flip counts, pixel and lesion metrics, figures of a sweep")
     p.add_argument("--workdir", type=Path, required=True)
@@ -259,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/reproduce"))
     p.add_argument("--data-dir", type=Path, default=None)
     _add_precision_arg(p)
+    _add_set_arg(p)
     p.set_defaults(func=cmd_reproduce)
     return parser
 

@@ -27,7 +27,6 @@ from jax_translate import model_config
 from jax_translate.presets import EXTRA_KEYS, PER_METHOD, PRESETS, default_preset
 from jax_translate.catalog import METHODS, PAIRED_METHODS, PAPER_METHODS, SPECS
 MEMBER_AXES = ("auto", "vmap", "map", "loop")
-AUTOTUNE_MODES = ("auto", "on", "off")  # auto: measure on accelerators only (training/autotune.py)
 CONV_IMPLS = ("auto", *model_config.CONV_IMPLS)
 CONFIG_VERSION = 1
 DOMAIN_PROTOCOLS = ("disjoint", "reference")
@@ -35,7 +34,11 @@ GAN_LOSS_NAMES = ("vanilla", "lsgan")
 
 # Changing these does not change the numbers a run produces.
 RUNTIME_FIELDS = ("member_axis", "conv_impl", "data_dir", "log_every", "checkpoint_every",
-                  "steps_per_call", "autotune")
+                  "steps_per_call")
+# Runtime fields that no longer exist: dropped when a config file holds them, so run
+# folders written before their removal still resume and evaluate ("autotune": the
+# measuring member axis, removed once no measurement showed it beating engine.plan).
+REMOVED_FIELDS = ("autotune",)
 PRECISIONS = model_config.PRECISIONS
 # Training knobs that change no shape: each member may have its own (``grid``), traced
 # in the compiled step (training/hparams.py). Everything else is one value per run.
@@ -113,7 +116,6 @@ class SweepConfig:
     # Runtime only.
     member_axis: str = "auto"
     conv_impl: str = "auto"          # lax.conv ("xla") or batched matmuls ("patches")
-    autotune: str = "auto"           # member_axis auto: time the strategies ("auto": not on CPU)
     data_dir: str | None = None
     log_every: int = 50
     checkpoint_every: int = 500
@@ -166,7 +168,7 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "SweepConfig":
-        raw = dict(raw)
+        raw = {k: v for k, v in raw.items() if k not in REMOVED_FIELDS}
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise UsageError(f"config has unknown fields {sorted(unknown)}")
@@ -253,9 +255,6 @@ def validate(cfg: SweepConfig) -> None:
                          f"choose one of {', '.join(PRECISIONS)}")
     if cfg.member_axis not in MEMBER_AXES:
         raise UsageError(f"unknown member axis {cfg.member_axis!r}; choose one of {', '.join(MEMBER_AXES)}")
-    if cfg.autotune not in AUTOTUNE_MODES:
-        raise UsageError(f"unknown autotune mode {cfg.autotune!r}; choose one of "
-                         f"{', '.join(AUTOTUNE_MODES)}")
     ratios = cfg.target_tumor_ratios
     if not ratios:
         raise UsageError("give at least one target tumor ratio")
@@ -421,7 +420,7 @@ class Experiment:
 
     @classmethod
     def load(cls, path: Path) -> "Experiment":
-        raw = read_config_file(path)
+        raw = {k: v for k, v in read_config_file(path).items() if k not in REMOVED_FIELDS}
         known = {f.name for f in dataclasses.fields(SweepConfig)} | set(EXTRA_KEYS) | {"methods"}
         unknown = set(raw) - known
         if unknown:

@@ -77,7 +77,7 @@ PRESETS: dict[str, dict] = {
     #   -> ~320 s of training, plus ~150 s of the rest: dataset read (prebuilt, ~5 s),
     #   classifier (~30 s), 4 compiles (~20 s each), 4 evaluations (~10 s each)
     #   -> ~7.8 min. member_axis "vmap" (patches) is pinned: it won 6.5x over the loop
-    #   at this size (issue 11) and skips the autotune's extra compiles.
+    #   at this size (issue 11).
     # 128x128 would cost >= 4x the pixels per step (cyclegan 5000 steps: > 11 min
     # alone), so it does not fit 8 minutes at these step counts; left out.
     "gpu": dict(
@@ -86,7 +86,7 @@ PRESETS: dict[str, dict] = {
                "cut": 5000, "fastcut": 5000, "cyclegan-cc": 5000, "default": 5000},
         learning_rate={"l1": 5e-4, "default": 2e-4},  # the cpu preset's L1 (measured there)
         n_source=680, n_target=680, n_holdout=350, n_patients=50, n_train_patients=30,
-        classifier_steps=1500, member_axis="vmap", autotune="off",
+        classifier_steps=1500, member_axis="vmap",
         steps_per_call=50, checkpoint_every=1000, log_every=500,
         notes="64x64, 11 ratios x 3 seeds, thousands of steps: the whole study on one GPU"),
     # ../shared/PAPER.md: 256x128, ResNet-9 (ngf 64), 11 ratios, 200 epochs, and the

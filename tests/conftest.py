@@ -126,6 +126,17 @@ def tiny_data_dir(tmp_path_factory):
     return folder
 
 
+def tensorboard_scalars(folder) -> dict:
+    """{run: {tag: [(step, value), ...]}} of the event files under ``folder``, read by
+    TensorBoard's own reader (what ``tensorboard --logdir folder`` shows)."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    events = EventMultiplexer().AddRunsFromDirectory(str(folder))
+    events.Reload()
+    return {run: {tag: [(e.step, e.value) for e in events.Scalars(run, tag)]
+                  for tag in tags["scalars"]} for run, tags in events.Runs().items()}
+
+
 def copy_run(folder, to):
     """A writable copy of a shared run folder."""
     shutil.copytree(folder, to)

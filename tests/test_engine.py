@@ -11,7 +11,7 @@ import pytest
 
 from conftest import copy_run, shared_run_config, tiny_config, tiny_slices
 from jax_translate.jobs.run_folder import RunFolder, member_name
-from jax_translate.training import checkpoints, engine, image_pool, losses
+from jax_translate.training import checkpoints, engine, hparams, image_pool, losses
 from jax_translate.training.members import build_members, sample_batch
 from jax_translate.training.methods import Batch, Method
 from jax_translate.jobs.sweep import train_sweep
@@ -118,17 +118,23 @@ def test_member_axis_strategies_agree(axis, k, conv_impl, dropout, method, tiny_
             np.testing.assert_allclose(mean[key], expected[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
-def test_auto_conv_impl_batches_matmuls_only_under_vmap_on_accelerators():
-    assert engine.resolve_conv_impl("auto", "vmap", "gpu") == "patches"
-    assert engine.resolve_conv_impl("auto", "vmap", "tpu") == "patches"
-    assert engine.resolve_conv_impl("auto", "loop", "gpu") == "xla"
-    assert engine.resolve_conv_impl("auto", "vmap", "cpu") == "xla"
-    assert engine.resolve_conv_impl("xla", "vmap", "gpu") == "xla"
-    # the resolved impl is an attribute of the networks the Method builds
-    cfg = tiny_config(conv_impl="patches")
-    assert engine.method_for(cfg, "vmap").conv_impl == "patches"
-    assert engine.method_for(cfg, "loop", "xla").generator_net.conv_impl == "xla"
-    assert engine.method_for(cfg, "vmap").discriminator_net.conv_impl == "patches"
+def test_plan_decides_member_axis_conv_impl_and_steps_per_call():
+    """engine.plan is the one place: what the config sets is kept, auto is the measured rule."""
+    auto = tiny_config(member_axis="auto", conv_impl="auto", steps_per_call=0, steps=100)
+    assert engine.plan(auto, "cpu", 1) == engine.Plan("loop", "xla", 1)
+    assert engine.plan(auto, "cpu", 4) == engine.Plan("vmap", "xla", 1)   # vmap shards members
+    assert engine.plan(auto, "gpu", 1) == engine.Plan("vmap", "patches", 50)
+    assert engine.plan(auto, "tpu", 8) == engine.Plan("vmap", "patches", 50)
+    fixed = dataclasses.replace(auto, member_axis="map", conv_impl="patches", steps_per_call=3)
+    assert engine.plan(fixed, "gpu", 1) == engine.Plan("map", "patches", 3)
+    loop = dataclasses.replace(auto, member_axis="loop")
+    assert engine.plan(loop, "gpu", 1) == engine.Plan("loop", "xla", 50)
+    short = dataclasses.replace(auto, steps=6)  # K never exceeds the run's steps
+    assert engine.plan(short, "gpu", 1).steps_per_call == 6
+    # the decided conv impl is an attribute of the networks the sweep step builds
+    step = engine.Plan("vmap", "patches", 2).sweep_step(auto)
+    assert step.method.generator_net.conv_impl == step.method.discriminator_net.conv_impl == "patches"
+    assert (step.member_axis, step.n_steps) == ("vmap", 2)
 
 
 def test_resume_equals_uninterrupted(tiny_run, tiny_run_half, tmp_path, tiny_splits):
@@ -297,3 +303,110 @@ def test_out_of_device_memory_is_one_clear_error_and_keeps_checkpoints(tmp_path,
     translate = jax.jit(jax.vmap(lambda g: m.translate(g, probe)))
     outs = [translate(s.generator) for s in (resumed.states, tiny_run[0].states)]
     chex.assert_trees_all_close(outs[0], outs[1], atol=2e-4)
+
+
+def test_gridded_vmapped_sweep_equals_its_members_trained_alone(train):
+    """A grid's members (learning rates crossed with ratios) train in one vmapped program as
+    each trains alone from a config that holds its knob as the run's own value."""
+    cfg = tiny_config("l1", steps=4, steps_per_call=4, grid=(("learning_rate", (1e-4, 2e-3)),))
+    assert [member.name for member in cfg.members] == [
+        "ratio=0/seed=0/learning_rate=0.0001", "ratio=0/seed=0/learning_rate=0.002",
+        "ratio=1/seed=0/learning_rate=0.0001", "ratio=1/seed=0/learning_rate=0.002"]
+    m = Method(cfg)
+    shared, members = build_members(cfg, train)
+    seeds = np.array([member.seed for member in cfg.members])
+    states = engine.init_states(m, seeds, (16, 16))
+    swept, swept_metrics = engine.SweepStep(m, 4, "vmap").compile(shared, states, members)(
+        shared, states, members)
+    fresh = engine.init_states(m, seeds, (16, 16))
+    probe = jnp.asarray(train.flair[:4, ..., None] * 2 - 1)
+    translate = jax.jit(lambda g: m.translate(g, probe))
+    for i, member in enumerate(cfg.members):
+        pick = lambda tree: jax.tree_util.tree_map(lambda x: x[i], tree)  # noqa: E731
+        alone_cfg = tiny_config("l1", steps=4, steps_per_call=4,
+                                target_tumor_ratios=(member.target_tumor_ratio,),
+                                **dict(member.knobs))
+        alone_member = pick(members).replace(hparams=hparams.for_config(alone_cfg))
+        alone = jax.jit(functools.partial(engine.member_steps, Method(alone_cfg), 4))
+        state_i, metrics_i = alone(shared, pick(fresh), alone_member)
+        chex.assert_trees_all_close(translate(state_i.generator), translate(pick(swept.generator)),
+                                    atol=2e-4)
+        chex.assert_trees_all_close(metrics_i, pick(swept_metrics), rtol=1e-4, atol=1e-5)
+    # the knob matters: the two rates at the same ratio and seed trained apart
+    outs = jax.vmap(translate)(swept.generator)
+    assert float(jnp.abs(outs[0] - outs[1]).max()) > 1e-3
+
+
+def test_resume_of_a_gridded_sweep_equals_an_uninterrupted_one(tmp_path, tiny_splits):
+    cfg = tiny_config("l1", steps=4, steps_per_call=2, checkpoint_every=2, log_every=2,
+                      grid=(("learning_rate", (1e-4, 2e-3)),))
+    straight = train_sweep(cfg, tmp_path / "straight", tiny_splits, progress=False)
+    assert train_sweep(cfg, tmp_path / "resumed", tiny_splits, progress=False,
+                       stop_after=2).steps_run == 2
+    resumed = train_sweep(cfg, tmp_path / "resumed", tiny_splits, progress=False)
+    assert resumed.steps_run == 2
+    chex.assert_trees_all_equal(straight.states, resumed.states)
+    logged = [RunFolder(tmp_path / name).metrics(cfg) for name in ("straight", "resumed")]
+    assert logged[0] == logged[1] and len(logged[0]) == 4
+
+
+def test_logged_losses_are_means_over_the_log_window(tiny_run, tmp_path, tiny_splits):
+    """One step per call (the CPU's default) and a row every 2 steps: each row is the mean
+    of its 2 steps, as the shared run's calls of 2 steps return it, not the last step's."""
+    cfg = shared_run_config(steps_per_call=1, member_axis="loop")
+    train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
+    got = _logged_means(RunFolder(tmp_path / "run"), cfg)
+    expected = _logged_means(RunFolder(tiny_run[1]), tiny_run[0].cfg)
+    assert len(got) == len(expected) == 2
+    for row, reference in zip(got, expected):
+        assert set(row) == set(reference)
+        for key in reference:
+            np.testing.assert_allclose(row[key], reference[key], rtol=1e-4, atol=1e-5,
+                                       err_msg=key)
+
+
+def test_ctrl_c_saves_the_states_at_their_own_step(tiny_run, tmp_path, tiny_splits, monkeypatch):
+    """An interrupt after a call returned, before the loop moved on (here: in the ETA timer
+    after the second call), saves those states under their step, 4, not the loop's 2."""
+    from jax_translate.training import eta
+
+    real, calls = eta.FirstCallsTimer.after_call, []
+
+    def interrupted_second(self, states, done):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, states, done)
+
+    monkeypatch.setattr(eta.FirstCallsTimer, "after_call", interrupted_second)
+    cfg = shared_run_config(checkpoint_every=4)  # no checkpoint before the interrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
+    mngr = RunFolder(tmp_path / "run").manager()
+    _, saved = checkpoints.restore_latest(mngr, tiny_run[0].states)
+    assert mngr.latest_step() == 4 and set(np.asarray(saved.step).tolist()) == {4}
+    chex.assert_trees_all_equal(saved, tiny_run[0].states)  # what the shared run trained
+
+
+def test_ctrl_c_inside_the_loops_call_saves_no_donated_buffers(tmp_path, tiny_splits,
+                                                                monkeypatch):
+    """Under the loop member axis the first member's program donates the stacked states; an
+    interrupt before the last member's leaves nothing valid to save: the last checkpoint
+    (none here) stands, the interrupt is not turned into another error, and a rerun trains."""
+    real, calls = engine.CompiledSweepStep.__call__, []
+
+    def interrupted_after_first_member(self, shared, states, members):
+        calls.append(1)
+        if len(calls) < 2:
+            return real(self, shared, states, members)
+        self.compiled(shared, states, members, jax.device_put(np.int32(0)))  # member 0 only
+        assert any(x.is_deleted() for x in jax.tree_util.tree_leaves(states))  # donated
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.CompiledSweepStep, "__call__", interrupted_after_first_member)
+    cfg = shared_run_config(member_axis="loop", checkpoint_every=4)
+    with pytest.raises(KeyboardInterrupt):
+        train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
+    assert RunFolder(tmp_path / "run").manager().latest_step() is None
+    monkeypatch.setattr(engine.CompiledSweepStep, "__call__", real)
+    assert train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False).steps_run == 4

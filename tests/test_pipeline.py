@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import copy_run, shared_run_config
+from conftest import copy_run, shared_run_config, tensorboard_scalars
 from jax_translate import cli
 from jax_translate.config import Experiment
 from jax_translate.errors import UsageError
@@ -101,6 +101,16 @@ def test_evaluate_writes_every_output(tiny_run, tmp_path, tiny_splits):
         assert len(ax.lines) == len(cfg.members)
         assert [list(line.get_xdata()) for line in ax.lines] == [
             [r["step"] for r in rows] for rows in logged.values()]
+    # TensorBoard: each member's evaluation metrics beside its training losses
+    scalars = tensorboard_scalars(tmp_path / "tensorboard")
+    assert set(scalars) == {member.name for member in cfg.members}
+    for row in result.rows:
+        tags = scalars[f"ratio={row['target_tumor_ratio']:g}/seed={row['seed']}"]
+        label = row["source_label"]
+        assert tags[f"eval/frac_pred_tumor/{label}"] == [
+            (cfg.steps, pytest.approx(row["frac_pred_tumor"]))]
+        assert tags[f"eval/fidelity_r/{label}"][0][1] == pytest.approx(row["fidelity_r"])
+        assert [step for step, _ in tags["train/cycle_loss"]] == [2, 4]
 
 
 def test_evaluate_refuses_unfinished_or_foreign_folders(tiny_run_half, tmp_path, tiny_splits):

@@ -1,25 +1,18 @@
-"""FLOP counts, the ETA and the measuring ``auto`` (fake timings: nothing is benchmarked)."""
+"""FLOP counts and the ETA (nothing is benchmarked)."""
 
 import dataclasses
 import importlib.util
-import json
-import types
 from pathlib import Path
 
-import chex
 import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import shared_run_config, tiny_config
 from jax_translate.training import flops
 from jax_translate.config import make_config
 from jax_translate.model_config import MODEL_PRESETS
 from jax_translate.models import build_discriminator, build_generator
-from jax_translate.jobs.run_folder import RunFolder
-from jax_translate.training import autotune, eta
-from jax_translate.training.autotune import Candidate
-from jax_translate.jobs.sweep import train_sweep
+from jax_translate.training import eta
 
 PAPER = MODEL_PRESETS["paper"]
 
@@ -111,93 +104,6 @@ def test_eta_arithmetic(monkeypatch):
     assert timer.member_steps_per_s == pytest.approx(55.0)
     assert lines == [eta.eta_line("cyclegan", 1000 - 11, 11, 55.0)]
     assert lines[0].endswith("about 3 min 18 s")
-
-
-def _fake_compile(memory_gb):
-    def compile_fn(cand):
-        if memory_gb[cand.label] is None:
-            raise RuntimeError("RESOURCE_EXHAUSTED: while compiling")
-        analysis = types.SimpleNamespace(
-            argument_size_in_bytes=0, output_size_in_bytes=0, alias_size_in_bytes=0,
-            temp_size_in_bytes=int(memory_gb[cand.label] * 2**30))
-        return types.SimpleNamespace(label=cand.label, memory_analysis=lambda: analysis)
-    return compile_fn
-
-
-def _fake_timer(seconds, timed):
-    def time_fn(compiled):
-        timed.append(compiled.label)
-        return seconds[compiled.label]
-    return time_fn
-
-
-def _measure_and_pick(seconds, memory_gb, limit_gb=60):
-    timed = []
-    cands = autotune.candidates(1)
-    trials, _ = autotune.measure(cands, _fake_compile(memory_gb), _fake_timer(seconds, timed),
-                                 members=11, steps_per_call=10, memory_limit=limit_gb * 2**30)
-    return autotune.pick(trials, autotune.baseline(1)), trials, timed
-
-
-def test_autotune_never_picks_what_does_not_fit_and_keeps_the_loop_within_noise():
-    memory = {"loop/xla": 5.7, "vmap/patches": 62.5, "vmap/xla": 16.0, "map/xla": 6.0}
-    # vmap/patches would be fastest but needs 62.5 GB of a 60 GB pool: never run.
-    choice, trials, timed = _measure_and_pick(
-        {"loop/xla": 1.0, "vmap/patches": 0.1, "vmap/xla": 0.95, "map/xla": 2.0}, memory)
-    assert "vmap/patches" not in timed and trials[1].error.startswith("does not fit")
-    assert choice == Candidate("loop", "xla")  # vmap/xla is only 5% faster: noise
-    assert trials[0].member_steps_per_s == pytest.approx(110.0)  # 11 members x K=10 / 1 s
-    # More than 10% faster wins.
-    choice, _, _ = _measure_and_pick(
-        {"loop/xla": 1.0, "vmap/patches": 0.1, "vmap/xla": 0.8, "map/xla": 2.0}, memory)
-    assert choice == Candidate("vmap", "xla")
-    # A failed compile is recorded, not fatal; the baseline not fitting leaves the fastest that fits.
-    choice, trials, _ = _measure_and_pick(
-        {"loop/xla": 1.0, "vmap/patches": 0.5, "vmap/xla": 0.8, "map/xla": 0.9},
-        {**memory, "loop/xla": 70.0, "vmap/patches": None})
-    assert trials[1].error.startswith("compile failed")
-    assert choice == Candidate("vmap", "xla")
-
-
-def test_autotune_runs_only_where_asked():
-    cfg = tiny_config(member_axis="auto")
-    assert not autotune.should_measure(cfg, "cpu", 1)           # the loop rule on one CPU
-    assert not autotune.should_measure(cfg, "cpu", 4)           # vmap on forced CPU devices
-    assert autotune.should_measure(cfg, "gpu", 1)
-    assert autotune.should_measure(dataclasses.replace(cfg, autotune="on"), "cpu", 1)
-    assert not autotune.should_measure(dataclasses.replace(cfg, autotune="off"), "gpu", 1)
-    assert not autotune.should_measure(dataclasses.replace(cfg, member_axis="vmap"), "gpu", 1)
-    assert not autotune.should_measure(cfg, "gpu", 8, n_processes=2)
-    assert [c.label for c in autotune.candidates(4)] == ["vmap/patches", "vmap/xla", "map/xla"]
-    assert [c.label for c in autotune.candidates(1, "xla")] == ["loop/xla", "vmap/xla", "map/xla"]
-
-
-def test_sweep_records_the_measured_choice_and_reuses_it(tmp_path, tiny_splits, monkeypatch,
-                                                         tiny_run):
-    """Real compiles of two candidates, fake timings: vmap 'wins', run.json says so, the cache
-    skips it next time, and the run is the shared vmapped run (same config, no autotune)."""
-    monkeypatch.setattr(autotune, "candidates",
-                        lambda n, impl: [Candidate("loop", "xla"), Candidate("vmap", "xla")])
-    calls = []
-
-    def fake_timer(args):
-        def time_fn(compiled):
-            calls.append(compiled)
-            return 1.0 if len(calls) == 1 else 0.5
-        return time_fn
-
-    monkeypatch.setattr(autotune, "timer", fake_timer)
-    cfg = shared_run_config(member_axis="auto", autotune="on", data_dir=str(tmp_path / "data"))
-    result = train_sweep(cfg, tmp_path / "a", tiny_splits, progress=False)
-    record = json.loads(RunFolder(tmp_path / "a").run_path.read_text())["autotune"]
-    assert result.member_axis == "vmap" and record["choice"] == "vmap/xla"
-    assert record["cached"] is False and len(record["trials"]) == 2
-    assert (tmp_path / "data" / autotune.CACHE_FILE).exists()
-    chex.assert_trees_all_close(result.states, tiny_run[0].states, atol=1e-6)
-
-    result = train_sweep(cfg, tmp_path / "b", tiny_splits, progress=False)
-    record = json.loads(RunFolder(tmp_path / "b").run_path.read_text())["autotune"]
-    assert result.member_axis == "vmap" and record["cached"] is True and len(calls) == 2
 
 
 def test_benchmark_only_filters_one_precision_or_a_whole_strategy(monkeypatch):

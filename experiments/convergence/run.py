@@ -190,7 +190,7 @@ def main() -> None:
                         help="start from this convergence.csv's rows (plot a run again with "
                              "a control, or add methods to it) instead of an empty table")
     parser.add_argument("--member-axis", default="auto", choices=("auto", "loop", "vmap", "map"),
-                        help="how the members train; a fixed one skips autotune's compiles")
+                        help="how the members train (auto: engine.plan's choice)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                         help="a config field on top of the cpu preset, e.g. learning_rate=1e-3 "
                              "(repeatable; recorded in the model column)")

@@ -10,7 +10,8 @@ each file):
 - ``translations.npz``: every member's translated holdout images, with what
   is needed to re-analyse them without rerunning;
 - ``bias_curves.png``, ``examples.png`` and ``losses.png`` (the training losses
-  of every member, from ``metrics/``).
+  of every member, from ``metrics/``);
+- each member's evaluation metrics as TensorBoard scalars (:mod:`run_log`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from jax_translate.data.dataset import SliceSet
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import figures, metrics, quality, results
 from jax_translate.jobs.run_folder import RunFolder, classifier_cache_dir
+from jax_translate.jobs.run_log import write_eval_scalars
 from jax_translate.training.methods import Method, Parts
 from jax_translate.training.translate import translate_all
 
@@ -80,6 +82,7 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     figures.bias_curves(rows, outputs["bias_curves"])
     figures.loss_curves(folder.metrics(cfg), outputs["losses"])
     figures.example_grid(translated, test, cfg.members, cfg.method, outputs["examples"])
+    write_eval_scalars(folder, cfg, rows)  # TensorBoard: eval/<metric>/<source label>
     io_utils.atomic_write_text(outputs["results_csv"], results.rows_to_csv(rows))
     io_utils.atomic_write_json(outputs["results_json"], {
         "rows": rows, "aggregate": metrics.aggregate_over_seeds(rows),

@@ -11,19 +11,22 @@ shapes, not trained); the ETA is the analytic FLOP count
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from jax_translate.data.dataset import SliceSet
 from jax_translate.errors import UsageError
 from jax_translate.images import image_shape, model_image_shape
 from jax_translate.jobs.run_folder import state_template
-from jax_translate.training import autotune, engine, eta
+from jax_translate.training import engine, eta
 from jax_translate.training.flops import member_step_flops
 from jax_translate.training.members import build_members
 
 # What the loop reached at the paper's size on one H200 (issue 11: 47.1
 # member-steps/s x 1.06 TFLOP per cyclegan step at 256x128, ~50 TFLOP/s).
 ASSUMED_FLOPS_PER_S = 50e12
+# Of the device's pool: room for what XLA's estimate leaves out (the runtime's own buffers).
+MEMORY_FRACTION = 0.9
 
 
 def stand_in_train(cfg) -> SliceSet:
@@ -44,24 +47,28 @@ def stand_in_train(cfg) -> SliceSet:
 
 
 def sweep_step(cfg):
-    """(``cfg``'s sweep step, the arguments it is compiled for), from the stand-in split;
-    states and frozen networks as shapes.
-
-    ``member_axis`` auto is estimated as the loop: the strategy the measuring
-    auto keeps when nothing else fits (training/autotune.py).
-    """
-    axis = "loop" if cfg.member_axis == "auto" else cfg.member_axis
-    k = min(engine.resolve_steps_per_call(cfg.steps_per_call), cfg.steps)
+    """(``cfg``'s sweep step as ``sweep`` would run it on one device here
+    (``engine.plan``), the arguments it is compiled for), from the stand-in
+    split; states and frozen networks as shapes."""
     train = stand_in_train(cfg)
     shared, members = build_members(cfg, train, segmenters=False)
     states = state_template(cfg, model_image_shape(cfg, train.flair.shape))
-    return engine.SweepStep(engine.method_for(cfg, axis), k, axis), (shared, states, members)
+    return engine.plan(cfg, n_devices=1).sweep_step(cfg), (shared, states, members)
 
 
 def step_memory_bytes(cfg) -> int | None:
     """XLA's estimate of the compiled sweep step of ``cfg`` (None where not reported)."""
     step, args = sweep_step(cfg)
-    return autotune.memory_bytes(step.compile(*args))
+    return step.compile(*args).memory_bytes()
+
+
+def device_memory_limit() -> int | None:
+    """Bytes of the first device's pool (None where unknown, e.g. CPUs)."""
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - not every backend reports it
+        return None
+    return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
 
 
 def projected_seconds(configs, flops_per_s: float = ASSUMED_FLOPS_PER_S) -> float:
@@ -76,13 +83,13 @@ def projected_seconds(configs, flops_per_s: float = ASSUMED_FLOPS_PER_S) -> floa
 def check(configs, log=print, memory_limit: int | None = None,
           flops_per_s: float = ASSUMED_FLOPS_PER_S) -> dict:
     """Prints the ETA and the memory each method's step needs; raises UsageError if one
-    exceeds ``autotune.MEMORY_FRACTION`` of the device's pool (``memory_limit``
+    exceeds ``MEMORY_FRACTION`` of the device's pool (``memory_limit``
     bytes; default: the first device's, unknown on CPUs)."""
     configs = list(configs)
     seconds = projected_seconds(configs, flops_per_s)
     log(f"preflight: {len(configs)} sweeps, about {eta.format_duration(seconds)} of training "
         f"at an assumed {flops_per_s / 1e12:.0f} TFLOP/s (the loop's rate on one H200)")
-    limit = autotune.device_memory_limit() if memory_limit is None else memory_limit
+    limit = device_memory_limit() if memory_limit is None else memory_limit
     needs = {}
     for cfg in configs:
         needs[cfg.method] = step_memory_bytes(cfg)
@@ -91,10 +98,10 @@ def check(configs, log=print, memory_limit: int | None = None,
         pool = f" of a {limit / 2**30:.1f} GiB pool" if limit else " (device pool unknown)"
         log(f"preflight: {cfg.method}: {len(cfg.members)} members need "
             f"{needs[cfg.method] / 2**30:.2f} GiB{pool}")
-        if limit and needs[cfg.method] > autotune.MEMORY_FRACTION * limit:
+        if limit and needs[cfg.method] > MEMORY_FRACTION * limit:
             raise UsageError(
                 f"{cfg.method}'s step needs {needs[cfg.method] / 2**30:.1f} GiB, more than "
-                f"{autotune.MEMORY_FRACTION:.0%} of this device's {limit / 2**30:.1f} GiB; "
-                f"use fewer members (--config with fewer ratios or seeds) or more devices")
+                f"{MEMORY_FRACTION:.0%} of this device's {limit / 2**30:.1f} GiB; use fewer "
+                f"members (fewer ratios or seeds), more devices, or --set member_axis=loop")
     return {"projected_training_seconds": seconds, "memory_bytes": needs,
             "memory_limit": limit}

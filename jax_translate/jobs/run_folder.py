@@ -2,7 +2,8 @@
 
 A sweep's folder (:class:`RunFolder`) holds ``config.json`` (the resolved
 :class:`SweepConfig`), ``run.json`` (how it ran, and whether it finished),
-``metrics/`` (one JSONL file per member), ``checkpoints/`` (Orbax, the
+``metrics/`` (one JSONL file per member), ``tensorboard/`` (a folder of event
+files per member), ``checkpoints/`` (Orbax, the
 stacked state of the real members) and, once evaluated, ``results.*``,
 ``translations.npz`` and figures. A study's folder (:class:`StudyFolder`,
 what ``reproduce`` writes) holds one run folder per method and the combined
@@ -32,6 +33,7 @@ from jax_translate.training.methods import Method, Parts
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
 METRICS_DIR = "metrics"
+TENSORBOARD_DIR = "tensorboard"
 CHECKPOINTS_DIR = "checkpoints"
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -97,6 +99,10 @@ class RunFolder:
 
     def metrics_path(self, member) -> Path:
         return self.metrics_dir / (member_name(member).replace("/", "_") + ".jsonl")
+
+    def tensorboard_path(self, member) -> Path:
+        """The member's TensorBoard event files: one folder per member, named by its name."""
+        return self.path / TENSORBOARD_DIR / member_name(member)
 
     def metrics(self, cfg: SweepConfig | None = None) -> dict[str, list[dict]]:
         """Each member's logged rows (``train/...`` values by step), by member name."""

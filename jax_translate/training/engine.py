@@ -3,15 +3,16 @@
 The single-member step (:func:`methods.train_step`) is written first; a
 ``lax.scan`` runs K of them per host call; the member axis is then added by
 ``jax.vmap`` (one batched program, best on accelerators) or ``jax.lax.map``
-(members one after another inside the same program, which can be faster on a
-CPU, where vmapping convolutions over their weights turns them into grouped
-convolutions). Ratios and seeds are data, so one compile serves any grid with
-the same number of members. Given a mesh, ``vmap`` and ``map`` run on each
+(members one after another inside the same program). Ratios, seeds and a
+member's training knobs (``hparams``) are data, so one compile serves any
+grid with the same number of members. Given a mesh, ``vmap`` and ``map`` run on each
 device's block of members (:mod:`sharding`). A third member axis, ``loop``,
 calls one compiled single-member program per member from the host.
 
-``SweepStep(method, K, member_axis, mesh).compile(shared, states, members)``
-is the compiled step: call it, or ask XLA's memory and cost analyses of it.
+Which member axis, convolution implementation and K a run uses is decided
+in one place, :func:`plan`; ``plan(cfg).sweep_step(cfg).compile(shared,
+states, members)`` is the compiled step: call it, or ask XLA's memory and
+cost analyses of it.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class SweepStep:
     single-member program per member (the member index is traced, so it
     compiles once), updating the stacked state in place; it uses one device.
     How convolutions are computed is ``method.conv_impl`` (see
-    :func:`method_for`). States are donated.
+    :func:`plan`). States are donated.
     """
 
     method: Method
@@ -167,6 +168,15 @@ class CompiledSweepStep:
     def memory_analysis(self):
         return self.compiled.memory_analysis()
 
+    def memory_bytes(self) -> int | None:
+        """Arguments + outputs + temporaries (XLA's estimate), if this backend reports it."""
+        try:
+            m = self.compiled.memory_analysis()
+            return int(m.argument_size_in_bytes + m.output_size_in_bytes
+                       - m.alias_size_in_bytes + m.temp_size_in_bytes)
+        except Exception:  # noqa: BLE001 - not every backend reports it
+            return None
+
     def cost_analysis(self):
         return self.compiled.cost_analysis()
 
@@ -175,49 +185,52 @@ class CompiledSweepStep:
         return self.compiled.as_text()
 
 
-def resolve_member_axis(member_axis: str, backend: str | None = None,
-                        n_devices: int | None = None) -> str:
-    """'auto' -> 'loop' on a single CPU device, 'vmap' otherwise.
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How a sweep's members run on this machine: decided once, by :func:`plan`."""
 
-    On a 2-core CPU (benchmarks/), one cyclegan member-step of the cpu preset
-    took 59 ms run alone, 123 ms per member under vmap (vmapping convolutions
-    over their weights makes grouped convolutions), and ~600 ms inside any
-    XLA loop (lax.map or scan), so the CPU gets a host loop of one-step calls.
-    Several devices (even CPU ones) get vmap, which can be split over them.
+    member_axis: str      # "vmap", "map" or "loop" (MEMBER_AXES)
+    conv_impl: str        # "xla" (lax.conv) or "patches" (batched matmuls)
+    steps_per_call: int   # K: steps every member takes per compiled call
+
+    def sweep_step(self, cfg, parts: Parts = Parts(), mesh=None) -> SweepStep:
+        """``cfg``'s sweep step run this way (``mesh``: the members' devices, if several)."""
+        return SweepStep(Method(cfg, conv_impl=self.conv_impl, parts=parts),
+                         self.steps_per_call, self.member_axis, mesh)
+
+
+def plan(cfg, backend: str | None = None, n_devices: int | None = None) -> Plan:
+    """The one place that decides how ``cfg``'s members run, from its runtime fields,
+    the backend and the device count (default: this process's JAX).
+
+    A field the config sets is kept; "auto" (``steps_per_call`` 0) is what
+    was measured fastest (benchmarks/README.md):
+
+    - member axis: a host loop of one-member programs on a single CPU device.
+      On a 2-core CPU (cpu-preset cyclegan, N=11) the loop ran 14.1
+      member-steps/s, vmap 5.7 (vmapping convolutions over per-member weights
+      makes grouped convolutions) and lax.map 1.6 (XLA's CPU backend runs
+      convolutions inside loops ~8x slower). vmap everywhere else: at N=11 it
+      ran 5.8x the loop on an H100 and 6.5x on an H200 (with patches), and on
+      several devices it is what shards the members.
+    - convolutions: batched matmuls ("patches") under vmap on accelerators
+      (H100, N=11: 5.8x the loop, against 0.47-2.1x with grouped
+      convolutions); lax.conv otherwise (3x faster for one member on a CPU).
+    - steps per call: 1 on CPU (a scan would put the convolutions in a loop),
+      50 on accelerators, where a call's launch overhead is paid once per K
+      steps; never more than the run's steps.
+
+    A vmapped step that does not fit the device stops the sweep with one
+    ``error:`` line naming the loop and lax.conv (:mod:`jobs.sweep`).
     """
-    if member_axis != "auto":
-        return member_axis
     backend = backend or jax.default_backend()
     n_devices = jax.device_count() if n_devices is None else n_devices
-    return "loop" if backend == "cpu" and n_devices == 1 else "vmap"
-
-
-def resolve_conv_impl(conv_impl: str, member_axis: str, backend: str | None = None) -> str:
-    """'auto' -> 'patches' (batched matmuls) under vmap on accelerators, else 'xla'.
-
-    Vmapping lax.conv over per-member weights makes a grouped convolution.
-    On an H100, 11 cpu-preset cyclegan members ran at 2.1x a host loop of
-    single members (8 members) with grouped convs and 5.8x with patches; 11
-    paper-sized members at 0.47x with grouped convs (benchmarks/results). On
-    a 2-core CPU a single member is 3x faster with lax.conv, and patches
-    double compile times, so CPUs keep lax.conv.
-    """
-    if conv_impl != "auto":
-        return conv_impl
-    backend = backend or jax.default_backend()
-    return "patches" if member_axis == "vmap" and backend != "cpu" else "xla"
-
-
-def method_for(cfg, member_axis: str, conv_impl: str | None = None,
-               parts: Parts = Parts()) -> Method:
-    """``cfg``'s Method, its convolutions computed as ``conv_impl`` (default: ``cfg.conv_impl``)
-    resolved for ``member_axis`` on this backend (:func:`resolve_conv_impl`)."""
-    return Method(cfg, conv_impl=resolve_conv_impl(conv_impl or cfg.conv_impl, member_axis),
-                  parts=parts)
-
-
-def resolve_steps_per_call(steps_per_call: int, backend: str | None = None) -> int:
-    """0 (auto) -> 1 on CPU (no scan: see resolve_member_axis), 50 elsewhere."""
-    if steps_per_call:
-        return steps_per_call
-    return 1 if (backend or jax.default_backend()) == "cpu" else 50
+    on_cpu = backend == "cpu"
+    axis = cfg.member_axis
+    if axis == "auto":
+        axis = "loop" if on_cpu and n_devices == 1 else "vmap"
+    conv_impl = cfg.conv_impl
+    if conv_impl == "auto":
+        conv_impl = "patches" if axis == "vmap" and not on_cpu else "xla"
+    steps_per_call = cfg.steps_per_call or (1 if on_cpu else 50)
+    return Plan(axis, conv_impl, min(steps_per_call, cfg.steps))

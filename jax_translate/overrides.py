@@ -1,0 +1,124 @@
+"""``--set FIELD=VALUE``: any config field from the command line, checked against its type.
+
+VALUE is read as JSON (``1e-3``, ``true``, ``[0, 0.5]``, ``{"lambda_cycle": [1, 5]}``),
+else taken as a string (``member_axis=loop``). ``model.FIELD=VALUE`` (or
+``model={...}``) changes fields of the networks on top of the model the run
+starts from (its preset's or config file's), not of ModelConfig's defaults.
+A value's range is checked where the config is built (``config.validate``);
+its type here, so that a string where a number belongs is one clear error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+
+from jax_translate.config import SweepConfig
+from jax_translate.errors import UsageError
+from jax_translate.model_config import ModelConfig
+from jax_translate.presets import EXTRA_KEYS, PER_METHOD
+
+# Set by their own flags (--method, --methods, --preset), or not settable.
+NOT_SETTABLE = {"method": "--method", "preset": "--preset", "version": None}
+_EXTRA_TYPES = {"classifier_steps": int, "notes": str, "preflight": bool}
+
+
+def _fits(value, hint) -> bool:
+    """Whether a JSON value has the type ``hint`` names (lists for tuples, ints for floats)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, list):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+    return True
+
+
+def _type_name(hint) -> str:
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return " or ".join("null" if a is type(None) else _type_name(a)
+                           for a in typing.get_args(hint))
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple and args:
+        plural = _type_name(args[0]).replace("a number", "numbers").replace("a ", "")
+        return f"a list of {plural}" if args[-1] is Ellipsis else f"a list of {len(args)} {plural}"
+    return names.get(hint, str(hint))
+
+
+def _check(name: str, value, hints: dict, per_method: bool = False) -> None:
+    if name not in hints:
+        close = difflib.get_close_matches(name, hints, n=1)
+        raise UsageError(f"--set {name}: no such config field"
+                         + (f" (did you mean {close[0]}?)" if close else ""))
+    if name == "grid":
+        return  # {field: [values]}, read and checked as a config file's (config._grid)
+    hint = hints[name]
+    values = list(value.values()) if per_method and isinstance(value, dict) else [value]
+    for v in values:
+        if not _fits(v, hint):
+            raise UsageError(f"--set {name} takes {_type_name(hint)}, got {json.dumps(v)}")
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``["learning_rate=1e-3", "model.ngf=32"]`` -> ``{"learning_rate": 0.001,
+    "model": {"ngf": 32}}``; one UsageError for an unknown field or a value of the wrong type."""
+    config_hints = typing.get_type_hints(SweepConfig)
+    config_hints.update({k: _EXTRA_TYPES[k] for k in EXTRA_KEYS})
+    model_hints = typing.get_type_hints(ModelConfig)
+    sets: dict = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--set takes FIELD=VALUE, got {item!r}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        field, dot, sub = name.partition(".")
+        if field in NOT_SETTABLE:
+            flag = NOT_SETTABLE[field]
+            raise UsageError(f"--set {field}: " + (f"use {flag}" if flag else "not settable"))
+        if field == "model":
+            if dot:
+                value = {sub: value}
+            elif not isinstance(value, dict):
+                raise UsageError(f"--set model takes a JSON object of model fields, got {text!r}")
+            for key, v in value.items():
+                _check(f"model.{key}", v, {f"model.{k}": h for k, h in model_hints.items()})
+            sets["model"] = {**sets.get("model", {}), **value}
+            continue
+        if dot:
+            raise UsageError(f"--set {name}: only model has fields of its own")
+        _check(field, value, config_hints, per_method=field in PER_METHOD)
+        sets[field] = value
+    return sets
+
+
+def apply_sets(overrides: dict, sets: dict, base_settings) -> dict:
+    """``overrides`` with ``sets`` on top; a model change merged over the model of
+    ``base_settings()`` (a callable: the preset's settings with the config file's,
+    read only when the model changes, since the default preset depends on the backend)."""
+    out = {**overrides, **{k: v for k, v in sets.items() if k != "model"}}
+    if "model" in sets:
+        base = overrides.get("model") or base_settings().get("model") or ModelConfig()
+        base = dataclasses.asdict(base) if isinstance(base, ModelConfig) else dict(base)
+        out["model"] = {**base, **sets["model"]}
+    return out
