@@ -55,9 +55,9 @@ class MethodSpec:
     objective: str                       # key of training.objectives.OBJECTIVES
     summary: str
     color: str = "gray"                  # in every figure (matplotlib colour)
-    generators: tuple[str, ...] = ("ab",)  # "ab" (Flair -> T1) is the one evaluated
-    discriminators: tuple[str, ...] = ()   # "b" judges T1, "a" Flair
-    paired: bool = False                 # trains on (Flair, T1) pairs of the same slice
+    generators: tuple[str, ...] = ("ab",)  # "ab" (source -> target) is the one evaluated
+    discriminators: tuple[str, ...] = ()   # "b" judges target images, "a" source images
+    paired: bool = False                 # trains on (source, target) pairs of one slice
     conditional: bool = False            # D "b" sees (source, image) pairs
     gan_loss: Callable = _lsgan          # cfg -> "lsgan" | "vanilla"
     pool_size: Callable = _pool_size     # cfg -> image pool size (0: none)

@@ -33,11 +33,14 @@ def _add_data_args(parser: argparse.ArgumentParser, preset_defaults: bool = Fals
                              "or ~/.cache/jax_translate/tensorflow_datasets)")
     parser.add_argument("--brats-dir", type=Path, default=None,
                         help="use real BraTS volumes from this folder (one folder per patient "
-                             "with *_flair.nii.gz, *_t1.nii.gz, *_seg.nii.gz) instead of the simulator")
-    parser.add_argument("--simulator-version", type=int, default=None, choices=(1, 2),
-                        help="2: each patient's own crisp anatomy; 1: the older data, the "
-                             "template's average tissue mixture in every voxel (default: "
-                             + ("the preset's)" if preset_defaults else "2)"))
+                             "with *_flair.nii.gz, *_t1.nii.gz, *_t2.nii.gz, *_t1ce.nii.gz, "
+                             "*_seg.nii.gz) instead of the simulator")
+    parser.add_argument("--simulator-version", type=int, default=None, choices=(1, 2, 3),
+                        help="the dataset's version: 3, each patient's own crisp anatomy in "
+                             "Flair, T1, T2 and T1c, with a validation split; 2, the same "
+                             "patients' Flair and T1; 1, the older data, the template's average "
+                             "tissue mixture in every voxel (default: "
+                             + ("the preset's)" if preset_defaults else "3)"))
 
 
 def _writable_file(path: Path, suffix: str) -> Path:
@@ -62,15 +65,16 @@ def cmd_data(args) -> None:
     built = dataset.prepare(builder, args.brats_dir)
     print(f"{'built' if built else 'reusing'} {builder.name}/{builder.builder_config.name} "
           f"{builder.version} in {builder.data_dir}")
-    splits = {split: dataset.read_split(builder, split) for split in dataset.SPLITS}
+    splits = dataset.read_splits(builder)
     if args.export:
         path = dataset.export_splits(splits, Path(builder.data_dir) / dataset.EXPORT_NAME)
-        print(f"exported both splits to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
-    print(f"{'split':8s} {'slices':>7s} {'tumor':>6s} {'tumor %':>8s} {'patients':>9s}")
-    for split in dataset.SPLITS:
-        s = splits[split].summary()
-        print(f"{split:8s} {s['slices']:7d} {s['tumor_slices']:6d} "
+        print(f"exported {', '.join(splits)} to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    print(f"{'split':10s} {'slices':>7s} {'tumor':>6s} {'tumor %':>8s} {'patients':>9s}")
+    for split, slices in splits.items():
+        s = slices.summary()
+        print(f"{split:10s} {s['slices']:7d} {s['tumor_slices']:6d} "
               f"{100 * s['tumor_fraction']:7.1f}% {s['patients']:9d}")
+    print(f"modalities: {', '.join(splits['train'].modalities)}")
     found, measured = ceiling.recorded(Path(builder.data_dir), splits)
     print(found.line() + ("" if measured else f" (recorded in {ceiling.CEILING_FILE})"))
 
@@ -96,7 +100,7 @@ def _sweep_config(args):
         overrides["target_tumor_ratios"] = parse_ratios(args.ratios)
     for name in ("seeds", "member_axis", "conv_impl", "size", "steps", "batch_size",
                  "checkpoint_every", "log_every", "steps_per_call", "precision",
-                 "simulator_version"):
+                 "simulator_version", "source", "target"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     for name in ("data_dir", "brats_dir"):
@@ -134,16 +138,15 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from jax_translate.evaluation.classifier import ClassifierConfig
+    from jax_translate.evaluation.classifier import ClassifierConfig, classifier_line
     from jax_translate.evaluation.results import flip_table
     from jax_translate.jobs.evaluate_run import evaluate_run
 
-    clf_cfg = (ClassifierConfig() if args.classifier_steps is None
+    # None: the run's own classifier (its preset's steps), the one reproduce uses
+    clf_cfg = (None if args.classifier_steps is None
                else ClassifierConfig(steps=args.classifier_steps))
     result = evaluate_run(args.workdir, classifier_cfg=clf_cfg)
-    c = result.classifier_metrics
-    print(f"classifier on real T1 holdout: accuracy {c['accuracy']:.3f}, sensitivity "
-          f"{c['sensitivity']:.3f}, specificity {c['specificity']:.3f}")
+    print(classifier_line(result.classifier_metrics))
     print(flip_table(result.rows, ratios=None))
     print("wrote " + ", ".join(str(p) for p in result.outputs.values()))
 
@@ -213,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "readable without tensorflow-datasets (a GPU image)")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("preview", help="write a PNG grid of Flair / T1 / tumor mask")
+    p = sub.add_parser("preview", help="write a PNG grid of each modality and the tumor mask")
     _add_data_args(p)
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
     p.set_defaults(func=cmd_preview)
@@ -244,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="convolutions as lax.conv (xla) or batched matmuls (patches); "
                         "default auto: patches under vmap on accelerators")
     _add_precision_arg(p)
+    from jax_translate.images import MODALITIES
+
+    p.add_argument("--source", default=None, choices=MODALITIES,
+                   help="the modality translated from (default: the preset's, else flair)")
+    p.add_argument("--target", default=None, choices=MODALITIES,
+                   help="the modality translated to and judged (default: the preset's, else t1; "
+                        "--source flair --target flair is the identity task)")
     p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
                    help="members per value of a training knob, crossed with the ratios and "
                         f"seeds, all in one program (repeatable; one of {', '.join(GRID_FIELDS)})")
@@ -272,8 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="flip counts, pixel and lesion metrics, figures of a sweep")
     p.add_argument("--workdir", type=Path, required=True)
     p.add_argument("--classifier-steps", type=_positive_int, default=None,
-                   help="training steps of the tumor classifier, if not cached yet "
-                        "(default: ClassifierConfig's)")
+                   help="training steps of another tumor classifier than the run's (default: "
+                        "its preset's classifier_steps, as reproduce uses)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("reproduce",

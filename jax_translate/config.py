@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
-from jax_translate.images import SIZES
+from jax_translate.images import MODALITIES, SIZES
 from jax_translate.errors import UsageError
 from jax_translate.model_config import MODEL_PRESETS, ModelConfig
 from jax_translate import model_config
@@ -107,8 +107,16 @@ class SweepConfig:
     n_patients: int = 50
     n_train_patients: int = 30
     data_seed: int = 0
-    simulator_version: int = 2       # data/simulator.py VERSIONS; 1 is the old data
+    # The dataset's version (data/layout.py DATASETS; named when it was the simulator's):
+    # 3 is simulator 2's patients with Flair, T1, T2 and T1c and a validation split;
+    # 2 and 1 the older data (Flair and T1 only). It also picks real BraTS's layout.
+    simulator_version: int = 3
     brats_dir: str | None = None
+    # The translation: source -> target modality (images.MODALITIES). The generator "ab"
+    # maps source to target, the classifier judges target images; flair -> flair is the
+    # identity task.
+    source: str = "flair"
+    target: str = "t1"
     # Convolutions and matmuls on float32 or bfloat16 operands (float32 parameters,
     # Adam, norms and losses either way: models/layers.py). Not a runtime field:
     # it changes the numbers. fp32 everywhere until a GPU measures bf16 (benchmarks/gpu.sh).
@@ -155,9 +163,9 @@ class SweepConfig:
 
     @property
     def simulator_kwargs(self) -> dict:
-        """What picks the simulated dataset (none for real BraTS data)."""
+        """What picks the simulated dataset (for real BraTS data: only its version)."""
         if self.brats_dir:
-            return {}
+            return {"version": self.simulator_version}
         return dict(n_patients=self.n_patients, n_train_patients=self.n_train_patients,
                     seed=self.data_seed, version=self.simulator_version)
 
@@ -269,8 +277,9 @@ def validate(cfg: SweepConfig) -> None:
             raise UsageError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.steps_per_call < 0:
         raise UsageError(f"steps_per_call must be >= 0 (0: auto), got {cfg.steps_per_call}")
-    if cfg.simulator_version not in (1, 2):  # data/simulator.py VERSIONS
-        raise UsageError(f"simulator_version must be 1 or 2, got {cfg.simulator_version}")
+    if cfg.simulator_version not in (1, 2, 3):  # data/layout.py DATASETS
+        raise UsageError(f"simulator_version must be 1, 2 or 3, got {cfg.simulator_version}")
+    _validate_modalities(cfg)
     if not 0 < cfg.n_train_patients < cfg.n_patients:
         raise UsageError(f"n_train_patients must be in [1, n_patients), got {cfg.n_train_patients}")
     if not 0.0 <= cfg.decay_fraction <= 1.0:
@@ -282,6 +291,18 @@ def validate(cfg: SweepConfig) -> None:
     _validate_reference_settings(cfg)
     if cfg.version != CONFIG_VERSION:
         raise UsageError(f"config version {cfg.version} is not this program's ({CONFIG_VERSION})")
+
+
+def _validate_modalities(cfg: SweepConfig) -> None:
+    for role in ("source", "target"):
+        modality = getattr(cfg, role)
+        if modality not in MODALITIES:
+            raise UsageError(f"unknown {role} modality {modality!r}; choose one of "
+                             f"{', '.join(MODALITIES)}")
+        # data/layout.py DATASETS: versions 1 and 2 stored Flair and T1 only
+        if cfg.simulator_version < 3 and modality not in ("flair", "t1"):
+            raise UsageError(f"{role} {modality}: dataset version {cfg.simulator_version} "
+                             "holds flair and t1 only; use simulator_version 3")
 
 
 def _check_knob(name: str, value) -> None:

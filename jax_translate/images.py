@@ -14,6 +14,11 @@ import numpy as np
 # Slice sizes the builders make: "64" and "128" (square) and the paper's
 # 256x128 hemisphere crop (height x width).
 SIZES = ("64", "128", "256x128")
+# The MRI modalities a dataset may hold, as a SliceSet's fields and the config's
+# ``source`` / ``target`` spell them (data/layout.py DATASETS: which version holds which).
+MODALITIES = ("flair", "t1", "t2", "t1c")
+# How figures and logs name them.
+MODALITY_NAMES = {"flair": "Flair", "t1": "T1", "t2": "T2", "t1c": "T1c"}
 
 
 def image_shape(size: str) -> tuple[int, int]:

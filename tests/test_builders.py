@@ -11,18 +11,21 @@ from jax_translate.data import dataset, slices
 from jax_translate.errors import UsageError
 
 
-def write_patient(folder, name, shape=(24, 24, 12), tumor=True, value=100.0):
-    """A cube 'brain' with a bright-Flair / dark-T1 tumor in some slices."""
+def write_patient(folder, name, shape=(24, 24, 12), tumor=True, value=100.0,
+                  kinds=("flair", "t1", "t2", "t1ce", "seg")):
+    """A cube 'brain' with a tumor in some slices: bright in Flair and T2, dark in T1
+    and T1ce (BraTS's name for T1c)."""
     folder.mkdir(parents=True)
     brain = np.zeros(shape, np.float32)
     brain[3:-3, 3:-3, :] = 1
     seg = np.zeros(shape, np.float32)
     if tumor:
         seg[8:14, 8:14, 4:8] = 2
-    flair = brain * value + seg * value
-    t1 = brain * 2 * value - seg * 0.4 * value
-    for kind, vol in (("flair", flair), ("t1", t1), ("seg", seg)):
-        nib.save(nib.Nifti1Image(vol, np.eye(4)), folder / f"{name}_{kind}.nii.gz")
+    volumes = {"flair": brain * value + seg * value, "t1": brain * 2 * value - seg * 0.4 * value,
+               "t2": brain * value + seg * 0.8 * value,
+               "t1ce": brain * 1.5 * value - seg * 0.3 * value, "seg": seg}
+    for kind in kinds:
+        nib.save(nib.Nifti1Image(volumes[kind], np.eye(4)), folder / f"{name}_{kind}.nii.gz")
 
 
 def test_real_brats_builder_on_tiny_nifti(tmp_path):
@@ -31,11 +34,13 @@ def test_real_brats_builder_on_tiny_nifti(tmp_path):
         write_patient(brats / f"BraTS_{i:03d}", f"BraTS_{i:03d}", tumor=i % 2 == 0)
     (brats / "notes_without_volumes").mkdir()
     splits = dataset.load("64", tmp_path / "tfds", brats_dir=brats)
-    train, holdout = splits["train"], splits["holdout"]
-    assert len(train) > 0 and len(holdout) > 0
-    assert not set(train.patient_id) & set(holdout.patient_id)
-    assert set(train.patient_id) | set(holdout.patient_id) == {0, 1, 2, 3}
-    both = [train, holdout]
+    train, holdout, validation = splits["train"], splits["holdout"], splits["validation"]
+    assert len(train) > 0 and len(holdout) > 0 and len(validation) > 0
+    ids = [set(s.patient_id) for s in (train, holdout, validation)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert set().union(*ids) == {0, 1, 2, 3} and len(ids[2]) == 1
+    assert train.modalities == ("flair", "t1", "t2", "t1c")
+    both = [train, holdout, validation]
     assert all(s.flair.shape[1:] == (64, 64) and s.flair.dtype == np.float32 for s in both)
     everything = np.concatenate([s.label for s in both])
     assert everything.sum() > 0 and (everything == 0).sum() > 0
@@ -50,7 +55,26 @@ def test_real_brats_builder_on_tiny_nifti(tmp_path):
     tumor, brain = s.tumor_mask[i] > 0, (s.brain_mask[i] > 0) & (s.tumor_mask[i] == 0)
     assert s.flair[i][tumor].mean() > s.flair[i][brain].mean()
     assert s.t1[i][tumor].mean() < s.t1[i][brain].mean()
+    assert s.t2[i][tumor].mean() > s.t2[i][brain].mean()  # *_t2.nii.gz, not another file
+    assert s.t1c[i][tumor].mean() < s.t1c[i][brain].mean()  # *_t1ce.nii.gz
     assert 0.0 <= s.flair.min() and s.flair.max() <= 1.0
+    # version 1.0.0 (a config's simulator_version 1 or 2) is still built from Flair and T1
+    # alone: its train patients are 2.0.0's, its holdout 2.0.0's holdout and validation
+    old = dataset.load("64", tmp_path / "tfds", brats_dir=brats, version=2)
+    assert set(old) == {"train", "holdout"} and old["train"].t2 is None
+    assert set(old["train"].patient_id) == ids[0]
+    assert set(old["holdout"].patient_id) == ids[1] | ids[2]
+    assert dataset.dataset_dir("64", tmp_path / "tfds", brats, version=2).name == "1.0.0"
+
+
+def test_real_brats_version_1_needs_only_flair_and_t1(tmp_path):
+    brats = tmp_path / "brats"
+    for i in range(2):
+        write_patient(brats / f"P{i}", f"P{i}", kinds=("flair", "t1", "seg"))
+    old = dataset.load("64", tmp_path / "tfds", brats_dir=brats, version=1)
+    assert old["train"].modalities == ("flair", "t1")
+    with pytest.raises(UsageError, match=r"no patient folder with .*\*_t2.nii.gz"):
+        dataset.load("64", tmp_path / "tfds", brats_dir=brats)
 
 
 def test_real_brats_hemisphere_geometry(tmp_path):
@@ -123,17 +147,51 @@ def test_simulated_tfds_round_trip(tmp_path, monkeypatch, capfd):
         assert "3x3 Flair patch" in line and ("recorded in ceiling.json" in line) == recorded
     record = json.loads((dataset.dataset_dir("64", tmp_path, **kwargs)
                          / ceiling.CEILING_FILE).read_text())
-    assert f"r {record['local_map_r']:.3f}" in line and record["flair_r"] < record["local_map_r"]
+    assert f"r {record['local_map_r']:.3f}" in line and record["source_r"] < record["local_map_r"]
 
 
 def test_tiny_dataset_is_the_default_simulator(tiny_data_dir):
-    """The shared tiny dataset (5 patients, seed 0) holds simulator version 2's slices."""
+    """The shared tiny dataset (5 patients, seed 0) is dataset version 3: simulator
+    version 2's slices in four modalities, and a validation patient after the others."""
     from jax_translate.data import simulator
 
     splits = dataset.load("64", tiny_data_dir, n_patients=5, n_train_patients=3)
-    assert dataset.dataset_dir("64", tiny_data_dir, n_patients=5, n_train_patients=3).name == "2.0.0"
-    got = splits["holdout"].take(np.flatnonzero(splits["holdout"].patient_id == 4))
-    volume = simulator.simulate_patient(4, 0, simulator.GEOMETRIES["64"])
-    for i in (0, len(got) // 2):
-        np.testing.assert_array_equal(got.t1[i], volume.t1[got.slice_index[i]])
-        np.testing.assert_array_equal(got.flair[i], volume.flair[got.slice_index[i]])
+    folder = dataset.dataset_dir("64", tiny_data_dir, n_patients=5, n_train_patients=3)
+    assert folder.name == "3.0.0"
+    assert set(splits["validation"].patient_id) == {5}
+    for split, patient in (("holdout", 4), ("validation", 5)):
+        got = splits[split].take(np.flatnonzero(splits[split].patient_id == patient))
+        volume = simulator.simulate_patient(patient, 0, simulator.GEOMETRIES["64"], version=2)
+        for i in (0, len(got) // 2):
+            for modality in simulator.MODALITIES:
+                np.testing.assert_array_equal(got.image(modality)[i],
+                                              getattr(volume, modality)[got.slice_index[i]])
+
+
+def test_version_3_keeps_version_2s_patients_and_adds_a_validation_split(
+        tmp_path, monkeypatch, capfd):
+    """Built through `jax-translate data --export`: every split, validation's row printed;
+    train and holdout bit-identical to 2.0.0's, which still loads (without T2)."""
+    from jax_translate import cli
+
+    kwargs = dict(n_patients=2, n_train_patients=1, seed=3)
+    monkeypatch.setattr(dataset, "get_builder", functools.partial(dataset.get_builder, **kwargs))
+    assert cli.main(["data", "--data-dir", str(tmp_path), "--export"]) == 0
+    out = capfd.readouterr().out
+    assert "simulated_brats/64_p2_t1_s3 3.0.0" in out and "train, holdout, validation" in out
+    assert out.count("\nvalidation ") == 1 and "modalities: flair, t1, t2, t1c" in out
+    export = dataset.dataset_dir("64", tmp_path, **kwargs) / dataset.EXPORT_NAME
+    new = dataset.read_export(export)
+    assert list(new) == ["train", "holdout", "validation"]
+    assert set(new["validation"].patient_id) == {2} and new["validation"].t1c is not None
+    monkeypatch.undo()
+    old = dataset.load("64", tmp_path, version=2, **kwargs)
+    assert list(old) == ["train", "holdout"] and old["holdout"].modalities == ("flair", "t1")
+    for split in old:
+        for name in ("flair", "t1", "tumor_mask", "brain_mask", "label", "patient_id",
+                     "slice_index"):
+            np.testing.assert_array_equal(getattr(new[split], name), getattr(old[split], name))
+    with pytest.raises(UsageError, match="this dataset has no t2 images, only flair, t1"):
+        old["holdout"].image("t2")
+    with pytest.raises(UsageError, match="unknown modality 'pd'"):
+        old["holdout"].image("pd")

@@ -32,7 +32,7 @@ def test_ceiling_finds_a_non_monotone_map_that_flair_and_a_quadratic_miss():
     found = ceiling.information_ceiling(_slices(rng, bumpy), _slices(rng, bumpy), patch=1)
     assert found.local_map_r > 0.95
     assert found.quadratic_r < found.local_map_r - 0.1
-    assert found.flair_r < 0.5
+    assert found.source_r < 0.5
     assert found.patch == 1 and found.holdout_slices == 40
     assert found.line().startswith(f"information ceiling: r {found.local_map_r:.3f} (best paired "
                                    "map of a 1x1 Flair patch")
@@ -42,7 +42,7 @@ def test_ceiling_of_unrelated_t1_is_near_zero():
     noise = lambda f, rng: rng.uniform(0.1, 0.9, f.shape)  # noqa: E731
     rng = np.random.default_rng(1)
     found = ceiling.information_ceiling(_slices(rng, noise), _slices(rng, noise), patch=3)
-    assert abs(found.local_map_r) < 0.15 and abs(found.flair_r) < 0.15
+    assert abs(found.local_map_r) < 0.15 and abs(found.source_r) < 0.15
 
 
 def test_ceiling_is_recorded_reused_and_remeasured_when_damaged(tmp_path):
@@ -72,3 +72,36 @@ def test_ceiling_needs_healthy_holdout_slices():
     holdout = SliceSet(**{**holdout.__dict__, "label": np.ones(4, np.int32)})
     with pytest.raises(ValueError, match="no healthy slice"):
         ceiling.information_ceiling(_slices(rng, square), holdout)
+
+
+def test_each_pair_has_its_ceiling_and_the_identity_floor_is_one(tmp_path):
+    """The ceiling is of (source, target): T2 a function of Flair, T1 noise; the
+    identity task's floor (the source used as the target) is 1."""
+    rng = np.random.default_rng(4)
+    noise = lambda f, rng: rng.uniform(0.1, 0.9, f.shape)  # noqa: E731
+
+    def with_t2(s):
+        return SliceSet(**{**s.__dict__, "t2": (0.5 + 0.4 * np.sin(12 * s.flair)) * s.brain_mask})
+
+    splits = {"train": with_t2(_slices(rng, noise)), "holdout": with_t2(_slices(rng, noise))}
+    to_t2, measured = ceiling.recorded(tmp_path, splits, patch=1, source="flair", target="t2")
+    assert measured and to_t2.local_map_r > 0.95 and (to_t2.source, to_t2.target) == ("flair", "t2")
+    assert "1x1 Flair patch" in to_t2.line() and "(Flair as T2)" in to_t2.line()
+    assert (tmp_path / "ceiling_flair_t2.json").is_file()
+    to_t1, _ = ceiling.recorded(tmp_path, splits, patch=1)
+    assert abs(to_t1.local_map_r) < 0.15 and (tmp_path / ceiling.CEILING_FILE).is_file()
+    identity = ceiling.information_ceiling(splits["train"], splits["holdout"], patch=1,
+                                           source="flair", target="flair")
+    assert identity.source_r == pytest.approx(1.0, abs=1e-6)
+    assert identity.local_map_r == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_record_from_before_pairs_is_read_as_flair_to_t1(tmp_path):
+    rng = np.random.default_rng(5)
+    square = lambda f, rng: f * f  # noqa: E731
+    splits = {"train": _slices(rng, square, n=12), "holdout": _slices(rng, square, n=12)}
+    old = {"patch": 1, "local_map_r": 0.9, "quadratic_r": 0.8, "flair_r": 0.4,
+           "holdout_slices": 12, "train_pixels": 100}
+    (tmp_path / ceiling.CEILING_FILE).write_text(json.dumps(old))
+    found, measured = ceiling.recorded(tmp_path, splits, patch=1)
+    assert not measured and found.source_r == 0.4 and (found.source, found.target) == ("flair", "t1")

@@ -28,18 +28,21 @@ def test_gpu_preset_is_the_whole_study():
 def test_dataset_dir_is_the_builders_folder(tmp_path):
     pytest.importorskip("tensorflow_datasets")
     for kwargs in ({}, dict(n_patients=8, n_train_patients=6, seed=1), dict(version=1),
-                   dict(version=2, n_patients=8)):
+                   dict(version=2, n_patients=8), dict(version=3, n_patients=8)):
         builder = dataset.get_builder("64", tmp_path, **kwargs)
         assert dataset.dataset_dir("64", tmp_path, **kwargs) == dataset.Path(builder.data_dir)
-        # the simulator version is the dataset's major version; 2 is the default
-        assert builder.version.major == kwargs.get("version", 2) == int(builder.data_dir[-5])
-    with pytest.raises(dataset.UsageError, match="unknown simulator version 3"):
-        dataset.dataset_dir("64", tmp_path, version=3)
+        # the config's simulator_version is the dataset's major version; 3 is the default
+        assert builder.version.major == kwargs.get("version", 3) == int(builder.data_dir[-5])
+    with pytest.raises(dataset.UsageError, match="unknown simulator version 4"):
+        dataset.dataset_dir("64", tmp_path, version=4)
 
 
 def _equal(a: dataset.SliceSet, b: dataset.SliceSet):
     for f in dataclasses.fields(dataset.SliceSet):
         x, y = getattr(a, f.name), getattr(b, f.name)
+        if x is None or y is None:  # a modality the split does not hold
+            assert x is None and y is None, f.name
+            continue
         assert x.dtype == y.dtype and np.array_equal(x, y), f.name
 
 
@@ -51,8 +54,18 @@ def test_export_is_read_without_tfds(tmp_path, tiny_splits, monkeypatch):
         dataset.load("64", tmp_path, n_patients=8)
     dataset.export_splits(tiny_splits, folder / dataset.EXPORT_NAME)
     loaded = dataset.load("64", tmp_path, n_patients=8)
+    assert list(loaded) == list(dataset.SPLITS)  # an older export: train and holdout
     for split in dataset.SPLITS:
         _equal(loaded[split], tiny_splits[split])
+    # version 3's: every split, with the modalities each holds
+    holdout = tiny_splits["holdout"]
+    splits = {**tiny_splits, "validation": dataclasses.replace(
+        holdout, t2=holdout.flair * 0.5, t1c=holdout.t1 + 0.1)}
+    dataset.export_splits(splits, folder / dataset.EXPORT_NAME)
+    loaded = dataset.load("64", tmp_path, n_patients=8)
+    assert list(loaded) == ["train", "holdout", "validation"]
+    for split in splits:
+        _equal(loaded[split], splits[split])
 
 
 def test_paper_preflight_refuses_before_writing(tmp_path):

@@ -182,7 +182,7 @@ def _member_rows(method, translations, members):
     translated = np.stack([getattr(test, name) for name in translations])
     from jax_translate.config import Member
 
-    cfg = SimpleNamespace(method=method, members=[Member(*m) for m in members])
+    cfg = SimpleNamespace(method=method, members=[Member(*m) for m in members], target="t1")
     rows = results.member_rows(cfg, translated, np.zeros(translated.shape[:2], bool), test,
                                 np.zeros(len(members), bool))
     return rows, test

@@ -93,7 +93,7 @@ def test_intensity_range_round_trips_and_default_is_unchanged():
 def test_training_images_use_the_intensity_range(train):
     cfg = tiny_config("l1", intensity_range=REFERENCE_INTENSITY_RANGE)
     shared, _ = build_members(cfg, train)
-    assert float(shared.t1.min()) >= -1.0 and float(shared.t1.max()) <= -0.2156
+    assert float(shared.target.min()) >= -1.0 and float(shared.target.max()) <= -0.2156
 
 
 # ---------------------------------------------------------------- upscale
@@ -119,8 +119,8 @@ def test_batches_are_upscaled_and_upscale_1_is_todays_batch(train):
     batch, target = sample_batch(shared, member, key, plain, jnp.int32(0))
     source_key, target_key = jax.random.split(key)  # today's draw, by hand
     source = member.source_index[jax.random.randint(source_key, (1,), 0, 8)]
-    np.testing.assert_array_equal(batch.source, shared.flair[source])
-    np.testing.assert_array_equal(batch.target, shared.t1[target])
+    np.testing.assert_array_equal(batch.source, shared.source[source])
+    np.testing.assert_array_equal(batch.target, shared.target[target])
 
 
 def test_translations_come_back_at_the_datasets_size(train):
@@ -197,7 +197,7 @@ def test_paired_reference_batches_step_through_the_pairs_in_order(batch_size, tr
         batch, target = draw(jnp.int32(step))  # the step is traced: one compile
         expected = member.target_index[(step * batch_size + np.arange(batch_size)) % n]
         np.testing.assert_array_equal(target, expected)
-        np.testing.assert_array_equal(batch.source, shared.flair[expected])
+        np.testing.assert_array_equal(batch.source, shared.source[expected])
     # ours: uniform draws, not the first pairs in order
     uniform = dataclasses.replace(cfg, domain_protocol="disjoint")
     firsts = [int(sample_batch(shared, member, jax.random.PRNGKey(k), uniform, jnp.int32(0))[1][0])
@@ -272,7 +272,7 @@ def test_condgan_discriminator_first_scores_the_generator_with_the_updated_discr
 class _DarkClassifier:
     metrics = {"accuracy": 1.0}
 
-    def predict(self, images):
+    def predict(self, images, brain_mask=None):
         return (np.asarray(images) < 0.3).reshape(len(images), -1).mean(1) > 0.5
 
 

@@ -24,7 +24,7 @@ class PixelGenerator(nn.Module):
 
 def _one_step(method, shared, members):
     member = jax.tree_util.tree_map(lambda x: x[0], members)
-    state = method.init(jax.random.PRNGKey(0), shared.flair.shape[1:3])
+    state = method.init(jax.random.PRNGKey(0), shared.source.shape[1:3])
     batch, _ = sample_batch(shared, member, jax.random.PRNGKey(1), method.cfg, state.step)
     new, _ = jax.jit(lambda s, b: train_step(method, s, b, jnp.bool_(True)))(state, batch)
     return state, new
@@ -55,7 +55,7 @@ def test_a_sweep_trains_and_evaluates_with_handed_in_parts(tmp_path, tiny_splits
     class Judge:  # calls every image tumor: evaluation needs no trained classifier here
         metrics = {"accuracy": 1.0}
 
-        def predict(self, images):
+        def predict(self, images, brain_mask=None):
             return np.ones(len(images), bool)
 
     rows = evaluate_run(tmp_path, tiny_splits, Judge(), progress=False, parts=parts).rows

@@ -58,8 +58,8 @@ FIELDS = ("method", "model", "target_tumor_ratio", "step", "fidelity_r", "fideli
 
 def evaluate_states(cfg, states, test, clf) -> list[dict]:
     """One dict per member (target ratio), in ``cfg.members`` order."""
-    translated = translate.translate_all(Method(cfg), states.generator, test.flair)
-    pred = np.stack([clf.predict(t) for t in translated])
+    translated = translate.translate_all(Method(cfg), states.generator, test.image(cfg.source))
+    pred = np.stack([clf.predict(t, brain_mask=test.brain_mask) for t in translated])
     rows = results.member_rows(cfg, translated, pred, test, np.asarray(states.diverged))
     out = []
     for ratio, _ in cfg.members:
@@ -108,7 +108,7 @@ def control_rows(spec: str, test, clf) -> list[dict]:
 def score(translated: np.ndarray, test, clf) -> dict:
     """One translator's holdout translations, as `results.member_rows` scores ours."""
     healthy, tumor = test.label == 0, test.label == 1
-    pred = clf.predict(translated)
+    pred = clf.predict(translated, brain_mask=test.brain_mask)
     r = quality.pearson_in_brain(translated[healthy], test.t1[healthy], test.brain_mask[healthy])
     ssim = quality.ssim_in_brain(translated[healthy], test.t1[healthy], test.brain_mask[healthy])
     lesion = metrics.lesion_score(translated[tumor], test.t1[tumor], test.label[tumor],
@@ -160,7 +160,8 @@ def plot(rows: list[dict], path: Path, title: str, ceiling=None) -> None:
             if ceiling is not None:
                 ax.axhline(ceiling.local_map_r, color="gray", ls=":", lw=1.5,
                            label=f"information ceiling ({ceiling.patch}x{ceiling.patch})")
-                ax.axhline(ceiling.flair_r, color="gray", ls="-.", lw=1, label="Flair as T1")
+                ax.axhline(ceiling.source_r, color="gray", ls="-.", lw=1,
+                           label=f"{ceiling.source} as {ceiling.target}")
         ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylim(-0.05, 1.05)
@@ -212,14 +213,15 @@ def main() -> None:
     loaded = {}
 
     def data_for(cfg):
-        """(splits, classifier, holdout set) of ``cfg``'s dataset, read once per dataset."""
-        folder = dataset.folder_for(cfg)
-        if folder not in loaded:
+        """(splits, classifier, holdout set) of ``cfg``'s dataset and target, read once each."""
+        key = dataset.folder_for(cfg), cfg.target
+        if key not in loaded:
             splits = dataset.load_for(cfg)
             clf = classifier_lib.load_or_train(run_folder.classifier_cache_dir(cfg), splits,
-                                               classifier_lib.ClassifierConfig(), progress=False)
-            loaded[folder] = splits, clf, domains.holdout_set(cfg, splits["holdout"])
-        return loaded[folder]
+                                               classifier_lib.config_for(cfg), progress=False,
+                                               modality=cfg.target)
+            loaded[key] = splits, clf, domains.holdout_set(cfg, splits["holdout"])
+        return loaded[key]
 
     if args.control:  # the cpu preset's data, classifier and holdout set, as ours
         _, clf, test = data_for(make_config("cyclegan", "cpu", data_dir=args.data_dir))
@@ -250,7 +252,8 @@ def main() -> None:
                 break
     write_rows(rows, args.out / "convergence.csv")
     cfg = make_config("cyclegan", "cpu", data_dir=args.data_dir)
-    data_ceiling, _ = ceiling_lib.recorded(dataset.folder_for(cfg), data_for(cfg)[0])
+    data_ceiling, _ = ceiling_lib.recorded(dataset.folder_for(cfg), data_for(cfg)[0],
+                                           source=cfg.source, target=cfg.target)
     plot(rows, args.out / "convergence.png", title, data_ceiling)
     print(f"wrote {args.out / 'convergence.csv'} and {args.out / 'convergence.png'}")
 

@@ -15,15 +15,21 @@ from pathlib import Path
 import numpy as np
 
 from jax_translate.data.layout import (
-    EXPORT_NAME, SPLITS, check_size, dataset_dir, default_data_dir, simulator_version)
+    ALL_SPLITS, DATASETS, EXPORT_NAME, LATEST_VERSION, SPLITS, VALIDATION, check_size,
+    dataset_dir, dataset_version, default_data_dir)
 from jax_translate.errors import UsageError
+from jax_translate.images import MODALITIES
 from jax_translate.io_utils import writable_dir
 
 
 
 @dataclasses.dataclass(frozen=True)
 class SliceSet:
-    """Axial slices of one split. Images are float32 in [0, 1], (N, H, W)."""
+    """Axial slices of one split. Images are float32 in [0, 1], (N, H, W).
+
+    A modality the dataset does not hold is None (T2 and T1c before dataset
+    version 3): read images by name with :meth:`image`, which says so.
+    """
 
     flair: np.ndarray
     t1: np.ndarray
@@ -32,12 +38,33 @@ class SliceSet:
     label: np.ndarray        # int32 (N,), 0 healthy / 1 tumor
     patient_id: np.ndarray   # int32 (N,)
     slice_index: np.ndarray  # int32 (N,)
+    t2: np.ndarray | None = None
+    t1c: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.label)
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this split holds, in ``images.MODALITIES`` order."""
+        return tuple(m for m in MODALITIES if getattr(self, m) is not None)
+
+    def image(self, modality: str) -> np.ndarray:
+        """The (N, H, W) images of ``modality``; a clear error if the dataset lacks it."""
+        if modality not in MODALITIES:
+            raise UsageError(f"unknown modality {modality!r}; choose one of "
+                             f"{', '.join(MODALITIES)}")
+        images = getattr(self, modality)
+        if images is None:
+            raise UsageError(
+                f"this dataset has no {modality} images, only {', '.join(self.modalities)}; "
+                f"dataset version {LATEST_VERSION} (simulator_version {LATEST_VERSION}) holds "
+                f"{', '.join(DATASETS[LATEST_VERSION].modalities)}")
+        return images
+
     def take(self, index: np.ndarray) -> "SliceSet":
-        return SliceSet(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
+        return SliceSet(**{f.name: None if getattr(self, f.name) is None
+                           else getattr(self, f.name)[index] for f in dataclasses.fields(self)})
 
     def summary(self) -> dict:
         return {
@@ -49,9 +76,11 @@ class SliceSet:
 
 
 def export_splits(splits: dict[str, SliceSet], path: Path) -> Path:
-    """Writes both splits to one compressed .npz (atomically); returns its path."""
+    """Writes every split (and every modality it holds) to one compressed .npz
+    (atomically); returns its path."""
     arrays = {f"{split}/{f.name}": getattr(splits[split], f.name)
-              for split in SPLITS for f in dataclasses.fields(SliceSet)}
+              for split in splits for f in dataclasses.fields(SliceSet)
+              if getattr(splits[split], f.name) is not None}
     tmp = path.with_name(f".{path.stem}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
@@ -59,9 +88,13 @@ def export_splits(splits: dict[str, SliceSet], path: Path) -> Path:
 
 
 def read_export(path: Path) -> dict[str, SliceSet]:
+    """Every split an export holds (older ones: train and holdout, Flair and T1)."""
     with np.load(path) as data:
+        present = {name.split("/")[0] for name in data.files}
         return {split: SliceSet(**{f.name: data[f"{split}/{f.name}"]
-                                   for f in dataclasses.fields(SliceSet)}) for split in SPLITS}
+                                   for f in dataclasses.fields(SliceSet)
+                                   if f"{split}/{f.name}" in data.files})
+                for split in ALL_SPLITS if split in present}
 
 
 def get_builder(size: str = "64", data_dir: str | Path | None = None,
@@ -73,13 +106,14 @@ def get_builder(size: str = "64", data_dir: str | Path | None = None,
     check_size(size)
     data_dir = writable_dir(Path(data_dir) if data_dir else default_data_dir(), "data dir")
     if brats_dir is not None:
-        builders.patient_folders(Path(brats_dir))  # fails early with a clear message
-        return builders.RealBrats(data_dir=str(data_dir), config=size,
-                                  file_format="array_record")
+        builder = builders.REAL_BUILDERS[DATASETS[dataset_version(version)].real_brats]
+        # fails early with a clear message
+        builders.patient_folders(Path(brats_dir), builder.LAYOUT.modalities)
+        return builder(data_dir=str(data_dir), config=size, file_format="array_record")
     config = builders.simulated_config(size, **sim_kwargs)
     # TFDS refuses a custom config object that shares a name with a listed one.
     listed = {c.name for c in builders.SimulatedBrats.BUILDER_CONFIGS}
-    builder = builders.SIMULATED_BUILDERS[simulator_version(version)]
+    builder = builders.SIMULATED_BUILDERS[dataset_version(version)]
     return builder(data_dir=str(data_dir), config=config.name if config.name in listed else config,
                    file_format="array_record")
 
@@ -114,9 +148,10 @@ def read_split(builder, split: str) -> SliceSet:
     records = source.__getitems__(list(range(len(source))))
     if not records:
         raise UsageError(f"split {split!r} of {builder.name}/{builder.builder_config.name} is empty")
+    images = [m for m in MODALITIES if m in records[0]]
     arrays = {
         name: np.stack([np.asarray(r[name]) for r in records])
-        for name in ("flair", "t1", "tumor_mask", "brain_mask")
+        for name in (*images, "tumor_mask", "brain_mask")
     }
     for name in ("label", "patient_id", "slice_index"):
         arrays[name] = np.asarray([r[name] for r in records], np.int32)
@@ -124,9 +159,20 @@ def read_split(builder, split: str) -> SliceSet:
     return SliceSet(**{k: v[order] for k, v in arrays.items()})
 
 
+def split_names(builder) -> list[str]:
+    """The splits a built dataset holds, in ``layout.ALL_SPLITS`` order."""
+    return [split for split in ALL_SPLITS if split in builder.info.splits]
+
+
+def read_splits(builder) -> dict[str, SliceSet]:
+    """Every split of a built dataset."""
+    return {split: read_split(builder, split) for split in split_names(builder)}
+
+
 def load(size: str = "64", data_dir: str | Path | None = None,
          brats_dir: str | Path | None = None, **sim_kwargs) -> dict[str, SliceSet]:
-    """Both splits of the dataset: its export if there is one, else built (once) with TFDS."""
+    """Every split of the dataset (train and holdout; validation from version 3 on):
+    its export if there is one, else built (once) with TFDS."""
     export = dataset_dir(size, data_dir, brats_dir, **sim_kwargs) / EXPORT_NAME
     if export.is_file():
         return read_export(export)
@@ -139,7 +185,7 @@ def load(size: str = "64", data_dir: str | Path | None = None,
             f"DIR here") from None
     builder = get_builder(size, data_dir, brats_dir, **sim_kwargs)
     prepare(builder, brats_dir)
-    return {split: read_split(builder, split) for split in SPLITS}
+    return read_splits(builder)
 
 
 def folder_for(cfg) -> Path:
@@ -149,5 +195,5 @@ def folder_for(cfg) -> Path:
 
 
 def load_for(cfg) -> dict[str, SliceSet]:
-    """Both splits of the dataset a sweep config trains and evaluates on (built on first use)."""
+    """Every split of the dataset a sweep config trains and evaluates on (built on first use)."""
     return load(cfg.size, cfg.data_dir, cfg.brats_dir, **cfg.simulator_kwargs)

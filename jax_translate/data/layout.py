@@ -1,4 +1,5 @@
-"""Where each dataset lives: its TFDS name, version and folder, found without TFDS.
+"""Where each dataset lives (its TFDS name, version and folder, found without TFDS)
+and what each version holds (:data:`DATASETS`).
 
 The builders (:mod:`builders`, which import TFDS) and the readers
 (:mod:`dataset`, which do not need it) both take names and folders from here.
@@ -6,24 +7,59 @@ The builders (:mod:`builders`, which import TFDS) and the readers
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 from jax_translate.errors import UsageError
-from jax_translate.images import SIZES
+from jax_translate.images import MODALITIES, SIZES
 
 DATA_DIR_ENV = "JAX_TRANSLATE_DATA_DIR"
-SPLITS = ("train", "holdout")
+SPLITS = ("train", "holdout")  # every dataset's
+# Where learning rates, step counts, the quality gate and the classifier's threshold
+# are chosen, so that the holdout is read once, for the numbers reported.
+VALIDATION = "validation"
+# Every split a SliceSet export may hold, in order.
+ALL_SPLITS = (*SPLITS, VALIDATION)
 # Both splits as plain numpy arrays, in the dataset's TFDS folder: what a machine
 # without tensorflow-datasets (e.g. a GPU image) reads (`jax-translate data --export`).
 EXPORT_NAME = "splits.npz"
-BUILDER_VERSION = "1.0.0"  # builders.RealBrats.VERSION
 
 
-def simulated_version(simulator_version: int) -> str:
-    """The TFDS version of the simulated dataset made by this simulator version
-    (builders.SIMULATED_BUILDERS: 2.0.0, the default, and 1.0.0, still buildable)."""
-    return f"{simulator_version}.0.0"
+@dataclasses.dataclass(frozen=True)
+class DatasetVersion:
+    """What a dataset version holds (a config's ``simulator_version`` names one)."""
+
+    simulator: int                 # data/simulator.py VERSIONS: how its patients are rendered
+    modalities: tuple[str, ...]    # the images stored per slice
+    splits: tuple[str, ...]
+    real_brats: str                # the RealBrats builder version of the same layout
+
+
+# The simulated dataset's TFDS version is f"{version}.0.0". Version 3 renders its
+# patients as version 2 does (patients 0-29 train, 30-49 holdout: their Flair and
+# T1 bit-identical to 2.0.0's) and keeps the T2 and T1c the simulator always made,
+# plus a validation split of further patients (50-59 for 50 patients).
+DATASETS = {
+    1: DatasetVersion(1, ("flair", "t1"), SPLITS, "1.0.0"),
+    2: DatasetVersion(2, ("flair", "t1"), SPLITS, "1.0.0"),
+    3: DatasetVersion(2, MODALITIES, ALL_SPLITS, "2.0.0"),
+}
+LATEST_VERSION = 3
+# Validation patients per train-and-holdout patient (10 for 50); at least one.
+VALIDATION_SHARE = 0.2
+
+
+def validation_patients(n_patients: int) -> int:
+    """How many patients a version-3 dataset of ``n_patients`` (train and holdout)
+    adds as its validation split; their ids follow the holdout's."""
+    return max(1, round(VALIDATION_SHARE * n_patients))
+
+
+def simulated_version(version: int) -> str:
+    """The TFDS version of the simulated dataset of this dataset version
+    (builders.SIMULATED_BUILDERS: 3.0.0, the default; 2.0.0 and 1.0.0, still buildable)."""
+    return f"{version}.0.0"
 
 
 def default_data_dir() -> Path:
@@ -52,18 +88,17 @@ def dataset_dir(size: str = "64", data_dir: str | Path | None = None,
     It also holds the classifier cache and the split export.
     """
     root = (Path(data_dir) if data_dir else default_data_dir()).expanduser().resolve()
+    info = DATASETS[dataset_version(version)]
     if brats_dir is not None:
-        return root / "real_brats" / check_size(size) / BUILDER_VERSION
+        return root / "real_brats" / check_size(size) / info.real_brats
     name = simulated_config_name(check_size(size), **sim_kwargs)
-    return root / "simulated_brats" / name / simulated_version(simulator_version(version))
+    return root / "simulated_brats" / name / simulated_version(dataset_version(version))
 
 
-def simulator_version(version: int | None) -> int:
-    """``version``, or the latest if None; refused if the simulator has no such version."""
-    from jax_translate.data import simulator  # numpy and scipy only
-
-    version = simulator.LATEST_VERSION if version is None else version
-    if version not in simulator.VERSIONS:
-        raise UsageError(f"unknown simulator version {version!r}; choose one of "
-                         f"{', '.join(map(str, sorted(simulator.VERSIONS)))}")
+def dataset_version(version: int | None) -> int:
+    """``version``, or the latest if None; refused if there is no such dataset version."""
+    version = LATEST_VERSION if version is None else version
+    if version not in DATASETS:
+        raise UsageError(f"unknown simulator version {version!r} (the dataset's version); "
+                         f"choose one of {', '.join(map(str, sorted(DATASETS)))}")
     return version

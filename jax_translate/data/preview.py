@@ -1,4 +1,5 @@
-"""A picture of the dataset: Flair, T1 and tumor mask of healthy and tumor slices."""
+"""A picture of the dataset: every modality it holds and the tumor mask of healthy and
+tumor slices."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from jax_translate.data.dataset import SliceSet
 from jax_translate.data.slices import HEALTHY, TUMOR
+from jax_translate.images import MODALITY_NAMES
 
 
 def pick_examples(slices: SliceSet, per_label: int = 3, seed: int = 0) -> np.ndarray:
@@ -38,9 +40,10 @@ def save_preview(slices: SliceSet, out: Path, per_label: int = 3) -> Path:
     import matplotlib.pyplot as plt
 
     index = pick_examples(slices, per_label)
-    columns = (("Flair (source)", slices.flair), ("T1 (target)", slices.t1),
-               ("tumor mask", slices.tumor_mask))
-    fig, axes = plt.subplots(len(index), 3, figsize=(6, 2.1 * len(index)), squeeze=False)
+    columns = [(MODALITY_NAMES[m], slices.image(m)) for m in slices.modalities]
+    columns.append(("tumor mask", slices.tumor_mask))
+    fig, axes = plt.subplots(len(index), len(columns), figsize=(2 * len(columns), 2.1 * len(index)),
+                             squeeze=False)
     for row, i in enumerate(index):
         for col, (title, images) in enumerate(columns):
             ax = axes[row, col]

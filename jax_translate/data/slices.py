@@ -40,13 +40,13 @@ def tumor_label(tumor_mask: np.ndarray, brain_mask: np.ndarray) -> int:
 
 def volume_examples(
     patient_id: int,
-    flair: np.ndarray,
-    t1: np.ndarray,
+    images: dict[str, np.ndarray],
     tumor: np.ndarray,
     brain: np.ndarray,
 ) -> Iterator[tuple[str, dict]]:
     """Yields ``(key, example)`` for every kept axial slice of one volume.
 
+    ``images`` maps each stored modality ("flair", "t1", ...) to its volume.
     All arrays are (Z, H, W); images already scaled to [0, 1]. The key is
     unique across the dataset so TFDS can shard and deduplicate.
     """
@@ -54,8 +54,7 @@ def volume_examples(
         if not keep_slice(brain[z]):
             continue
         yield f"{patient_id:04d}_{z:04d}", {
-            "flair": np.asarray(flair[z], np.float32),
-            "t1": np.asarray(t1[z], np.float32),
+            **{name: np.asarray(volume[z], np.float32) for name, volume in images.items()},
             "tumor_mask": np.asarray(tumor[z] > 0, np.uint8),
             "brain_mask": np.asarray(brain[z] > 0, np.uint8),
             "label": tumor_label(tumor[z], brain[z]),

@@ -1,19 +1,21 @@
-"""How much of T1 does a dataset's Flair hold? The information ceiling of a dataset.
+"""How much of the target does a dataset's source hold? The information ceiling of a
+dataset and a (source, target) pair of its modalities (Flair -> T1 by default).
 
 A translator maps Flair to T1. If a voxel's T1 is not a function of the Flair
 around it (two tissue mixtures with one Flair value and different T1s), no
 translator can render it, however well trained, and a fidelity gate set above
-that level cannot be passed. So every dataset gets a *ceiling*: the fidelity r
-of the best paired map from a k x k Flair patch to the T1 pixel at its centre,
-fitted on the training split and scored as the gate scores a translator
-(`quality.pearson_in_brain`, mean over healthy holdout slices).
+that level cannot be passed. So every dataset and pair gets a *ceiling*: the
+fidelity r of the best paired map from a k x k source patch to the target pixel
+at its centre, fitted on the training split and scored as the gate scores a
+translator (`quality.pearson_in_brain`, mean over healthy holdout slices).
 
 The map is a random-feature regression (random ReLU features of the
 standardised patch plus the patch itself, ridge least squares): a universal
 approximator that fits in seconds on a CPU, so the ceiling is a lower bound
 of what a perfectly trained local translator could reach. Next to it:
 
-- the floor, Flair itself used as T1 (no translation at all);
+- the floor, the source itself used as the target (no translation at all;
+  1 for the identity task, e.g. Flair -> Flair);
 - a quadratic map of the same patch (squares and the centre's cube: the
   estimator of issue 22's first measurement, for comparison: it misses mixtures that a nonlinear map sorts
   out, so it underestimates the ceiling).
@@ -28,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_translate.evaluation.quality import pearson_in_brain
+from jax_translate.images import MODALITY_NAMES
 from jax_translate.io_utils import atomic_write_json
 
 PATCH = 3  # the patch the ceiling is stated for
@@ -41,18 +44,21 @@ RIDGE = 1e-3
 
 @dataclasses.dataclass(frozen=True)
 class Ceiling:
-    patch: int             # k of the k x k Flair patch
+    patch: int             # k of the k x k source patch
     local_map_r: float     # r of the random-feature map of the patch: the ceiling
     quadratic_r: float     # r of a quadratic map of the same patch
-    flair_r: float         # r of Flair itself: the floor
+    source_r: float        # r of the source itself: the floor
     holdout_slices: int    # healthy holdout slices scored
     train_pixels: int      # brain pixels fitted
+    source: str = "flair"
+    target: str = "t1"
 
     def line(self) -> str:
+        source, target = MODALITY_NAMES[self.source], MODALITY_NAMES[self.target]
         return (f"information ceiling: r {self.local_map_r:.3f} (best paired map of a "
-                f"{self.patch}x{self.patch} Flair patch; quadratic {self.quadratic_r:.3f}), "
-                f"floor r {self.flair_r:.3f} (Flair as T1), {self.holdout_slices} healthy "
-                "holdout slices")
+                f"{self.patch}x{self.patch} {source} patch; quadratic {self.quadratic_r:.3f}), "
+                f"floor r {self.source_r:.3f} ({source} as {target}), {self.holdout_slices} "
+                "healthy holdout slices")
 
 
 def _patches(images: np.ndarray, k: int) -> np.ndarray:
@@ -94,45 +100,61 @@ def _predict(featurize, weights, flair: np.ndarray, k: int, chunk: int = 16) -> 
     return out
 
 
-def information_ceiling(train, holdout, patch: int = PATCH, seed: int = 0) -> Ceiling:
-    """The ceiling of a dataset from its two splits (`dataset.SliceSet`s)."""
+def information_ceiling(train, holdout, patch: int = PATCH, seed: int = 0,
+                        source: str = "flair", target: str = "t1") -> Ceiling:
+    """The ceiling of ``source`` -> ``target`` from a dataset's two splits
+    (`dataset.SliceSet`s)."""
     rng = np.random.default_rng(seed)
     brain = train.brain_mask > 0
-    x = _patches(train.flair, patch)[brain]
-    y = train.t1[brain]
+    x = _patches(train.image(source), patch)[brain]
+    y = train.image(target)[brain]
     if len(x) > MAX_TRAIN_PIXELS:
         keep = rng.choice(len(x), MAX_TRAIN_PIXELS, replace=False)
         x, y = x[keep], y[keep]
     healthy = np.flatnonzero(holdout.label == 0)[:MAX_HOLDOUT_SLICES]
     if len(healthy) == 0:
         raise ValueError("the holdout split has no healthy slice to score a ceiling on")
-    flair, t1, mask = holdout.flair[healthy], holdout.t1[healthy], holdout.brain_mask[healthy]
-    score = lambda image: float(np.nanmean(pearson_in_brain(image, t1, mask)))  # noqa: E731
+    inputs = holdout.image(source)[healthy]
+    real, mask = holdout.image(target)[healthy], holdout.brain_mask[healthy]
+    score = lambda image: float(np.nanmean(pearson_in_brain(image, real, mask)))  # noqa: E731
 
     featurize = _RandomFeatures(patch, N_FEATURES, x, rng)
-    local = _predict(featurize, _ridge(featurize(x), y, RIDGE), flair, patch)
-    quadratic = _predict(_quadratic, _ridge(_quadratic(x), y, 1e-9), flair, patch)
+    local = _predict(featurize, _ridge(featurize(x), y, RIDGE), inputs, patch)
+    quadratic = _predict(_quadratic, _ridge(_quadratic(x), y, 1e-9), inputs, patch)
     return Ceiling(patch=patch, local_map_r=score(local), quadratic_r=score(quadratic),
-                   flair_r=score(flair), holdout_slices=len(healthy), train_pixels=len(x))
+                   source_r=score(inputs), holdout_slices=len(healthy), train_pixels=len(x),
+                   source=source, target=target)
 
 
-CEILING_FILE = "ceiling.json"  # in the dataset's folder, next to its records
+CEILING_FILE = "ceiling.json"  # Flair -> T1's, in the dataset's folder, next to its records
 
 
-def recorded(folder: Path, splits: dict, patch: int = PATCH) -> tuple[Ceiling, bool]:
-    """The ceiling recorded with a dataset, measured (and recorded) on first use.
+def ceiling_file(source: str = "flair", target: str = "t1") -> str:
+    """The record of a pair; Flair -> T1's keeps the name it had before pairs existed."""
+    paper = (source, target) == ("flair", "t1")
+    return CEILING_FILE if paper else f"ceiling_{source}_{target}.json"
+
+
+def recorded(folder: Path, splits: dict, patch: int = PATCH, source: str = "flair",
+             target: str = "t1") -> tuple[Ceiling, bool]:
+    """The ceiling of ``source`` -> ``target`` recorded with a dataset, measured (and
+    recorded) on first use.
 
     Returns (ceiling, measured_now). A record that cannot be read, or that is
-    of another patch or layout, is measured again and replaced: it is derived
-    from the dataset, so nothing is lost.
+    of another patch, pair or layout, is measured again and replaced: it is
+    derived from the dataset, so nothing is lost.
     """
-    path = Path(folder) / CEILING_FILE
+    path = Path(folder) / ceiling_file(source, target)
     try:
-        found = Ceiling(**json.loads(path.read_text()))
-        if found.patch == patch:
+        raw = json.loads(path.read_text())
+        if "flair_r" in raw:  # written before pairs existed: Flair -> T1's floor
+            raw["source_r"] = raw.pop("flair_r")
+        found = Ceiling(**raw)
+        if (found.patch, found.source, found.target) == (patch, source, target):
             return found, False
     except (OSError, ValueError, TypeError):
         pass
-    ceiling = information_ceiling(splits["train"], splits["holdout"], patch)
+    ceiling = information_ceiling(splits["train"], splits["holdout"], patch, source=source,
+                                  target=target)
     atomic_write_json(path, dataclasses.asdict(ceiling))
     return ceiling, True

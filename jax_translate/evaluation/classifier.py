@@ -1,18 +1,23 @@
-"""The tumor classifier that judges translated images, trained once per dataset.
+"""The tumor classifier that judges translated images, trained once per dataset and modality.
 
 It applies the dataset's own label rule to a *predicted* tumor mask: a small
-fully-convolutional network segments tumor tissue in a T1 slice, and the
-slice is called *tumor* when the predicted tumor area exceeds
-``MIN_TUMOR_FRACTION`` (1%) of the brain, exactly how the ground-truth labels
-were made. A global tumor/healthy CNN trained on the same slices reached only
-~93-96% on holdout patients here (it must guess the area implicitly); the
-segmenting classifier makes the decision the rule makes.
+fully-convolutional network segments tumor tissue in a slice of the target
+modality, and the slice is called *tumor* when the predicted tumor area
+exceeds ``MIN_TUMOR_FRACTION`` (1%) of the brain, exactly how the
+ground-truth labels were made. The brain is the slice's own brain mask (for a
+translation, its source slice's): a threshold of the judged image would let
+its background intensity move the rule. A global tumor/healthy CNN trained on
+the same slices reached only ~93-96% on holdout patients here (it must guess
+the area implicitly); the segmenting classifier makes the decision the rule
+makes.
 
-It is trained on *real* T1 slices of the training split only
-(:mod:`jax_translate.training.segmenter`, which also trains cyclegan-cc's
-segmenters), cached next to the dataset so every
-run of every method is judged by the same classifier, and stored with its
-accuracy, sensitivity and specificity on real holdout T1.
+It is trained on *real* slices of the modality it judges (a run's
+``target``), of the training split only (:mod:`jax_translate.training.segmenter`,
+which also trains cyclegan-cc's segmenters), and cached next to the dataset
+per modality and :class:`ClassifierConfig`, so every run of every method is
+judged by the same classifier, with its accuracy, sensitivity and specificity
+on the real holdout slices. Which config judges a run is a function of the
+run's own config (:func:`config_for`), whichever command evaluates it.
 """
 
 from __future__ import annotations
@@ -27,16 +32,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_translate.config import SweepConfig
 from jax_translate.data.dataset import SliceSet
 from jax_translate.data.slices import MIN_TUMOR_FRACTION
+from jax_translate.errors import UsageError
+from jax_translate.images import MODALITY_NAMES
 from jax_translate.io_utils import atomic_write_json
 from jax_translate.models.segmenter import TumorSegmenter
+from jax_translate.presets import PRESETS
 from jax_translate.training import segmenter
 # The evaluator's config is the segmenter's training config (its label rule has none).
 from jax_translate.training.segmenter import SegmenterConfig as ClassifierConfig
 
-# Brain pixels of an image: skull-stripped T1 is 0 outside the brain and
-# > 0.15 inside (CSF is its darkest tissue), translated images alike.
+# Brain pixels of an image when no brain mask is given (the fallback of
+# :func:`brain_areas`): skull-stripped T1 is 0 outside the brain and > 0.15
+# inside (CSF is its darkest tissue). A translation's background need not be 0,
+# so evaluation passes the source slices' masks instead.
 BRAIN_THRESHOLD = 0.05
 # The segmenter's loss up-weights tumor pixels (segmenter.POS_WEIGHT), which
 # biases its areas: the logit threshold is calibrated on the training slices.
@@ -44,18 +55,24 @@ LOGIT_GRID = np.linspace(-3.0, 3.0, 61)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _areas(width: int, params, images, thresholds):
-    """(tumor area at each logit threshold (N, T), brain area (N,)) in pixels."""
+def _tumor_areas(width: int, params, images, thresholds):
+    """(N, T) segmented tumor area in pixels at each logit threshold."""
     logits = TumorSegmenter(width).apply({"params": params}, images)
     # each coarse cell is 2x2 pixels
-    tumor = 4.0 * jnp.sum(logits[..., None] > thresholds, axis=(1, 2))
-    brain = jnp.sum(images[..., 0] > BRAIN_THRESHOLD, axis=(1, 2))
-    return tumor, jnp.maximum(brain, 1)
+    return 4.0 * jnp.sum(logits[..., None] > thresholds, axis=(1, 2))
 
 
-def tumor_fractions(params, images: np.ndarray, thresholds, width: int = 16,
-                    chunk: int = 256) -> np.ndarray:
-    """(N, T) predicted tumor pixels / brain pixels at each logit threshold."""
+def brain_areas(images: np.ndarray, brain_mask: np.ndarray | None = None) -> np.ndarray:
+    """(N,) brain pixels per slice (>= 1): the mask's, or without one the pixels
+    of the image above ``BRAIN_THRESHOLD`` (which a bright background inflates)."""
+    brain = (np.asarray(images) > BRAIN_THRESHOLD) if brain_mask is None else (
+        np.asarray(brain_mask) > 0)
+    return np.maximum(brain.reshape(len(brain), -1).sum(1), 1)
+
+
+def tumor_areas(params, images: np.ndarray, thresholds, width: int = 16,
+                chunk: int = 256) -> np.ndarray:
+    """(N, T) segmented tumor pixels of (N, H, W) images in [0, 1] at each logit threshold."""
     images = np.asarray(images, np.float32)
     thresholds = jnp.atleast_1d(jnp.asarray(thresholds, jnp.float32))
     out = []
@@ -66,28 +83,41 @@ def tumor_fractions(params, images: np.ndarray, thresholds, width: int = 16,
         padded = np.zeros((min(chunk, 1 << (len(part) - 1).bit_length()), *part.shape[1:]),
                           np.float32)
         padded[:len(part)] = part
-        tumor, brain = _areas(width, params, jnp.asarray(padded[..., None]), thresholds)
-        out.append(np.asarray(tumor)[:len(part)] / np.asarray(brain)[:len(part), None])
+        tumor = _tumor_areas(width, params, jnp.asarray(padded[..., None]), thresholds)
+        out.append(np.asarray(tumor)[:len(part)])
     return np.concatenate(out) if out else np.zeros((0, len(thresholds)))
 
 
-def calibrate(params, train: SliceSet, width: int = 16) -> float:
+def tumor_fractions(params, images: np.ndarray, thresholds, width: int = 16,
+                    chunk: int = 256, brain_mask: np.ndarray | None = None) -> np.ndarray:
+    """(N, T) predicted tumor pixels / brain pixels (:func:`brain_areas`) at each
+    logit threshold."""
+    areas = tumor_areas(params, images, thresholds, width, chunk)
+    return areas / brain_areas(images, brain_mask)[:, None]
+
+
+def calibrate(params, train: SliceSet, width: int = 16, modality: str = "t1") -> float:
     """The logit threshold at which predicted tumor areas match the true ones
-    (median ratio 1) on training slices with a clear tumor (> 2% of the brain)."""
+    (median ratio 1) on training slices of ``modality`` with a clear tumor (> 2% of
+    the brain)."""
     brain = train.brain_mask.reshape(len(train), -1).sum(1)
     true = train.tumor_mask.reshape(len(train), -1).sum(1) / np.maximum(brain, 1)
     clear = true > 2 * MIN_TUMOR_FRACTION
     if not clear.any():
         return 0.0
-    fractions = tumor_fractions(params, train.t1[clear], LOGIT_GRID, width)
+    fractions = tumor_fractions(params, train.image(modality)[clear], LOGIT_GRID, width,
+                                brain_mask=train.brain_mask[clear])
     ratio = np.median(fractions / true[clear][:, None], axis=0)
     return float(LOGIT_GRID[np.argmin(np.abs(np.log(np.maximum(ratio, 1e-6))))])
 
 
-def predict_tumor(params, images: np.ndarray, threshold: float, width: int = 16) -> np.ndarray:
+def predict_tumor(params, images: np.ndarray, threshold: float, width: int = 16,
+                  brain_mask: np.ndarray | None = None) -> np.ndarray:
     """Boolean tumor predictions for (N, H, W) images in [0, 1]: the label rule
-    applied to the predicted mask."""
-    return tumor_fractions(params, images, threshold, width)[:, 0] > MIN_TUMOR_FRACTION
+    applied to the predicted mask, over the slices' ``brain_mask`` (see
+    :func:`brain_areas` for None)."""
+    fractions = tumor_fractions(params, images, threshold, width, brain_mask=brain_mask)
+    return fractions[:, 0] > MIN_TUMOR_FRACTION
 
 
 def scores(pred: np.ndarray, labels: np.ndarray) -> dict:
@@ -102,42 +132,85 @@ def scores(pred: np.ndarray, labels: np.ndarray) -> dict:
 class CachedClassifier:
     params: dict
     cfg: ClassifierConfig
-    metrics: dict    # accuracy, sensitivity, specificity on real T1 holdout slices
+    metrics: dict    # accuracy, sensitivity, specificity on real holdout slices; modality
     threshold: float  # calibrated logit threshold of the segmenter
+    modality: str = "t1"  # what it was trained on and judges
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        return predict_tumor(self.params, images, self.threshold, self.cfg.width)
+    def predict(self, images: np.ndarray, brain_mask: np.ndarray | None = None) -> np.ndarray:
+        """Tumor or not, per image; ``brain_mask``: the images' (their source slices')."""
+        return predict_tumor(self.params, images, self.threshold, self.cfg.width, brain_mask)
 
     def tumor_pixels(self, images: np.ndarray) -> np.ndarray:
         """(N,) pixels segmented as tumor at the calibrated threshold."""
-        fractions = tumor_fractions(self.params, images, self.threshold, self.cfg.width)[:, 0]
-        brain = np.maximum((np.asarray(images) > BRAIN_THRESHOLD).sum(axis=(1, 2)), 1)
-        return np.rint(fractions * brain)
+        return tumor_areas(self.params, images, self.threshold, self.cfg.width)[:, 0]
+
+
+def config_for(cfg: SweepConfig) -> ClassifierConfig:
+    """The classifier that judges runs of ``cfg``: its preset's ``classifier_steps``.
+
+    Derived from the run's config alone, so ``evaluate`` and ``reproduce`` of
+    one run pick the same cached classifier.
+    """
+    return ClassifierConfig(steps=PRESETS[cfg.preset].get("classifier_steps",
+                                                          ClassifierConfig.steps))
+
+
+def check_experiment_steps(settings: dict, preset: str) -> None:
+    """Refuses a ``classifier_steps`` other than ``preset``'s: ``evaluate`` could not
+    know it, and would judge the same runs by another classifier."""
+    preset_steps = PRESETS[preset].get("classifier_steps", ClassifierConfig.steps)
+    steps = settings.get("classifier_steps", preset_steps)
+    if steps != preset_steps:
+        raise UsageError(f"classifier_steps {steps}: a run is judged by its preset's "
+                         f"classifier ({preset_steps} steps for {preset}), whichever command "
+                         "evaluates it; drop classifier_steps from the config")
+
+
+def cache_name(cfg: ClassifierConfig, modality: str) -> str:
+    """The cache subfolder of a classifier config and modality. T1's has no prefix:
+    the folders cached before modalities existed stay valid."""
+    name = (f"v{cfg.version}_w{cfg.width}_steps{cfg.steps}_b{cfg.batch_size}"
+            f"_lr{cfg.learning_rate:g}_seed{cfg.seed}")
+    return name if modality == "t1" else f"{modality}_{name}"
+
+
+def classifier_line(metrics: dict) -> str:
+    """``classifier on real T1 holdout: accuracy ...`` for logs."""
+    name = MODALITY_NAMES[metrics.get("modality", "t1")]
+    return (f"classifier on real {name} holdout: accuracy {metrics['accuracy']:.3f}, "
+            f"sensitivity {metrics['sensitivity']:.3f}, specificity {metrics['specificity']:.3f}")
 
 
 def load_or_train(cache_dir: Path, splits: dict[str, SliceSet],
-                  cfg: ClassifierConfig = ClassifierConfig(), progress: bool = True
-                  ) -> CachedClassifier:
-    """The classifier cached under ``cache_dir``, training and saving it if absent.
+                  cfg: ClassifierConfig = ClassifierConfig(), progress: bool = True,
+                  modality: str = "t1") -> CachedClassifier:
+    """The classifier of ``modality`` cached under ``cache_dir``, training and saving it
+    if absent.
 
-    Each classifier config gets its own subfolder, so changing it never
-    reuses a classifier trained differently.
+    Each classifier config and modality gets its own subfolder, so changing
+    either never reuses a classifier trained differently.
     """
-    cache_dir = Path(cache_dir) / (f"v{cfg.version}_w{cfg.width}_steps{cfg.steps}"
-                                   f"_b{cfg.batch_size}_lr{cfg.learning_rate:g}_seed{cfg.seed}")
+    cache_dir = Path(cache_dir) / cache_name(cfg, modality)
     params_path, meta_path = cache_dir / "params.msgpack", cache_dir / "classifier.json"
+    train, holdout = splits["train"], splits["holdout"]
+    train_images = train.image(modality)  # a clear error if the dataset lacks it
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        params = segmenter.load_params(params_path, cfg.width, splits["train"].t1.shape[1:])
+        params = segmenter.load_params(params_path, cfg.width, train_images.shape[1:])
         if meta.get("config") == dataclasses.asdict(cfg) and params is not None:
-            return CachedClassifier(params, cfg, meta["holdout_real_t1"], meta["threshold"])
+            # "holdout_real_t1": caches written before other modalities existed
+            metrics = meta.get("holdout_real", meta.get("holdout_real_t1"))
+            return CachedClassifier(params, cfg, {**metrics, "modality": modality},
+                                    meta["threshold"], modality)
     t0 = time.perf_counter()
-    params = segmenter.train_segmenter(splits["train"], cfg, progress, desc="classifier")
-    threshold = calibrate(params, splits["train"], cfg.width)
-    holdout = splits["holdout"]
-    metrics = scores(predict_tumor(params, holdout.t1, threshold, cfg.width), holdout.label)
+    params = segmenter.train_segmenter(train, cfg, progress, modality=modality,
+                                       desc="classifier")
+    threshold = calibrate(params, train, cfg.width, modality)
+    metrics = scores(predict_tumor(params, holdout.image(modality), threshold, cfg.width,
+                                   holdout.brain_mask), holdout.label)
     metrics["train_seconds"] = time.perf_counter() - t0
+    metrics["modality"] = modality
     segmenter.save_params(params_path, params)
     atomic_write_json(meta_path, {"config": dataclasses.asdict(cfg), "threshold": threshold,
-                                  "holdout_real_t1": metrics})
-    return CachedClassifier(params, cfg, metrics, threshold)
+                                  "modality": modality, "holdout_real": metrics})
+    return CachedClassifier(params, cfg, metrics, threshold, modality)

@@ -14,6 +14,7 @@ import numpy as np
 from jax_translate.catalog import SPECS
 from jax_translate.data.dataset import SliceSet
 from jax_translate.evaluation import metrics, quality, results
+from jax_translate.images import MODALITY_NAMES
 
 # ../shared/PAPER.md: fraction predicted tumor in the authors' notebooks, by target
 # tumor % 0, 10, ..., 100 (their classifier: 75-82% accurate on real T1).
@@ -245,14 +246,17 @@ def example_indices(test: SliceSet, per_label: int = 2) -> np.ndarray:
 
 
 def example_grid(translated: np.ndarray, test: SliceSet, members: list[tuple[float, int]],
-                 method: str, out: Path, per_label: int = 2, seed: int | None = None) -> Path:
-    return _write(example_figure(translated, test, members, method, per_label, seed), out)
+                 method: str, out: Path, per_label: int = 2, seed: int | None = None,
+                 source: str = "flair", target: str = "t1") -> Path:
+    return _write(example_figure(translated, test, members, method, per_label, seed,
+                                 source, target), out)
 
 
 def example_figure(translated: np.ndarray, test: SliceSet, members: list[tuple[float, int]],
-                   method: str, per_label: int = 2, seed: int | None = None):
-    """Rows: holdout tumor and healthy slices. Columns: source, real target, and
-    the translation at each ratio (the first seed)."""
+                   method: str, per_label: int = 2, seed: int | None = None,
+                   source: str = "flair", target: str = "t1"):
+    """Rows: holdout tumor and healthy slices. Columns: source, real target (modalities
+    ``source`` and ``target``), and the translation at each ratio (the first seed)."""
     plt = _pyplot()
     seed = members[0].seed if seed is None else seed
     cols = [(i, m.target_tumor_ratio) for i, m in enumerate(members) if m.seed == seed]
@@ -261,8 +265,10 @@ def example_figure(translated: np.ndarray, test: SliceSet, members: list[tuple[f
     fig, axes = plt.subplots(len(index), n_cols, figsize=(1.25 * n_cols, 1.35 * len(index) + 0.4),
                              squeeze=False)
     for row, i in enumerate(index):
-        images = [test.flair[i], test.t1[i]] + [translated[m, i] for m, _ in cols]
-        titles = ["Flair", "real T1"] + [f"{100 * r:g}%" for _, r in cols]
+        images = [test.image(source)[i], test.image(target)[i]] + [translated[m, i]
+                                                                   for m, _ in cols]
+        titles = [MODALITY_NAMES[source], f"real {MODALITY_NAMES[target]}"] + [
+            f"{100 * r:g}%" for _, r in cols]
         for col, (image, title) in enumerate(zip(images, titles)):
             ax = axes[row, col]
             ax.imshow(image, cmap="gray", vmin=0, vmax=1)

@@ -44,7 +44,7 @@ class ResultRow(TypedDict):
     mae: float
     psnr: float
     ssim: float
-    lesion_score: float        # metrics.lesion_score: lesion contrast kept, vs the real T1
+    lesion_score: float        # metrics.lesion_score: lesion contrast kept, vs real target
     fidelity_r: float          # quality.pearson_in_brain, mean over the images
     fidelity_ssim: float
     quality: str               # quality.quality_verdict of the member's healthy row
@@ -86,7 +86,7 @@ def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test
         counts = metrics.flip_counts(pred[m], test.label)
         for label_value, name in enumerate(LABELS):
             sel = test.label == label_value
-            x, y = translated[m][sel], test.t1[sel]
+            x, y = translated[m][sel], test.image(cfg.target)[sel]
             n, k = counts[name]["n_images"], counts[name]["n_pred_tumor"]
             low, high = metrics.wilson_interval(k, n) if n else (np.nan, np.nan)
             lesion = metrics.lesion_score(x, y, test.label[sel], test.tumor_mask[sel],

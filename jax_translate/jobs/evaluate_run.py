@@ -6,7 +6,8 @@ each file):
 - ``results.csv`` / ``results.json``: one row per (method, target_tumor_ratio,
   seed, source_label) (:class:`~jax_translate.evaluation.results.ResultRow`:
   the classifier's verdicts, pixel and lesion metrics against the real paired
-  T1, fidelity inside the brain and the member's quality verdict);
+  target image (T1 by default), fidelity inside the brain and the member's
+  quality verdict);
 - ``translations.npz``: every member's translated holdout images, with what
   is needed to re-analyse them without rerunning;
 - ``bias_curves.png``, ``examples.png`` and ``losses.png`` (the training losses
@@ -42,12 +43,14 @@ class Evaluation:
 
 def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
                  classifier=None, progress: bool = True,
-                 classifier_cfg: classifier_lib.ClassifierConfig = classifier_lib.ClassifierConfig(),
+                 classifier_cfg: classifier_lib.ClassifierConfig | None = None,
                  parts: Parts = Parts()) -> Evaluation:
     """Evaluates the finished sweep in ``workdir`` and writes its outputs there.
 
-    ``classifier`` defaults to the cached one of ``classifier_cfg`` (trained if
-    absent); ``parts`` are what the sweep was trained with (``train_sweep``'s).
+    ``classifier`` defaults to the cached one of ``classifier_cfg`` for the run's
+    target modality (trained if absent); ``classifier_cfg`` to the run's own
+    (``classifier.config_for``: what ``reproduce`` judges it with). ``parts``
+    are what the sweep was trained with (``train_sweep``'s).
     ``results.csv`` and ``results.json`` are written last, each atomically:
     once both exist, every other output is complete too.
     """
@@ -56,12 +59,15 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     states = folder.restore_final(cfg, parts)  # a damaged checkpoint is refused before any work
     splits = splits if splits is not None else dataset.load_for(cfg)
     if classifier is None:
-        classifier = classifier_lib.load_or_train(classifier_cache_dir(cfg), splits,
-                                                  classifier_cfg, progress=progress)
+        classifier = classifier_lib.load_or_train(
+            classifier_cache_dir(cfg), splits, classifier_cfg or classifier_lib.config_for(cfg),
+            progress=progress, modality=cfg.target)
     method = Method(cfg, parts=parts)
     test = domains.holdout_set(cfg, splits["holdout"])
-    translated = translate_all(method, states.generator, test.flair)
-    pred = np.stack([classifier.predict(t) for t in translated])
+    source, real_target = test.image(cfg.source), test.image(cfg.target)
+    translated = translate_all(method, states.generator, source)
+    # the 1% rule over each source slice's brain mask, whatever a translation's background
+    pred = np.stack([classifier.predict(t, brain_mask=test.brain_mask) for t in translated])
     diverged = np.asarray(states.diverged)
     # pFPR/iFPR need the segmenter's areas; a classifier that only labels leaves them NaN
     tumor_pixels = (np.stack([classifier.tumor_pixels(t) for t in translated])
@@ -72,8 +78,9 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     outputs = folder.outputs()
     tmp = folder.path / ".translations.tmp.npz"
     np.savez_compressed(
-        tmp, translated=translated.astype(np.float16), source=test.flair.astype(np.float16),
-        real_target=test.t1.astype(np.float16), label=test.label, tumor_mask=test.tumor_mask,
+        tmp, translated=translated.astype(np.float16), source=source.astype(np.float16),
+        real_target=real_target.astype(np.float16), source_modality=cfg.source,
+        target_modality=cfg.target, label=test.label, tumor_mask=test.tumor_mask,
         brain_mask=test.brain_mask, patient_id=test.patient_id, slice_index=test.slice_index,
         target_tumor_ratio=np.asarray([m.target_tumor_ratio for m in cfg.members]),
         seed=np.asarray([m.seed for m in cfg.members]),
@@ -81,7 +88,8 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     tmp.replace(outputs["translations"])
     figures.bias_curves(rows, outputs["bias_curves"])
     figures.loss_curves(folder.metrics(cfg), outputs["losses"])
-    figures.example_grid(translated, test, cfg.members, cfg.method, outputs["examples"])
+    figures.example_grid(translated, test, cfg.members, cfg.method, outputs["examples"],
+                         source=cfg.source, target=cfg.target)
     write_eval_scalars(folder, cfg, rows)  # TensorBoard: eval/<metric>/<source label>
     io_utils.atomic_write_text(outputs["results_csv"], results.rows_to_csv(rows))
     io_utils.atomic_write_json(outputs["results_json"], {

@@ -39,7 +39,8 @@ def stand_in_train(cfg) -> SliceSet:
     n = 4 * max(cfg.n_source, cfg.n_target)
     h, w = image_shape(cfg.size)
     zeros = np.zeros((n, h, w), np.float32)
-    return SliceSet(flair=zeros, t1=zeros, tumor_mask=zeros.astype(np.uint8),
+    # every modality, so any source and target have their stand-ins
+    return SliceSet(flair=zeros, t1=zeros, t2=zeros, t1c=zeros, tumor_mask=zeros.astype(np.uint8),
                     brain_mask=np.ones((n, h, w), np.uint8),
                     label=(np.arange(n) % 2).astype(np.int32),
                     patient_id=(np.arange(n) // 2 % 30).astype(np.int32),  # both labels each

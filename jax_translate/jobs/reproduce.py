@@ -40,6 +40,7 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
         experiment = Experiment(experiment, PAPER_METHODS, {})
     preset_name = experiment.preset or default_preset()
     settings = preset_settings(preset_name, **experiment.overrides)
+    classifier_lib.check_experiment_steps(settings, preset_name)  # before anything is written
     t0 = time.perf_counter()
     overrides = {**experiment.overrides, **({"data_dir": data_dir} if data_dir else {})}
     configs = {m: make_config(m, preset_name, **overrides) for m in experiment.methods}
@@ -50,15 +51,15 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
     splits = dataset.load_for(first)
     log(f"data: {len(splits['train'])} train / {len(splits['holdout'])} holdout slices "
         f"({first.size}); preset {preset_name}: {settings.get('notes', '')}")
-    data_ceiling, _ = ceiling_lib.recorded(dataset.folder_for(first), splits)
+    data_ceiling, _ = ceiling_lib.recorded(dataset.folder_for(first), splits,
+                                           source=first.source, target=first.target)
     log(data_ceiling.line())
-    clf_cfg = classifier_lib.ClassifierConfig(
-        steps=settings.get("classifier_steps", classifier_lib.ClassifierConfig.steps))
-    clf = classifier_lib.load_or_train(classifier_cache_dir(first), splits, clf_cfg,
-                                       progress=progress)
-    c = clf.metrics
-    log(f"classifier on real T1 holdout: accuracy {c['accuracy']:.3f}, sensitivity "
-        f"{c['sensitivity']:.3f}, specificity {c['specificity']:.3f}")
+    # The run's own classifier (config_for), the one `jax-translate evaluate` picks too;
+    # every method of the experiment shares the dataset, preset and target.
+    clf = classifier_lib.load_or_train(classifier_cache_dir(first), splits,
+                                       classifier_lib.config_for(first), progress=progress,
+                                       modality=first.target)
+    log(classifier_lib.classifier_line(clf.metrics))
 
     rows, timings = [], {}
     for method, cfg in configs.items():

@@ -25,8 +25,8 @@ from jax_translate.training.methods import Batch
 
 @flax.struct.dataclass
 class SharedData:
-    flair: jnp.ndarray  # (N, H, W, 1) in [-1, 1]
-    t1: jnp.ndarray     # (N, H, W, 1) in [-1, 1]
+    source: jnp.ndarray  # (N, H, W, 1) cfg.source images in the model's range
+    target: jnp.ndarray  # (N, H, W, 1) cfg.target images, the same slices
     label: jnp.ndarray  # (N,) int32
     frozen: dict | None = None  # frozen networks every member's loss uses (cyclegan-cc)
 
@@ -65,13 +65,14 @@ def build_members(cfg: SweepConfig, train: SliceSet, cache_dir=None, segmenters:
     pairs = [domain_builder(cfg, train, m.target_tumor_ratio, m.seed) for m in cfg.members]
     used = np.unique(np.concatenate([np.concatenate(p) for p in pairs]))
     remap = lambda index: np.searchsorted(used, index).astype(np.int32)  # noqa: E731
-    shared = SharedData(flair=jnp.asarray(to_model_range(train.flair[used], cfg.intensity_range)),
-                        t1=jnp.asarray(to_model_range(train.t1[used], cfg.intensity_range)),
+    images = lambda modality: jnp.asarray(  # noqa: E731
+        to_model_range(train.image(modality)[used], cfg.intensity_range))
+    shared = SharedData(source=images(cfg.source), target=images(cfg.target),
                         label=jnp.asarray(train.label[used], jnp.int32))
     if SPECS[cfg.method].lesion_segmenters:
         shared = shared.replace(frozen=lesion.train_segmenters(
-            train, cfg.lesion_segmenter_steps, cache_dir) if segmenters
-            else lesion.segmenter_shapes(train.t1.shape[1:]))
+            train, cfg.lesion_segmenter_steps, cache_dir, cfg.source, cfg.target) if segmenters
+            else lesion.segmenter_shapes(train.brain_mask.shape[1:]))
     members = MemberData(
         source_index=jnp.asarray(np.stack([remap(p[0]) for p in pairs])),
         target_index=jnp.asarray(np.stack([remap(p[1]) for p in pairs])),
@@ -98,6 +99,6 @@ def sample_batch(shared: SharedData, member: MemberData, key: jax.Array, cfg: Sw
         pick = lambda k, index: index[jax.random.randint(k, (batch_size,), 0, index.shape[0])]  # noqa: E731
         target = pick(target_key, member.target_index)
         source = target if cfg.paired else pick(source_key, member.source_index)
-    batch = Batch(source=upsample(shared.flair[source], cfg.upscale),
-                  target=upsample(shared.t1[target], cfg.upscale), frozen=shared.frozen)
+    batch = Batch(source=upsample(shared.source[source], cfg.upscale),
+                  target=upsample(shared.target[target], cfg.upscale), frozen=shared.frozen)
     return batch, target

@@ -1,6 +1,7 @@
 """The translation methods, as pure functions of one member.
 
-Every method has a generator ``ab`` (Flair -> T1, the translator we evaluate);
+Every method has a generator ``ab`` (source -> target, Flair -> T1 by default: the
+translator we evaluate);
 what else it has and how it scores it is its spec (:mod:`jax_translate.catalog`: the paper's
 cyclegan, gan, condgan and l1, and cut, fastcut and cyclegan-cc) and its
 objective (:mod:`objectives`). ``train_step`` is shared: update the
@@ -44,8 +45,8 @@ Params = Any
 
 @flax.struct.dataclass
 class Batch:
-    source: jnp.ndarray  # (B, H, W, 1) Flair in [-1, 1]
-    target: jnp.ndarray  # (B, H, W, 1) T1 in [-1, 1]; the pair of source if paired
+    source: jnp.ndarray  # (B, H, W, 1) source modality (Flair) in [-1, 1]
+    target: jnp.ndarray  # (B, H, W, 1) target modality (T1) in [-1, 1]; source's pair if paired
     frozen: dict | None = None  # frozen networks' params an objective uses (cyclegan-cc)
 
 

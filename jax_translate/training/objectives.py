@@ -81,8 +81,8 @@ def cycle_lesion_consistent(method, generator, batch, translate, judge, hp, keys
     cfg = method.cfg
     scale = dict(intensity_range=cfg.intensity_range, upscale=cfg.upscale)
     metrics["lesion_loss"] = (
-        lesion.lesion_consistency(batch.frozen, batch.source, fake_b, "flair", **scale)
-        + lesion.lesion_consistency(batch.frozen, batch.target, fake_a, "t1", **scale))
+        lesion.lesion_consistency(batch.frozen, batch.source, fake_b, "source", **scale)
+        + lesion.lesion_consistency(batch.frozen, batch.target, fake_a, "target", **scale))
     return loss + cfg.lambda_lesion * metrics["lesion_loss"], metrics, fakes
 
 

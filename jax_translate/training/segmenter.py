@@ -90,10 +90,10 @@ def _balanced_batches(labels: np.ndarray, batch_size: int, steps: int, seed: int
 
 def train_segmenter(train: SliceSet, cfg: SegmenterConfig = SegmenterConfig(),
                     progress: bool = False, modality: str = "t1", desc: str = "segmenter"):
-    """Params of the segmenter trained on the real ``modality`` ("t1" or "flair")
-    slices and tumor masks of ``train``."""
+    """Params of the segmenter trained on the real ``modality`` (any the dataset holds:
+    ``SliceSet.image``) slices and tumor masks of ``train``."""
     model = TumorSegmenter(cfg.width)
-    images = jnp.asarray(getattr(train, modality)[..., None])
+    images = jnp.asarray(train.image(modality)[..., None])
     masks = jnp.asarray(train.tumor_mask[..., None], jnp.float32)
     key = jax.random.PRNGKey(cfg.seed)
     params = jax.jit(model.init)(key, images[:1])["params"]  # eager: ~4x slower, same values
