@@ -1,6 +1,6 @@
 """The method catalog: what each method is, as data, one :class:`MethodSpec` per method.
 
-Part of the vocabulary (README, "Architecture"): it imports nothing of the
+Part of the vocabulary (docs/architecture.md): it imports nothing of the
 package. :class:`~jax_translate.training.methods.Method` and the shared
 ``train_step`` read everything method-specific from here: which generators
 and discriminators exist, whether the target discriminator is conditional,
@@ -94,7 +94,7 @@ SPECS: dict[str, MethodSpec] = {spec.name: spec for spec in (
                summary="LSGAN only; nothing ties output to input; unpaired",
                discriminators=("b",), generator_passes=(("train", 1),),
                discriminator_passes=(("input_grad", 1), ("train", 2))),
-    # Park et al. 2020 (patchnce.py; README "Methods" for the reference's defaults):
+    # Park et al. 2020 (patchnce.py; docs/design_notes.md for the reference's defaults):
     # no image pool, D updated before G, LSGAN.
     MethodSpec("cut", "contrastive", color="tab:cyan",
                nce=NCESettings(lambda_nce=1.0, identity=True),

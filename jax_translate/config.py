@@ -85,7 +85,7 @@ class SweepConfig:
     # Members per value: {field: [values]} of GRID_FIELDS, crossed with ratios and seeds.
     grid: tuple[tuple[str, tuple[float, ...]], ...] = ()
     pool_size: int = 50
-    # The reference code's settings (../shared/PAPER.md); the defaults are ours.
+    # The reference code's settings (docs/paper_protocol.md); the defaults are ours.
     test_dropout: bool = False       # dropout also in evaluation's translations (the reference)
     upscale: int = 1                 # models see images bilinearly upscaled (scale_width: 2)
     intensity_range: tuple[float, float] = (-1.0, 1.0)  # where [0, 1] intensities map

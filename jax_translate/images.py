@@ -1,6 +1,6 @@
 """Image conventions every layer shares: slice sizes, the models' intensity range, resizing.
 
-Part of the vocabulary (README, "Architecture"). Datasets hold (N, H, W)
+Part of the vocabulary (docs/architecture.md). Datasets hold (N, H, W)
 float32 images in [0, 1]; models see (N, H, W, 1) images in the config's
 ``intensity_range`` (inside tanh's [-1, 1]), ``upscale`` times larger.
 """

@@ -52,7 +52,7 @@ PRESETS: dict[str, dict] = {
     "cpu": dict(
         model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=(0.0, 0.5, 1.0), seeds=2,
         steps={"cyclegan": 800, "gan": 500, "condgan": 800, "l1": 2000,
-               # beyond the paper (README "Methods"): cyclegan's budget. Analytic FLOPs per
+               # beyond the paper (docs/design_notes.md): cyclegan's budget. Analytic FLOPs per
                # member-step (training/flops.py): cyclegan 4.3 G, cut <= 2.6 G, fastcut <= 1.7 G,
                # cyclegan-cc ~4.3 G plus, once per run folder, two segmenters of
                # lesion_segmenter_steps (1500) steps each, the evaluator's cost twice
@@ -89,8 +89,8 @@ PRESETS: dict[str, dict] = {
         classifier_steps=1500, member_axis="vmap",
         steps_per_call=50, checkpoint_every=1000, log_every=500,
         notes="64x64, 11 ratios x 3 seeds, thousands of steps: the whole study on one GPU"),
-    # ../shared/PAPER.md: 256x128, ResNet-9 (ngf 64), 11 ratios, 200 epochs, and the
-    # reference code's actual settings (README, "Differences from the paper").
+    # docs/paper_protocol.md: 256x128, ResNet-9 (ngf 64), 11 ratios, 200 epochs, and the
+    # reference code's actual settings (its "Differences from the paper").
     "paper": dict(
         model=dataclasses.replace(MODEL_PRESETS["paper"], upsample="transpose", dropout=0.5),
         test_dropout=True, upscale=2, intensity_range=REFERENCE_INTENSITY_RANGE,

@@ -1,4 +1,4 @@
-"""The reference code's settings (../shared/PAPER.md): each a config field that the paper preset sets."""
+"""The reference code's settings (docs/paper_protocol.md): each a config field that the paper preset sets."""
 
 import dataclasses
 import functools

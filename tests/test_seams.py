@@ -1,4 +1,4 @@
-"""What an experiment hands in instead of patching the library (README, "Architecture")."""
+"""What an experiment hands in instead of patching the library (docs/architecture.md)."""
 
 import jax
 import jax.numpy as jnp

@@ -18,7 +18,7 @@ PAPER = MODEL_PRESETS["paper"]
 
 
 def test_paper_sized_forward_flops_match_the_audit():
-    """../shared/PAPER.md: ResNet-9 at 256x128 56.0 (resize) / 48.7 (transposed), PatchGAN 3.05."""
+    """docs/paper_protocol.md: ResNet-9 at 256x128 56.0 (resize) / 48.7 (transposed), PatchGAN 3.05."""
     assert flops.generator_forward_flops(PAPER, (256, 128)) / 1e9 == pytest.approx(55.98, abs=0.01)
     transposed = dataclasses.replace(PAPER, upsample="transpose")
     assert flops.generator_forward_flops(transposed, (256, 128)) / 1e9 == pytest.approx(48.73, abs=0.01)

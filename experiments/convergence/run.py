@@ -17,9 +17,9 @@ long, so a fixed-length GPU call still ends with every method's early points.
 
 ``--control ROWS.jsonl`` (repeatable, ``RATIO=ROWS.jsonl``; plain ROWS.jsonl is ratio 1)
 adds the control translator's curve beside ours: the rows that
-``../shared/peer/run_peer.py`` printed (the CUT repository's own CycleGAN,
-trained outside this repository on this dataset's export and the same
-domains; its code never enters here). It has r and lesion preservation,
+``experiments/control/run.py`` wrote (``OUT/rows.jsonl``: the CUT repository's own
+CycleGAN, trained on this dataset's export and the same domains; its code
+never enters here). It has r and lesion preservation,
 measured as ours are, and no classifier columns.
 
 On a GPU (issue 15's question: does a bigger network start the game?):
@@ -78,7 +78,7 @@ CONTROL = "control cyclegan"
 
 
 def control_rows(spec: str, test, clf) -> list[dict]:
-    """The control's curve: ``[RATIO=]ROWS.jsonl`` as run_peer.py writes it, with its
+    """The control's curve: ``[RATIO=]ROWS.jsonl`` as experiments/control writes it, with its
     saved translations of the holdout set (``trans_<step>.npz`` beside the rows)
     scored exactly as ours are (`score`)."""
     ratio, _, path = spec.rpartition("=")
@@ -101,7 +101,7 @@ def control_rows(spec: str, test, clf) -> list[dict]:
                      "target_tumor_ratio": float(ratio or 1.0), "wall_s": peer["secs"],
                      **score(translated, test, clf)})
     if not rows:
-        raise SystemExit(f"error: {path} holds no run_peer.py rows")
+        raise SystemExit(f"error: {path} holds no control rows (experiments/control/run.py)")
     return rows
 
 
@@ -186,7 +186,7 @@ def main() -> None:
                         help="per method: no new point after training this long")
     parser.add_argument("--steps-per-call", type=int, default=0, help="0: the backend's default")
     parser.add_argument("--control", action="append", default=[], metavar="[RATIO=]ROWS.jsonl",
-                        help="the control translator's rows (run_peer.py), drawn beside ours")
+                        help="the control translator's rows (experiments/control), drawn beside ours")
     parser.add_argument("--methods-from", type=Path, default=None, metavar="CSV",
                         help="start from this convergence.csv's rows (plot a run again with "
                              "a control, or add methods to it) instead of an empty table")

@@ -182,8 +182,8 @@ def _flip_cell(point: dict | None) -> str:
 
 
 def markdown_table(summaries: list[dict]) -> str:
-    """The README's comparison table, one row per setting; a note under it when an
-    interval rests on too few seeds."""
+    """The comparison table (experiments/methods_comparison/README.md), one row per
+    setting; a note under it when an interval rests on too few seeds."""
     ratios = summaries[0]["ratios"] if summaries else []
     per_ratio = " / ".join(_pct(x).rstrip("%") for x in ratios) + "%"
     top = _pct(max(ratios)) if ratios else "100%"

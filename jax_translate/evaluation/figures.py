@@ -16,7 +16,7 @@ from jax_translate.data.dataset import SliceSet
 from jax_translate.evaluation import metrics, quality, results
 from jax_translate.images import MODALITY_NAMES
 
-# ../shared/PAPER.md: fraction predicted tumor in the authors' notebooks, by target
+# docs/paper_protocol.md: fraction predicted tumor in the authors' notebooks, by target
 # tumor % 0, 10, ..., 100 (their classifier: 75-82% accurate on real T1).
 PAPER_CURVES = {
     "cyclegan": {"healthy": (.27, .27, .43, .35, .36, .34, .44, .45, .44, .51, .53),
