@@ -41,41 +41,31 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jax_translate.config import make_config, parse_grid
+from jax_translate.config import make_config, parse_grid, preset_settings
 from jax_translate.data import dataset, domains
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import metrics, quality
 from jax_translate.jobs.run_folder import RunFolder
 from jax_translate.jobs.sweep import train_sweep
-from jax_translate.model_config import MODEL_PRESETS
 from jax_translate.training import translate
 from jax_translate.training.methods import Method
 
-FIELDS = ("task", "regime", "method", "member", "target_tumor_ratio", "seed", "step",
+FIELDS = ("task", "split", "regime", "method", "member", "target_tumor_ratio", "seed", "step",
           "fidelity_r", "fidelity_ssim", "lesion_score_tumor", "wall_s")
 REFERENCE = "l1"
 
 
-def task_splits(splits: dict, source: str, target: str) -> dict:
-    """The splits with the source modality in the ``flair`` slot and the target's in ``t1``."""
-    def pick(s, name):
-        if not hasattr(s, name):
-            raise UsageError(f"the dataset has no {name!r} images")
-        return getattr(s, name)
-    return {k: dataclasses.replace(s, flair=pick(s, source), t1=pick(s, target))
-            for k, s in splits.items()}
-
-
 def score_members(cfg, states, test) -> list[dict]:
     """Per member: r and SSIM in the brain on healthy sources, lesion kept on tumor ones."""
-    translated = translate.translate_all(Method(cfg), states.generator, test.flair)
+    translated = translate.translate_all(Method(cfg), states.generator, test.image(cfg.source))
+    real = test.image(cfg.target)
     healthy, tumor = test.label == 0, test.label == 1
     out = []
     for m, member in enumerate(cfg.members):
         x = translated[m]
-        r = quality.pearson_in_brain(x[healthy], test.t1[healthy], test.brain_mask[healthy])
-        ssim = quality.ssim_in_brain(x[healthy], test.t1[healthy], test.brain_mask[healthy])
-        lesion = metrics.lesion_score(x[tumor], test.t1[tumor], test.label[tumor],
+        r = quality.pearson_in_brain(x[healthy], real[healthy], test.brain_mask[healthy])
+        ssim = quality.ssim_in_brain(x[healthy], real[healthy], test.brain_mask[healthy])
+        lesion = metrics.lesion_score(x[tumor], real[tumor], test.label[tumor],
                                       test.tumor_mask[tumor], test.brain_mask[tumor])
         out.append({"member": member.name, "target_tumor_ratio": member.target_tumor_ratio,
                     "seed": member.seed, "fidelity_r": float(np.nanmean(r)),
@@ -112,7 +102,7 @@ def train_with_points(cfg, workdir: Path, splits, test, points: int, label: dict
     rows, t0, step = [], time.perf_counter(), 0
     for k in range(1, points + 1):
         target = round(k * cfg.steps / points)
-        key = (label["task"], label["regime"], label["method"], target)
+        key = (label["task"], label["split"], label["regime"], label["method"], target)
         result = train_sweep(cfg, workdir, splits, progress=False, stop_after=target - step)
         step = target
         if key in done:
@@ -161,6 +151,22 @@ def verdicts(rows: list[dict], tolerance: float) -> list[str]:
     return lines
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """Every regime's curve (r at each evaluated step, per seed) beside its L1 reference."""
+    curves = {}
+    for row in rows:
+        key = (row["task"], row["regime"], row["method"], row["member"])
+        curves.setdefault(key, {})[row["step"]] = row["fidelity_r"]
+    lines = ["| task | regime | method | member | r at each evaluated step | final |",
+             "|---|---|---|---|---|---|"]
+    for (task, regime, method, member), curve in curves.items():
+        steps = sorted(curve)
+        points = " / ".join(f"{curve[s]:.2f}" for s in steps)
+        lines.append(f"| {task} | {regime} | {method} | {member} | {points} (steps "
+                     f"{', '.join(f'{s:,}' for s in steps)}) | {curve[steps[-1]]:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/known_answer"))
@@ -177,9 +183,22 @@ def main(argv=None) -> None:
     parser.add_argument("--points", type=int, default=6)
     parser.add_argument("--tolerance", type=float, default=0.03)
     parser.add_argument("--no-reference", action="store_true", help="skip the L1 reference")
+    parser.add_argument("--preset", default="cpu", help="what each regime starts from")
+    parser.add_argument("--size", default=None, help="image size (default: the preset's)")
+    parser.add_argument("--member-axis", default="auto", choices=("auto", "loop", "vmap", "map"))
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--split", default="validation", choices=("validation", "holdout"),
+                        help="where translators are scored (default validation: regimes are "
+                             "chosen there, the holdout is read once for reported numbers)")
+    parser.add_argument("--table", action="store_true",
+                        help="print --out's results as a markdown table and the verdicts; "
+                             "train nothing")
     args = parser.parse_args(argv)
     try:
+        if args.table:
+            rows = read_rows(args.out / "results.csv")
+            print(markdown_table(rows) + "\n\n" + "\n".join(verdicts(rows, args.tolerance)))
+            return
         run(args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -192,7 +211,8 @@ def run(args) -> None:
     task = f"{args.source}->{args.target}"
     out_csv = args.out / "results.csv"
     rows = read_rows(out_csv)
-    done = {(r["task"], r["regime"], r["method"], r["step"]) for r in rows}
+    done = {(r["task"], r.get("split", "holdout"), r["regime"], r["method"], r["step"])
+            for r in rows}
     grid = parse_grid(args.grid)
     ratios = tuple(float(r) for r in args.ratios.split(","))
     regimes = [item.partition("=") for item in (args.regime or ["base={}"])]
@@ -200,27 +220,34 @@ def run(args) -> None:
     for name, _, text in regimes:
         overrides = json.loads(text)
         if isinstance(overrides.get("model"), dict):
-            overrides["model"] = {**dataclasses.asdict(MODEL_PRESETS["cpu"]), **overrides["model"]}
-        common = dict(target_tumor_ratios=ratios, seeds=args.seeds, steps=args.steps,
+            base = preset_settings(args.preset)["model"]
+            overrides["model"] = {**dataclasses.asdict(base), **overrides["model"]}
+        common = dict(source=args.source, target=args.target,
+                      target_tumor_ratios=ratios, seeds=args.seeds, steps=args.steps,
                       checkpoint_every=max(1, args.steps // args.points),
-                      log_every=max(1, args.steps // args.points), data_dir=args.data_dir)
+                      log_every=max(1, args.steps // args.points), data_dir=args.data_dir,
+                      member_axis=args.member_axis, **({"size": args.size} if args.size else {}))
         methods = [m for m in args.methods.split(",") if m]
         if not args.no_reference:
             methods.append(REFERENCE)
         for method in methods:
             if method == REFERENCE:  # only the networks and the schedule: no knobs, no grid
                 ref = {k: v for k, v in overrides.items() if k in ("model", "size")}
-                cfg = make_config(method, "cpu", **common, **ref)
+                cfg = make_config(method, args.preset, **common, **ref)
                 # one L1 per distinct network and schedule, shared by the regimes that keep them
                 signature = json.dumps([ref, common], sort_keys=True, default=str).encode()
                 folder = args.out / task / f"l1-{hashlib.sha1(signature).hexdigest()[:8]}"
             else:
-                cfg = make_config(method, "cpu", **common, grid=grid, **overrides)
+                cfg = make_config(method, args.preset, **common, grid=grid, **overrides)
                 folder = args.out / task / f"{name}-{method}"
             if splits is None:
-                splits = task_splits(dataset.load_for(cfg), args.source, args.target)
-                test = domains.holdout_set(cfg, splits["holdout"])
-            label = {"task": task, "regime": name, "method": method}
+                splits = dataset.load_for(cfg)
+                if args.split not in splits:
+                    raise UsageError(f"the dataset has no {args.split} split (dataset version "
+                                     f"{cfg.simulator_version}); use --split holdout")
+                # choices are made on validation; the holdout is read once, for the report
+                test = domains.holdout_set(cfg, splits[args.split])
+            label = {"task": task, "split": args.split, "regime": name, "method": method}
             rows += train_with_points(cfg, folder, splits, test, args.points, label, done,
                                       out_csv)
     print("\n".join(verdicts(rows, args.tolerance)))

@@ -87,7 +87,7 @@ class Method:
     """Static description of a method; hashable so it can be a jit constant.
 
     ``conv_impl`` is how its networks compute their convolutions, resolved
-    by the engine (``engine.resolve_conv_impl``); the sweep's ``precision``
+    by the engine (``engine.plan``); the sweep's ``precision``
     is the config's. ``parts`` replaces networks or an optimizer (:class:`Parts`).
     """
 
