@@ -43,7 +43,7 @@ PRECISIONS = model_config.PRECISIONS
 # Training knobs that change no shape: each member may have its own (``grid``), traced
 # in the compiled step (training/hparams.py). Everything else is one value per run.
 GRID_FIELDS = ("learning_rate", "discriminator_learning_rate", "lambda_cycle", "lambda_identity",
-               "gan_weight", "r1_weight", "augment_p")
+               "gan_weight", "r1_weight", "augment_p", "cycle_noise")
 
 
 class Member(NamedTuple):
@@ -82,6 +82,10 @@ class SweepConfig:
     # Probability of each differentiable augmentation (DiffAugment's translation and
     # cutout, Zhao et al. 2020) of every image a discriminator sees, real or fake.
     augment_p: float = 0.0
+    # Std of Gaussian noise (model range) added to a translation before the cycle maps it
+    # back: a code hidden in low-amplitude detail (Chu et al. 2017, "CycleGAN, a master of
+    # steganography") then cannot carry the source, so the visible image must.
+    cycle_noise: float = 0.0
     # Members per value: {field: [values]} of GRID_FIELDS, crossed with ratios and seeds.
     grid: tuple[tuple[str, tuple[float, ...]], ...] = ()
     pool_size: int = 50

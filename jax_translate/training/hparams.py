@@ -33,6 +33,7 @@ class HParams:
     gan_weight: jnp.ndarray                     # the generators' adversarial term
     r1_weight: jnp.ndarray                      # gamma of (gamma / 2) E|grad D(real)|^2
     augment_p: jnp.ndarray                      # per image: translate, per image: cut out
+    cycle_noise: jnp.ndarray                    # std of the noise on translations cycled back
 
 
 assert tuple(HParams.__dataclass_fields__) == GRID_FIELDS, "config.GRID_FIELDS names HParams"

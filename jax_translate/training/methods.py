@@ -299,6 +299,7 @@ class StepKeys:
     pools: jax.Array      # the image pools (folded with the pool's index)
     patches: jax.Array    # PatchNCE's patch locations (cut, fastcut)
     augment: jax.Array    # the discriminators' input augmentation (augment_p)
+    cycle_noise: jax.Array  # noise on translations before the cycle maps them back
 
 
 def step_keys(member_key: jax.Array, step: jnp.ndarray) -> StepKeys:
@@ -306,7 +307,8 @@ def step_keys(member_key: jax.Array, step: jnp.ndarray) -> StepKeys:
     key = jax.random.fold_in(member_key, step)
     return StepKeys(batch=jax.random.fold_in(key, 1 << 20), dropout=jax.random.fold_in(key, 7919),
                     pools=key, patches=jax.random.fold_in(key, 104729),
-                    augment=jax.random.fold_in(key, 15485863))
+                    augment=jax.random.fold_in(key, 15485863),
+                    cycle_noise=jax.random.fold_in(key, 32452843))
 
 
 def _update_discriminators(method: Method, state: TrainState, batch: Batch, opt,

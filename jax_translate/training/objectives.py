@@ -45,10 +45,19 @@ def adversarial(method, generator, batch, translate, judge, hp, keys):
     return hp.gan_weight * adv, {"adversarial_loss": adv}, fakes
 
 
-def _cycle_terms(method, batch, translate, judge, hp):
+def _noisy(images, key, std):
+    """``images`` plus N(0, std^2) noise (training only: no key, no noise)."""
+    if key is None:
+        return images
+    return images + std * jax.random.normal(key, images.shape, images.dtype)
+
+
+def _cycle_terms(method, batch, translate, judge, hp, keys):
     """CycleGAN's (loss, metrics, fakes, fake_b, fake_a); the order of the translations
-    is the order of the dropout keys, so it is part of the result."""
+    is the order of the dropout keys, so it is part of the result. Translations are
+    cycled back with ``hp.cycle_noise`` added (against steganography: config.py)."""
     a, b = batch.source, batch.target
+    noise_keys = (jax.random.split(keys.cycle_noise) if keys is not None else (None, None))
     lam, lam_id = hp.lambda_cycle, hp.lambda_identity * hp.lambda_cycle
     fakes = {}
     fake_b = translate(a, "ab")
@@ -56,8 +65,9 @@ def _cycle_terms(method, batch, translate, judge, hp):
     fake_a = translate(b, "ba")
     fakes["a"] = fake_a
     adv = adv + method.gan_loss(judge("a", fake_a), True)
-    metrics = {"cycle_loss": (l1_loss(translate(fake_b, "ba"), a)
-                              + l1_loss(translate(fake_a, "ab"), b)),
+    metrics = {"cycle_loss": (
+                   l1_loss(translate(_noisy(fake_b, noise_keys[0], hp.cycle_noise), "ba"), a)
+                   + l1_loss(translate(_noisy(fake_a, noise_keys[1], hp.cycle_noise), "ab"), b)),
                "identity_loss": l1_loss(translate(b, "ab"), b) + l1_loss(translate(a, "ba"), a),
                "adversarial_loss": adv}
     loss = (hp.gan_weight * adv + lam * metrics["cycle_loss"]
@@ -68,13 +78,14 @@ def _cycle_terms(method, batch, translate, judge, hp):
 def cycle(method, generator, batch, translate, judge, hp, keys):
     """cyclegan: gan_weight * LSGAN both ways + lambda * cycle + lambda_identity * lambda *
     identity."""
-    loss, metrics, fakes, _, _ = _cycle_terms(method, batch, translate, judge, hp)
+    loss, metrics, fakes, _, _ = _cycle_terms(method, batch, translate, judge, hp, keys)
     return loss, metrics, fakes
 
 
 def cycle_lesion_consistent(method, generator, batch, translate, judge, hp, keys):
     """cyclegan-cc: cyclegan + lambda_lesion * lesion_loss (:mod:`lesion`)."""
-    loss, metrics, fakes, fake_b, fake_a = _cycle_terms(method, batch, translate, judge, hp)
+    loss, metrics, fakes, fake_b, fake_a = _cycle_terms(method, batch, translate, judge, hp,
+                                                        keys)
     if batch.frozen is None:
         raise ValueError("cyclegan-cc needs the lesion segmenters in the batch "
                          "(members.build_members attaches them)")
