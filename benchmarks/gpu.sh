@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # The sweep benchmark on one GPU, self-contained: under 8 minutes on an H100/H200.
+# For a ~15-minute lease, experiments/gpu/run.sh's speed part measures the paper-256 rows of
+# step 2 (loop and vmap/patches, fp32 and bf16) with XLA's cost analysis and a profile
+# (benchmarks/speed_profile.py); this script stays for the rest (cpu preset, PyTorch eager,
+# the paper preset's four methods).
 #
 #   bash benchmarks/gpu.sh [OUT_DIR]      # default benchmarks/results
 #

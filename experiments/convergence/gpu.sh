@@ -5,9 +5,13 @@
 #
 #   bash experiments/convergence/gpu.sh DATA_DIR OUT_DIR
 #
-# DATA_DIR holds simulated_brats/64/2.0.0/splits.npz (jax-translate data --size 64
-# --data-dir DATA_DIR --export, on a CPU) and, optionally, the classifier cache beside
-# it. Writes OUT_DIR/<method>.csv (after every point), <method>.png and log.txt.
+# DATA_DIR holds the dataset's splits.npz (jax-translate data --size 64 --data-dir DATA_DIR
+# --export, on a CPU) and, optionally, the classifier cache beside it. On a leased GPU:
+# bash experiments/gpu/run.sh prepare on a CPU, carry experiments/gpu/carry, and there
+#   python3 experiments/gpu/data.py unpack experiments/gpu/carry/data-64.npz --data-dir runs/gpu/data
+# (tensorboardX: pip install --no-index --no-deps --target /tmp/site experiments/gpu/carry/wheels/*.whl
+# and add /tmp/site to PYTHONPATH), then DATA_DIR is runs/gpu/data. The short-lease script
+# (experiments/gpu/run.sh) runs the known-answer search and the study instead. Writes OUT_DIR/<method>.csv (after every point), <method>.png and log.txt.
 # Each method stops adding points after its budget (seconds of its own wall time).
 # Measured on one H100 (jax 0.11.2): cyclegan's first point (2,000 steps of 2 members,
 # compile included) at 146 s, so its 120 s budget stopped it there; condgan reached 4,000
