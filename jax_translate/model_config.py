@@ -42,6 +42,9 @@ class ModelConfig:
     upsample: str = "resize"
     ndf: int = 64
     n_disc_layers: int = 3
+    # The discriminator judges its input averaged over d_pool x d_pool blocks (1: as is):
+    # a coarse judge of contrast and anatomy that texture finer than a block cannot fool.
+    d_pool: int = 1
     dropout: float = 0.0  # ResNet blocks only: the reference's use_dropout (0.5)
 
     def __post_init__(self):
@@ -52,6 +55,8 @@ class ModelConfig:
         for name in ("ngf", "ndf", "n_disc_layers"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_pool not in (1, 2, 4):
+            raise UsageError(f"d_pool must be 1, 2 or 4, got {self.d_pool}")
         if not 0 <= self.n_down <= 4:
             raise UsageError(f"n_down must be in [0, 4], got {self.n_down}")
         if self.n_blocks < 0:

@@ -32,8 +32,8 @@ def build_generator(cfg: ModelConfig, conv_impl: str = "xla", precision: str = "
 def build_discriminator(cfg: ModelConfig, conv_impl: str = "xla",
                         precision: str = "fp32") -> nn.Module:
     """The PatchGAN; feed it 2 channels (source, image) for the conditional GAN."""
-    return PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.n_disc_layers, conv_impl=conv_impl,
-                              precision=precision)
+    return PatchDiscriminator(ndf=cfg.ndf, n_layers=cfg.n_disc_layers, pool=cfg.d_pool,
+                              conv_impl=conv_impl, precision=precision)
 
 
 __all__ = [

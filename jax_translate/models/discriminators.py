@@ -21,6 +21,7 @@ import functools
 import jax
 from flax import linen as nn
 
+from jax_translate.images import downsample
 from jax_translate.models import layers
 
 
@@ -29,6 +30,7 @@ class PatchDiscriminator(nn.Module):
 
     ndf: int = 64
     n_layers: int = 3
+    pool: int = 1          # judge the input averaged over pool x pool blocks
     norm: layers.Norm = "instance"
     conv_impl: layers.ConvImpl = "xla"
     precision: layers.Precision = "fp32"
@@ -39,6 +41,7 @@ class PatchDiscriminator(nn.Module):
             raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
         # The first layer has no norm, as in the reference.
         conv = functools.partial(layers.conv, conv_impl=self.conv_impl, precision=self.precision)
+        x = downsample(x, self.pool)
         h = conv(self.ndf, 4, stride=2, padding=1, name="conv0")(x)
         h = nn.leaky_relu(h, 0.2)
 

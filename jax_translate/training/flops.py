@@ -102,6 +102,7 @@ def discriminator_forward_flops(model: ModelConfig, image_shape: tuple[int, int]
                                 in_channels: int = 1, count_padding: bool = True) -> int:
     """FLOPs of one PatchGAN forward pass (``PatchDiscriminator``) on one image."""
     (h, w), c, macs = image_shape, in_channels, 0
+    h, w = h // model.d_pool, w // model.d_pool  # it judges block means (the pooling: ~0)
     layers = [(model.ndf * min(2**n, 8), 2) for n in range(model.n_disc_layers)]
     layers += [(model.ndf * min(2**model.n_disc_layers, 8), 1), (1, 1)]
     for features, stride in layers:
