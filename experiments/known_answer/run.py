@@ -53,6 +53,7 @@ from jax_translate.training.methods import Method
 FIELDS = ("task", "split", "regime", "method", "member", "target_tumor_ratio", "seed", "step",
           "fidelity_r", "fidelity_ssim", "lesion_score_tumor", "wall_s")
 REFERENCE = "l1"
+DISCRIMINATOR_FIELDS = ("ndf", "n_disc_layers", "d_pool")
 
 
 def score_members(cfg, states, test) -> list[dict]:
@@ -231,8 +232,11 @@ def run(args) -> None:
         if not args.no_reference:
             methods.append(REFERENCE)
         for method in methods:
-            if method == REFERENCE:  # only the networks and the schedule: no knobs, no grid
+            if method == REFERENCE:  # the same generator and schedule: no knobs, no grid
                 ref = {k: v for k, v in overrides.items() if k in ("model", "size")}
+                if "model" in ref:  # L1 has no discriminator: its fields change nothing
+                    ref["model"] = {k: v for k, v in ref["model"].items()
+                                    if k not in DISCRIMINATOR_FIELDS}
                 cfg = make_config(method, args.preset, **common, **ref)
                 # one L1 per distinct network and schedule, shared by the regimes that keep them
                 signature = json.dumps([ref, common], sort_keys=True, default=str).encode()
