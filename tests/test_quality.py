@@ -203,10 +203,15 @@ def test_results_rows_carry_fidelity_and_the_members_verdict():
     expected = np.nanmean(quality.pearson_in_brain(
         test.flair[healthy], test.t1[healthy], test.brain_mask[healthy]))
     assert flair[0]["fidelity_r"] == pytest.approx(expected) and expected < 0
-    # tumor rows: over the tumor sources, for reference; the verdict is the member's
+    # tumor rows: over the tumor sources, for reference; the verdict is the member's.
+    # The gate's r leaves the real lesions (and a margin) out; fidelity_r_brain does not.
     tumor = ~healthy
-    assert flair[1]["fidelity_r"] == pytest.approx(np.nanmean(quality.pearson_in_brain(
+    assert flair[1]["fidelity_r_brain"] == pytest.approx(np.nanmean(quality.pearson_in_brain(
         test.flair[tumor], test.t1[tumor], test.brain_mask[tumor])))
+    outside = quality.outside_lesions(test.brain_mask[tumor], [test.tumor_mask[tumor]])
+    assert flair[1]["fidelity_r"] == pytest.approx(np.nanmean(quality.pearson_in_brain(
+        test.flair[tumor], test.t1[tumor], outside)))
+    assert flair[1]["fidelity_r"] != pytest.approx(flair[1]["fidelity_r_brain"])
     assert [r["quality"] for r in flair] == ["undertrained"] * 2
 
     gan_rows, _ = _member_rows("gan", ["flair"], [(0.5, 0)])
@@ -320,3 +325,61 @@ def test_bias_curve_draws_seeds_that_all_flip():
     panel, = figures.bias_curve_figure(rows).axes
     line, = [ln for ln in panel.lines if ln.get_label() == figures.LABEL_STYLE["healthy"][0]]
     np.testing.assert_allclose(line.get_ydata(), [1.0, 1.0])
+
+
+def test_outside_lesions_leaves_out_every_lesion_and_its_margin():
+    brain = np.ones((2, 12, 12), np.uint8)
+    real = np.zeros((2, 12, 12), bool)
+    real[0, 5, 5] = True
+    segmented = np.zeros((2, 12, 12), bool)
+    segmented[1, 2:4, 2:4] = True
+    kept = quality.outside_lesions(brain, [real, segmented], margin=2)
+    # a 4-connected margin of 2 pixels: the lesion pixel and its 12 neighbours within it
+    assert (~kept[0]).sum() == 13 and not kept[0, 5, 5] and not kept[0, 5, 7]
+    assert kept[0, 6, 7] and kept[0, 0, 0]
+    assert not kept[1, 2:4, 2:4].any() and not kept[1, 1, 1] and kept[1, 6, 6]
+    assert quality.outside_lesions(brain, [], margin=2).all()
+
+
+def test_a_pasted_lesion_does_not_fail_its_own_gate():
+    """A translator that copies the target and pastes a lesion into every healthy
+    source (the paper's effect at its purest) keeps r 1 outside what the segmenter
+    finds; over the whole brain the lesion costs it the gate."""
+    from types import SimpleNamespace
+
+    from conftest import tiny_slices
+    from jax_translate.config import Member
+    from jax_translate.evaluation import results
+
+    test = tiny_slices(n_patients=2, seed=1)
+    pasted = test.t1.copy()
+    lesion = np.zeros(test.t1.shape, bool)
+    lesion[:, 5:11, 5:11] = test.brain_mask[:, 5:11, 5:11] > 0
+    pasted[lesion] = 0.0  # a dark T1 lesion, large against a 16x16 brain
+    cfg = SimpleNamespace(method="cyclegan", members=[Member(1.0, 0)], target="t1")
+    pred = np.ones((1, len(test)), bool)
+    args = (cfg, pasted[None], pred, test, np.zeros(1, bool), None)
+    seen = results.member_rows(*args, lesion_masks=lesion[None])
+    blind = results.member_rows(*args)
+    healthy_seen, healthy_blind = seen[0], blind[0]
+    assert healthy_seen["source_label"] == "healthy"
+    assert healthy_seen["fidelity_r"] == pytest.approx(1.0)
+    assert healthy_seen["quality"] == "ok"
+    assert healthy_blind["fidelity_r"] < quality.FIDELITY_GATE
+    assert healthy_blind["quality"] == "undertrained"
+    assert healthy_seen["fidelity_r_brain"] == pytest.approx(healthy_blind["fidelity_r"])
+
+
+def test_tumor_masks_are_the_pixels_whose_area_the_rule_reads():
+    import jax
+
+    from jax_translate.evaluation import classifier
+    from jax_translate.models.segmenter import TumorSegmenter
+
+    images = np.random.default_rng(0).uniform(0, 1, (5, 16, 16)).astype(np.float32)
+    params = TumorSegmenter(8).init(jax.random.PRNGKey(3), images[:1, ..., None])["params"]
+    masks = classifier.tumor_masks(params, images, 0.0, width=8)
+    areas = classifier.tumor_areas(params, images, 0.0, width=8)[:, 0]
+    assert masks.shape == images.shape and masks.dtype == bool
+    np.testing.assert_array_equal(masks.sum(axis=(1, 2)), areas)
+    assert 0 < masks.sum() < masks.size  # random weights: some pixels, not all

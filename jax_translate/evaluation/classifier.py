@@ -62,6 +62,29 @@ def _tumor_areas(width: int, params, images, thresholds):
     return 4.0 * jnp.sum(logits[..., None] > thresholds, axis=(1, 2))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _tumor_cells(width: int, params, images, threshold):
+    """(N, H/2, W/2) coarse cells segmented as tumor at ``threshold``."""
+    return TumorSegmenter(width).apply({"params": params}, images) > threshold
+
+
+def tumor_masks(params, images: np.ndarray, threshold: float, width: int = 16,
+                chunk: int = 256) -> np.ndarray:
+    """(N, H, W) bool: the pixels of (N, H, W) images in [0, 1] segmented as tumor
+    (each coarse cell's 2x2 pixels), the mask whose area the 1% rule reads."""
+    images = np.asarray(images, np.float32)
+    out = []
+    for i in range(0, len(images), chunk):
+        part = images[i:i + chunk]
+        padded = np.zeros((min(chunk, 1 << (len(part) - 1).bit_length()), *part.shape[1:]),
+                          np.float32)
+        padded[:len(part)] = part
+        cells = np.asarray(_tumor_cells(width, params, jnp.asarray(padded[..., None]),
+                                        jnp.float32(threshold)))[:len(part)]
+        out.append(cells.repeat(2, axis=1).repeat(2, axis=2))
+    return np.concatenate(out) if out else np.zeros(images.shape, bool)
+
+
 def brain_areas(images: np.ndarray, brain_mask: np.ndarray | None = None) -> np.ndarray:
     """(N,) brain pixels per slice (>= 1): the mask's, or without one the pixels
     of the image above ``BRAIN_THRESHOLD`` (which a bright background inflates)."""
@@ -143,6 +166,10 @@ class CachedClassifier:
     def tumor_pixels(self, images: np.ndarray) -> np.ndarray:
         """(N,) pixels segmented as tumor at the calibrated threshold."""
         return tumor_areas(self.params, images, self.threshold, self.cfg.width)[:, 0]
+
+    def tumor_masks(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W) pixels segmented as tumor at the calibrated threshold."""
+        return tumor_masks(self.params, images, self.threshold, self.cfg.width)
 
 
 def config_for(cfg: SweepConfig) -> ClassifierConfig:

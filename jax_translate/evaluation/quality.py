@@ -6,11 +6,13 @@ unrelated to its input also "adds" and "removes" tumors, but that is a fault,
 not the paper's effect. So every member gets, next to its flips:
 
 - `pearson_in_brain`, `ssim_in_brain`: per-image agreement with the real
-  paired T1 over brain pixels only (the background is trivially black and
+  paired target over brain pixels only (the background is trivially black and
   would inflate both);
 - `quality_verdict`: `ok` or `undertrained`, from the mean Pearson r on
-  healthy holdout sources (healthy, so a bias-driven pasted or erased lesion
-  does not lower it), or `not_gated` for `gan`.
+  healthy holdout sources, over the brain outside every lesion
+  (`outside_lesions`: the real one and any the classifier's segmenter finds
+  in the translation), so that a lesion the bias pasted or erased, the
+  effect being measured, does not fail its own gate; or `not_gated` for `gan`.
 
 Same conventions as `metrics`: (N, H, W) or (N, H, W, 1) host arrays,
 per-image float64 results of shape (N,).
@@ -85,6 +87,27 @@ def pearson_in_brain(translated, real_target, brain_mask) -> np.ndarray:
         scores[i] = float(np.clip((xb * yb).sum() / math.sqrt((xb**2).sum() * (yb**2).sum()),
                                   -1.0, 1.0))
     return scores
+
+
+# Pixels within this distance of a lesion (real, or segmented in the translation) are
+# left out of the gate's fidelity: a lesion the bias pasted or erased is the effect
+# being measured, and must not fail its own gate; the margin covers the partial-volume
+# rim that the segmenter's 2x2 cells miss.
+LESION_MARGIN_PX = 2
+
+
+def outside_lesions(brain_mask, lesion_masks, margin: int = LESION_MARGIN_PX) -> np.ndarray:
+    """(N, H, W) brain pixels farther than ``margin`` pixels from every lesion pixel of
+    ``lesion_masks`` (any number of (N, H, W) masks: real, segmented, ...)."""
+    from scipy import ndimage
+
+    brain = _as_batch(brain_mask) > 0
+    lesion = np.zeros(brain.shape, bool)
+    for mask in lesion_masks:
+        lesion |= _as_batch(mask) > 0
+    structure = ndimage.generate_binary_structure(2, 1)[None]  # per image, 4-connected
+    near = ndimage.binary_dilation(lesion, structure, iterations=margin) if margin else lesion
+    return brain & ~near
 
 
 def ssim_in_brain(translated, real_target, brain_mask, data_range: float = 1.0) -> np.ndarray:

@@ -45,7 +45,8 @@ class ResultRow(TypedDict):
     psnr: float
     ssim: float
     lesion_score: float        # metrics.lesion_score: lesion contrast kept, vs real target
-    fidelity_r: float          # quality.pearson_in_brain, mean over the images
+    fidelity_r: float          # the gate's: quality.pearson_in_brain outside every lesion
+    fidelity_r_brain: float    # quality.pearson_in_brain over the whole brain
     fidelity_ssim: float
     quality: str               # quality.quality_verdict of the member's healthy row
     pfpr: float                # hallucination.false_positive_rates (healthy rows)
@@ -76,10 +77,12 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test: SliceSet,
-                diverged: np.ndarray, tumor_pixels: np.ndarray | None = None
-                ) -> list[ResultRow]:
+                diverged: np.ndarray, tumor_pixels: np.ndarray | None = None,
+                lesion_masks: np.ndarray | None = None) -> list[ResultRow]:
     """Rows of every member; ``tumor_pixels`` (members, N), the segmenter's tumor
-    area per translation, gives the healthy rows StegoGAN's pFPR and iFPR."""
+    area per translation, gives the healthy rows StegoGAN's pFPR and iFPR;
+    ``lesion_masks`` (members, N, H, W), its tumor pixels, are left out of the
+    gate's fidelity with the real lesions (``quality.outside_lesions``)."""
     rows = []
     for m, (ratio, seed, knobs) in enumerate(cfg.members):
         member = []
@@ -92,6 +95,9 @@ def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test
             lesion = metrics.lesion_score(x, y, test.label[sel], test.tumor_mask[sel],
                                           test.brain_mask[sel]) if n else np.array([np.nan])
             brain = test.brain_mask[sel]
+            lesions = [test.tumor_mask[sel]] + ([lesion_masks[m][sel]]
+                                                if lesion_masks is not None else [])
+            outside = quality.outside_lesions(brain, lesions)
             member.append({
                 "method": cfg.method, "target_tumor_ratio": ratio, "seed": seed,
                 "source_label": name, "status": "diverged" if diverged[m] else "ok",
@@ -101,7 +107,9 @@ def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test
                 "psnr": float(np.mean(metrics.psnr(x, y))) if n else np.nan,
                 "ssim": float(np.mean(metrics.ssim(x, y))) if n else np.nan,
                 "lesion_score": _nanmean(lesion),
-                "fidelity_r": _nanmean(quality.pearson_in_brain(x, y, brain)) if n else np.nan,
+                "fidelity_r": _nanmean(quality.pearson_in_brain(x, y, outside)) if n else np.nan,
+                "fidelity_r_brain": (_nanmean(quality.pearson_in_brain(x, y, brain)) if n
+                                     else np.nan),
                 "fidelity_ssim": _nanmean(quality.ssim_in_brain(x, y, brain)) if n else np.nan,
                 "pfpr": np.nan, "ifpr": np.nan, **dict(knobs),
             })

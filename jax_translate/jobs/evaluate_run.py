@@ -72,7 +72,11 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     # pFPR/iFPR need the segmenter's areas; a classifier that only labels leaves them NaN
     tumor_pixels = (np.stack([classifier.tumor_pixels(t) for t in translated])
                     if hasattr(classifier, "tumor_pixels") else None)
-    rows = results.member_rows(cfg, translated, pred, test, diverged, tumor_pixels)
+    # the gate's fidelity leaves out what the segmenter calls lesion in each translation
+    lesion_masks = (np.stack([classifier.tumor_masks(t) for t in translated])
+                    if hasattr(classifier, "tumor_masks") else None)
+    rows = results.member_rows(cfg, translated, pred, test, diverged, tumor_pixels,
+                               lesion_masks)
     quality.print_undertrained(rows)
 
     outputs = folder.outputs()
