@@ -286,3 +286,40 @@ def test_reproduce_tiny_preset_end_to_end(tiny_data_dir, tmp_path, capsys):
         reproduce(Experiment("tiny", methods, {"steps": 6}), out,
                   data_dir=str(tiny_data_dir), progress=False, log=lambda *a: None)
     assert (out / "results.json").read_bytes() == before
+
+
+def test_the_classifier_threshold_is_chosen_on_validation_and_a_train_calibrated_cache_is_recalibrated(
+        tmp_path, tiny_splits, monkeypatch):
+    """With a validation split the logit threshold is calibrated there (issue 30: choices on
+    validation, the holdout read once); a cache calibrated on train slices keeps its
+    network and gets the validation threshold, without training again."""
+    import json
+
+    from conftest import tiny_slices
+
+    splits = {**tiny_splits, "validation": tiny_slices(n_patients=3, seed=7)}
+    cfg = classifier_lib.ClassifierConfig(steps=10, batch_size=8, width=8)
+    seen = []
+    original = classifier_lib.calibrate
+    monkeypatch.setattr(classifier_lib, "calibrate", lambda params, slices, *a, **k: (
+        seen.append(slices), original(params, slices, *a, **k))[1])
+    clf = classifier_lib.load_or_train(tmp_path, splits, cfg, progress=False)
+    assert seen == [splits["validation"]]
+    meta_path = next(tmp_path.glob("*/classifier.json"))
+    meta = json.loads(meta_path.read_text())
+    assert meta["calibrated_on"] == "validation"
+    assert clf.threshold == original(clf.params, splits["validation"], cfg.width)
+
+    # an older cache, calibrated on train: recalibrated on validation, not retrained
+    meta_path.write_text(json.dumps({**meta, "calibrated_on": "train", "threshold": 2.5}))
+    monkeypatch.setattr(classifier_lib.segmenter, "train_segmenter",
+                        lambda *a, **k: pytest.fail("the cached network must be reused"))
+    again = classifier_lib.load_or_train(tmp_path, splits, cfg, progress=False)
+    assert again.threshold == clf.threshold and len(seen) == 2
+    # without a validation split (older datasets): the training slices
+    monkeypatch.undo()
+    seen.clear()
+    monkeypatch.setattr(classifier_lib, "calibrate", lambda params, slices, *a, **k: (
+        seen.append(slices), original(params, slices, *a, **k))[1])
+    classifier_lib.load_or_train(tmp_path / "old", tiny_splits, cfg, progress=False)
+    assert seen == [tiny_splits["train"]]

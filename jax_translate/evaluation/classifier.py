@@ -34,6 +34,7 @@ import numpy as np
 
 from jax_translate.config import SweepConfig
 from jax_translate.data.dataset import SliceSet
+from jax_translate.data.layout import VALIDATION
 from jax_translate.data.slices import MIN_TUMOR_FRACTION
 from jax_translate.errors import UsageError
 from jax_translate.images import MODALITY_NAMES
@@ -121,8 +122,8 @@ def tumor_fractions(params, images: np.ndarray, thresholds, width: int = 16,
 
 def calibrate(params, train: SliceSet, width: int = 16, modality: str = "t1") -> float:
     """The logit threshold at which predicted tumor areas match the true ones
-    (median ratio 1) on training slices of ``modality`` with a clear tumor (> 2% of
-    the brain)."""
+    (median ratio 1) on slices of ``modality`` with a clear tumor (> 2% of the
+    brain): the validation split's where there is one."""
     brain = train.brain_mask.reshape(len(train), -1).sum(1)
     true = train.tumor_mask.reshape(len(train), -1).sum(1) / np.maximum(brain, 1)
     clear = true > 2 * MIN_TUMOR_FRACTION
@@ -221,23 +222,30 @@ def load_or_train(cache_dir: Path, splits: dict[str, SliceSet],
     params_path, meta_path = cache_dir / "params.msgpack", cache_dir / "classifier.json"
     train, holdout = splits["train"], splits["holdout"]
     train_images = train.image(modality)  # a clear error if the dataset lacks it
+    # The threshold is chosen on the validation split where the dataset has one (the
+    # holdout is read once, for the numbers reported), else on the training slices.
+    calibration = VALIDATION if VALIDATION in splits else "train"
+    params, t0 = None, time.perf_counter()
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         params = segmenter.load_params(params_path, cfg.width, train_images.shape[1:])
-        if meta.get("config") == dataclasses.asdict(cfg) and params is not None:
+        if meta.get("config") != dataclasses.asdict(cfg):
+            params = None
+        elif params is not None and meta.get("calibrated_on", "train") == calibration:
             # "holdout_real_t1": caches written before other modalities existed
             metrics = meta.get("holdout_real", meta.get("holdout_real_t1"))
             return CachedClassifier(params, cfg, {**metrics, "modality": modality},
                                     meta["threshold"], modality)
-    t0 = time.perf_counter()
-    params = segmenter.train_segmenter(train, cfg, progress, modality=modality,
-                                       desc="classifier")
-    threshold = calibrate(params, train, cfg.width, modality)
+    if params is None:  # else: the same network, calibrated on another split before
+        params = segmenter.train_segmenter(train, cfg, progress, modality=modality,
+                                           desc="classifier")
+    threshold = calibrate(params, splits[calibration], cfg.width, modality)
     metrics = scores(predict_tumor(params, holdout.image(modality), threshold, cfg.width,
                                    holdout.brain_mask), holdout.label)
     metrics["train_seconds"] = time.perf_counter() - t0
     metrics["modality"] = modality
     segmenter.save_params(params_path, params)
     atomic_write_json(meta_path, {"config": dataclasses.asdict(cfg), "threshold": threshold,
-                                  "modality": modality, "holdout_real": metrics})
+                                  "modality": modality, "calibrated_on": calibration,
+                                  "holdout_real": metrics})
     return CachedClassifier(params, cfg, metrics, threshold, modality)
