@@ -175,7 +175,9 @@ class SweepConfig:
 
     def to_json(self) -> str:
         fields = dataclasses.asdict(self)
-        fields["grid"] = {name: list(values) for name, values in self.grid}
+        # pairs, not a dict: sort_keys would reorder the fields, and the grid's order is the
+        # members' order (a resumed sweep must find its stacked states where it left them)
+        fields["grid"] = [[name, list(values)] for name, values in self.grid]
         return json.dumps(fields, indent=2, sort_keys=True)
 
     @classmethod
