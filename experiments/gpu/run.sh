@@ -8,10 +8,10 @@
 #          call (benchmarks/speed_profile.py) -> benchmarks/results/gpu-<card>-paper-profile.*
 #   known  (cap KNOWN_CAP_S, default 240 s): the known-answer regime search
 #          (experiments/known_answer/run.py, --member-axis vmap) on the identity task
-#          (flair -> flair, ratio 0.5) and on flair -> t1 (ratios 0.5 and 1) at 64x64, the
-#          grid and regimes below; every (task, regime) cyclegan sweep and its L1 reference
-#          run as their own processes side by side on the GPU
-#          -> experiments/gpu/results/known_answer/{results.csv,table.md,log.txt}
+#          (flair -> flair, ratio 0.5) and on flair -> t1 (ratio 1) at 64x64, the runs,
+#          regimes and grids below; every run (a task, a method, a regime and its grid as
+#          members of one sweep; or an L1 reference) is a process of its own, side by side
+#          on the GPU -> experiments/gpu/results/known_answer/{results.csv,table.md,log.txt}
 #   study  (cap STUDY_CAP_S, default 270 s): jax-translate reproduce --preset gpu
 #          -> experiments/gpu_study/results/
 #
@@ -50,23 +50,36 @@ STUDY_CAP_S=${STUDY_CAP_S:-270}
 # Part speed: the rows, in order (AXIS/CONV/PRECISION), and the model (issue 11's paper-256).
 SPEED_ROWS=${SPEED_ROWS:-vmap/patches/fp32,vmap/patches/bf16,loop/xla/bf16,loop/xla/fp32}
 SPEED_FLAGS=${SPEED_FLAGS:---preset paper --size 256x128 --upscale 1 --upsample resize --dropout 0 --members 11 --steps-per-call 10}
-# Part known: the grid (one or more FIELD=V1,V2, space-separated), seeds, regimes (one
-# NAME=JSON a line) and tasks (SOURCE TARGET RATIOS, one a line).
-KA_GRID=${KA_GRID:-r1_weight=0,10,100,1000}
+# Part known: the grid crossed into every regime (FIELD=V1,V2, space-separated), seeds, regimes
+# (one NAME=JSON a line; a regime's own "grid": {"FIELD": [values]} is crossed with KA_GRID) and
+# tasks (SOURCE TARGET RATIOS, one a line).
+KA_GRID=${KA_GRID-}
 KA_SEEDS=${KA_SEEDS:-2}
 KA_REGIMES=${KA_REGIMES:-'base={}
-n_down1={"model": {"n_down": 1}}
-cut_nets={"model": {"ngf": 16, "n_blocks": 6, "upsample": "transpose", "ndf": 16}}'}
+id-r1={"grid": {"r1_weight": [100, 1000]}}
+id-d1-r1={"model": {"n_disc_layers": 1}, "grid": {"r1_weight": [100, 1000]}}
+t1-dpool2-noid={"model": {"d_pool": 2}, "lambda_identity": 0, "grid": {"gan_weight": [1, 3]}}'}
 KA_TASKS=${KA_TASKS:-'flair flair 0.5
-flair t1 0.5,1'}
+flair t1 1'}
+# Or the processes one by one, each "SOURCE TARGET RATIOS METHOD REGIME" a line (METHOD l1: the
+# L1 reference alone, which regimes that change only the discriminator share); when set, it
+# replaces the cross product of KA_TASKS, KA_REGIMES and (cyclegan, l1). The default is the
+# second lease of 2026-12-04 (experiments/known_answer/README.md): the identity task with R1
+# on the standard and on a 1-layer PatchGAN, and flair -> t1 with a 2x2-pooled one and no
+# identity term; its 12,000 steps took KNOWN_CAP_S=420 KA_STEPS=12000 KA_POINTS=6.
+KA_RUNS=${KA_RUNS-'flair flair 0.5 cyclegan id-r1
+flair flair 0.5 cyclegan id-d1-r1
+flair flair 0.5 l1 base
+flair t1 1 cyclegan t1-dpool2-noid'}
 KA_PRESET=${KA_PRESET:-cpu}
 KA_POINTS=${KA_POINTS:-3}
-# Steps: "auto" sizes them to the cap: (cap - KA_OVERHEAD_S) x KA_RATE / (the largest
+# Steps: 6,000 fit the default runs in 240 s on one H200 (measured: 2,000 steps at ~115 s,
+# compiles included, then ~48 steps/s a process). "auto" sizes them to the cap: (cap - KA_OVERHEAD_S) x KA_RATE / (the largest
 # sweep's members x KA_SLOWDOWN), a multiple of 50 x points. KA_RATE: the cpu-preset cyclegan
 # vmapped at N=11 ran ~1000 member-steps/s on one H200; KA_OVERHEAD_S: two compiles, the data
 # and the scoring per process (a guess: the log has each row's wall time); KA_SLOWDOWN: the
 # n_down=1 regime's larger maps and the processes sharing the GPU (a guess).
-KA_STEPS=${KA_STEPS:-auto}
+KA_STEPS=${KA_STEPS:-6000}
 KA_RATE=${KA_RATE:-1000}
 KA_OVERHEAD_S=${KA_OVERHEAD_S:-60}
 KA_SLOWDOWN=${KA_SLOWDOWN:-3}
@@ -156,7 +169,7 @@ if [[ $MODE == dry ]]; then
   SPEED_CAP_S=${DRY_CAP_S:-300} KNOWN_CAP_S=${DRY_CAP_S:-300} STUDY_CAP_S=${DRY_CAP_S:-300}
   SPEED_ROWS=${DRY_SPEED_ROWS:-vmap/xla/bf16}  # one row: the script, not the engine, is tested
   SPEED_FLAGS="--preset tiny --size 64 --members 2 --steps-per-call 1 --min-seconds 0 --row-estimate-s 1"
-  KA_GRID="r1_weight=0,10" KA_SEEDS=1 KA_REGIMES='base={}' KA_PRESET=tiny KA_POINTS=1 KA_STEPS=2
+  KA_RUNS=${DRY_KA_RUNS-} KA_GRID=${DRY_KA_GRID-r1_weight=0,10} KA_SEEDS=1 KA_REGIMES=${DRY_KA_REGIMES:-'base={}'} KA_PRESET=tiny KA_POINTS=${DRY_KA_POINTS:-1} KA_STEPS=2
   KA_TASKS='flair t1 0.5,1'  # one task: a process pair per task, and the CPU has 2 cores
   STUDY_PRESET=tiny STUDY_FLAGS="--methods l1"
   DATA_PRESET=tiny EXPORT="$WORK/carry/data-tiny.npz"
@@ -257,17 +270,25 @@ part_known() {
     (( steps >= quantum )) || steps=$quantum
     echo "known: $steps steps = ($KNOWN_CAP_S s cap - $KA_OVERHEAD_S s) x $KA_RATE member-steps/s / ($n members x $KA_SLOWDOWN), a multiple of $quantum"
   fi
-  local grid=() pids=() tags=() g
+  local grid=() pids=() tags=() g runs_list=$KA_RUNS
   for g in $KA_GRID; do grid+=(--grid "$g"); done
+  if [[ -z $runs_list ]]; then  # every task x regime x (cyclegan, l1)
+    local src tgt ratios regime
+    while read -r src tgt ratios; do
+      [[ -n ${src:-} ]] || continue
+      while IFS= read -r regime; do
+        [[ -n $regime ]] && runs_list+="$src $tgt $ratios cyclegan ${regime%%=*}"$'\n'"$src $tgt $ratios l1 ${regime%%=*}"$'\n'
+      done <<< "$KA_REGIMES"
+    done <<< "$KA_TASKS"
+  fi
   : > "$res/log.txt"
-  while read -r src tgt ratios; do
+  while read -r src tgt ratios methods rname; do
     [[ -n ${src:-} ]] || continue
-    while IFS= read -r regime; do
-      [[ -n $regime ]] || continue
-      local rname=${regime%%=*} methods
-      for methods in cyclegan l1; do
+    local regime
+    regime=$(grep -m1 "^$rname=" <<< "$KA_REGIMES") || { echo "known: no regime '$rname' in KA_REGIMES"; return 2; }
+    {
         local out="$runs/$src-$tgt/$rname/$methods" tag="$src->$tgt $rname $methods"
-        local which=(--methods cyclegan --no-reference)
+        local which=(--methods "$methods" --no-reference)
         [[ $methods == l1 ]] && which=(--methods "")  # the regime's L1 reference alone
         mkdir -p "$out"
         ( set -o pipefail
@@ -278,9 +299,8 @@ part_known() {
               --member-axis vmap --data-dir "$DATA" "${which[@]}" 2>&1 \
             | sed -u "s|^|[$tag] |" | tee -a "$res/log.txt" ) &
         pids+=($!) tags+=("$tag")
-      done
-    done <<< "$KA_REGIMES"
-  done <<< "$KA_TASKS"
+    }
+  done <<< "$runs_list"
   local i rc worst=0
   for i in "${!pids[@]}"; do
     wait "${pids[$i]}"; rc=$?
