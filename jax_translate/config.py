@@ -404,10 +404,16 @@ def parse_methods(text: str) -> tuple[str, ...]:
 
 
 def preset_settings(preset: str, **overrides) -> dict:
-    """The preset's overrides with ``overrides`` on top (EXTRA_KEYS included)."""
+    """The preset's overrides with ``overrides`` on top (EXTRA_KEYS included). A ``model``
+    given as a dict changes those fields of the preset's networks, as ``--set model.X`` does
+    (a config file need not repeat the networks to change its discriminator)."""
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return {**PRESETS[preset], **overrides}
+    settings = {**PRESETS[preset], **overrides}
+    base = PRESETS[preset].get("model")
+    if isinstance(overrides.get("model"), dict) and isinstance(base, ModelConfig):
+        settings["model"] = {**dataclasses.asdict(base), **overrides["model"]}
+    return settings
 
 
 def make_config(method: str, preset: str | None = None, **overrides) -> SweepConfig:

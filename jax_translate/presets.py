@@ -28,8 +28,9 @@ REFERENCE_INTENSITY_RANGE = (-1.0, 2 * 100 / 255 - 1)  # (-1, -0.216)
 # Keys a preset (or an experiment config) may hold that are not SweepConfig fields;
 # ``preflight``: reproduce prints the ETA and memory first (jobs/preflight.py).
 EXTRA_KEYS = ("classifier_steps", "notes", "preflight")
-# Fields a preset (or config file) may give per method, as {method: value, "default": value}.
-PER_METHOD = ("steps", "learning_rate")
+# Fields a preset (or config file) may give per method, as {method: value, "default": value}
+# (r1_weight: R1 helps cyclegan copy and slows condgan, experiments/known_answer).
+PER_METHOD = ("steps", "learning_rate", "r1_weight")
 
 PRESETS: dict[str, dict] = {
     # A 2-core CPU in ~25 minutes (README): 3 ratios x 2 seeds, seed bands.

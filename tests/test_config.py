@@ -27,6 +27,16 @@ def test_overrides_beat_the_preset():
         make_config("gan", "tiny", steps={"l1": 9})
 
 
+def test_a_partial_model_changes_only_those_fields_of_the_presets_networks(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"model": {"n_disc_layers": 1},
+                                "r1_weight": {"cyclegan": 100, "default": 0}}))
+    experiment = Experiment.load(path).with_preset("cpu")
+    cyclegan, condgan = experiment.config("cyclegan"), experiment.config("condgan")
+    assert cyclegan.model == dataclasses.replace(MODEL_PRESETS["cpu"], n_disc_layers=1)
+    assert (cyclegan.r1_weight, condgan.r1_weight) == (100, 0)
+
+
 def test_a_run_folders_config_rebuilds_the_same_run(tmp_path):
     cfg = make_config("condgan", "tiny", seeds=3, target_tumor_ratios=(0.2, 0.7))
     (tmp_path / "config.json").write_text(cfg.to_json())
