@@ -77,13 +77,20 @@ def tumor_masks(params, images: np.ndarray, threshold: float, width: int = 16,
     out = []
     for i in range(0, len(images), chunk):
         part = images[i:i + chunk]
-        padded = np.zeros((min(chunk, 1 << (len(part) - 1).bit_length()), *part.shape[1:]),
-                          np.float32)
-        padded[:len(part)] = part
+        padded = _padded(part, chunk)
         cells = np.asarray(_tumor_cells(width, params, jnp.asarray(padded[..., None]),
                                         jnp.float32(threshold)))[:len(part)]
         out.append(cells.repeat(2, axis=1).repeat(2, axis=2))
     return np.concatenate(out) if out else np.zeros(images.shape, bool)
+
+
+def _padded(part: np.ndarray, chunk: int) -> np.ndarray:
+    """``part`` padded with blank images to a power of two (at most ``chunk``): a handful
+    of compiled shapes, not one per image count (each image's result is its own)."""
+    padded = np.zeros((min(chunk, 1 << (len(part) - 1).bit_length()), *part.shape[1:]),
+                      np.float32)
+    padded[:len(part)] = part
+    return padded
 
 
 def brain_areas(images: np.ndarray, brain_mask: np.ndarray | None = None) -> np.ndarray:
@@ -102,11 +109,7 @@ def tumor_areas(params, images: np.ndarray, thresholds, width: int = 16,
     out = []
     for i in range(0, len(images), chunk):
         part = images[i:i + chunk]
-        # Padded with blank images to a power of two: a handful of compiled shapes,
-        # not one per image count (each image's areas are its own).
-        padded = np.zeros((min(chunk, 1 << (len(part) - 1).bit_length()), *part.shape[1:]),
-                          np.float32)
-        padded[:len(part)] = part
+        padded = _padded(part, chunk)
         tumor = _tumor_areas(width, params, jnp.asarray(padded[..., None]), thresholds)
         out.append(np.asarray(tumor)[:len(part)])
     return np.concatenate(out) if out else np.zeros((0, len(thresholds)))
