@@ -151,13 +151,14 @@ def test_simulated_tfds_round_trip(tmp_path, monkeypatch, capfd):
 
 
 def test_tiny_dataset_is_the_default_simulator(tiny_data_dir):
-    """The shared tiny dataset (5 patients, seed 0) is dataset version 3: simulator
-    version 2's slices in four modalities, and a validation patient after the others."""
+    """The shared tiny dataset (5 patients, seed 0) is dataset version 4: simulator
+    version 2's slices in four modalities with their tissue shares, and a validation
+    patient after the others."""
     from jax_translate.data import simulator
 
     splits = dataset.load("64", tiny_data_dir, n_patients=5, n_train_patients=3)
     folder = dataset.dataset_dir("64", tiny_data_dir, n_patients=5, n_train_patients=3)
-    assert folder.name == "3.0.0"
+    assert folder.name == "4.0.0"
     assert set(splits["validation"].patient_id) == {5}
     for split, patient in (("holdout", 4), ("validation", 5)):
         got = splits[split].take(np.flatnonzero(splits[split].patient_id == patient))
@@ -166,25 +167,40 @@ def test_tiny_dataset_is_the_default_simulator(tiny_data_dir):
             for modality in simulator.MODALITIES:
                 np.testing.assert_array_equal(got.image(modality)[i],
                                               getattr(volume, modality)[got.slice_index[i]])
+            # the tissue maps are the shares the images were rendered from, in 255ths
+            shares = volume.tissue_shares[:, got.slice_index[i]]
+            np.testing.assert_allclose(np.moveaxis(got.tissue[i], -1, 0) / 255, shares,
+                                       atol=0.5 / 255 + 1e-6)
+            brain = got.brain_mask[i] > 0
+            assert (shares.sum(0)[~brain] < 0.5).all() and shares.sum(0)[brain].mean() > 0.9
 
 
-def test_version_3_keeps_version_2s_patients_and_adds_a_validation_split(
+def test_version_4_keeps_version_2s_patients_and_adds_validation_and_tissue_maps(
         tmp_path, monkeypatch, capfd):
     """Built through `jax-translate data --export`: every split, validation's row printed;
-    train and holdout bit-identical to 2.0.0's, which still loads (without T2)."""
+    train and holdout bit-identical to 2.0.0's, which still loads (without T2); the
+    tissue maps travel in the export, and 3.0.0 (without them) is the same slices."""
     from jax_translate import cli
 
     kwargs = dict(n_patients=2, n_train_patients=1, seed=3)
     monkeypatch.setattr(dataset, "get_builder", functools.partial(dataset.get_builder, **kwargs))
     assert cli.main(["data", "--data-dir", str(tmp_path), "--export"]) == 0
     out = capfd.readouterr().out
-    assert "simulated_brats/64_p2_t1_s3 3.0.0" in out and "train, holdout, validation" in out
+    assert "simulated_brats/64_p2_t1_s3 4.0.0" in out and "train, holdout, validation" in out
     assert out.count("\nvalidation ") == 1 and "modalities: flair, t1, t2, t1c" in out
     export = dataset.dataset_dir("64", tmp_path, **kwargs) / dataset.EXPORT_NAME
     new = dataset.read_export(export)
     assert list(new) == ["train", "holdout", "validation"]
     assert set(new["validation"].patient_id) == {2} and new["validation"].t1c is not None
+    assert all(s.has_tissue for s in new.values())
     monkeypatch.undo()
+    three = dataset.load("64", tmp_path, version=3, **kwargs)
+    assert not three["train"].has_tissue
+    for split in new:
+        for name in ("flair", "t1", "t2", "t1c", "tumor_mask", "brain_mask", "label"):
+            np.testing.assert_array_equal(getattr(new[split], name), getattr(three[split], name))
+    with pytest.raises(UsageError, match="this dataset has no tissue maps"):
+        three["train"].tissue_share("gm")
     old = dataset.load("64", tmp_path, version=2, **kwargs)
     assert list(old) == ["train", "holdout"] and old["holdout"].modalities == ("flair", "t1")
     for split in old:

@@ -28,8 +28,13 @@ import speed_profile  # noqa: E402  benchmarks/speed_profile.py
 
 
 def _splits():
-    return gpu_data.synthetic_splits({"train": range(3), "holdout": range(3, 5),
-                                      "validation": range(5, 6)}, per_patient=6, size=16)
+    """Synthetic splits with tissue maps (dataset 4.0.0's): they must travel too."""
+    splits = gpu_data.synthetic_splits({"train": range(3), "holdout": range(3, 5),
+                                        "validation": range(5, 6)}, per_patient=6, size=16)
+    rng = np.random.default_rng(0)
+    return {name: dataclasses.replace(s, tissue=rng.integers(0, 256, (*s.t1.shape, 3),
+                                                             dtype=np.uint8))
+            for name, s in splits.items()}
 
 
 @pytest.mark.parametrize("dtype", ["float16", "uint8"])

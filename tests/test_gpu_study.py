@@ -28,13 +28,14 @@ def test_gpu_preset_is_the_whole_study():
 def test_dataset_dir_is_the_builders_folder(tmp_path):
     pytest.importorskip("tensorflow_datasets")
     for kwargs in ({}, dict(n_patients=8, n_train_patients=6, seed=1), dict(version=1),
-                   dict(version=2, n_patients=8), dict(version=3, n_patients=8)):
+                   dict(version=2, n_patients=8), dict(version=3, n_patients=8),
+                   dict(version=4, n_patients=8)):
         builder = dataset.get_builder("64", tmp_path, **kwargs)
         assert dataset.dataset_dir("64", tmp_path, **kwargs) == dataset.Path(builder.data_dir)
-        # the config's simulator_version is the dataset's major version; 3 is the default
-        assert builder.version.major == kwargs.get("version", 3) == int(builder.data_dir[-5])
-    with pytest.raises(dataset.UsageError, match="unknown simulator version 4"):
-        dataset.dataset_dir("64", tmp_path, version=4)
+        # the config's simulator_version is the dataset's major version; 4 is the default
+        assert builder.version.major == kwargs.get("version", 4) == int(builder.data_dir[-5])
+    with pytest.raises(dataset.UsageError, match="unknown simulator version 5"):
+        dataset.dataset_dir("64", tmp_path, version=5)
 
 
 def _equal(a: dataset.SliceSet, b: dataset.SliceSet):
@@ -101,7 +102,7 @@ def test_preflight_stand_in_holds_every_members_domains(preset):
 
 def test_preflight_eta_and_fit():
     from jax_translate.jobs import preflight
-    from jax_translate.training.flops import member_step_flops
+    from jax_translate.runtime.flops import member_step_flops
 
     cfg = make_config("l1", "tiny", steps=10)
     report = preflight.check([cfg], log=lambda line: None, memory_limit=2**40, flops_per_s=1e9)
@@ -127,8 +128,19 @@ def test_preflight_takes_cyclegan_cc_segmenters_as_shapes(monkeypatch):
     assert "stablehlo.convolution" in step.lower(*args).as_text()
 
 
+def _verdicts(k, n=100):
+    from jax_translate.evaluation import metrics
+
+    return metrics.encode_verdicts(np.arange(n) < k)
+
+
+def _nested(counts, n=100):
+    return np.arange(n)[None, :] < np.asarray(counts)[:, None]
+
+
 def _study_rows():
-    """Three seeds at 11 ratios; seed s adds s/100 to 0.9 x ratio (healthy) or 0.9 (tumor); seed 2 of cyclegan at 0.5 undertrained."""
+    """Three seeds at 11 ratios; seed s adds s/100 to 0.9 x ratio (healthy) or 0.9 (tumor),
+    calling the first images tumor; seed 2 of cyclegan at 0.5 fails the gate."""
     rows = []
     for method in METHODS:
         for ratio in ELEVEN:
@@ -139,8 +151,9 @@ def _study_rows():
                     rows.append(dict(method=method, target_tumor_ratio=ratio, seed=seed,
                                      source_label=label, status="ok", n_images=100,
                                      n_pred_tumor=round(100 * frac), frac_pred_tumor=frac,
+                                     verdicts=_verdicts(round(100 * frac)),
                                      ci_low=0.0, ci_high=1.0,
-                                     quality="undertrained" if bad else "ok"))
+                                     quality="wrong_map" if bad else "ok"))
     return rows
 
 
@@ -160,7 +173,7 @@ def test_bias_curves_bands_wilson_and_paper():
     assert np.isclose(band[:, 1].min(), 0.0) and np.isclose(band[:, 1].max(), 0.92)
     # Error bars: the interval over seeds (ratio 0: 0, 1 and 2 of 100), solid: 3 seeds
     bars = [c for c in cyclegan.collections if hasattr(c, "get_segments")][0]
-    interval = metrics.seed_interval([0, 1, 2], 100)
+    interval = metrics.seed_interval(_nested([0, 1, 2]))
     assert interval.reliable
     assert np.allclose(bars.get_segments()[0][:, 1], [interval.low, interval.high])
     assert bars.get_linestyle()[0][1] is None
@@ -199,7 +212,7 @@ def _grid_rows():
     healthy sources called tumor 10 + 5 * seed of 100 at r1_weight 0, 60 + 5 * seed at 10."""
     return [dict(method="cyclegan", target_tumor_ratio=ratio, seed=seed, source_label=label,
                  status="ok", n_images=100, n_pred_tumor=k, frac_pred_tumor=k / 100,
-                 quality="ok", r1_weight=weight)
+                 verdicts=_verdicts(k), quality="ok", r1_weight=weight)
             for weight, base in ((0.0, 10), (10.0, 60)) for ratio in (0.0, 1.0)
             for seed in range(3) for label, k in (("healthy", base + 5 * seed), ("tumor", 90))]
 
@@ -216,7 +229,7 @@ def test_figures_draw_each_grid_point_apart():
                     if line.get_label() == figures.LABEL_STYLE["healthy"][0]]
         assert np.allclose(healthy.get_ydata(), np.mean(counts) / 100)
         bars = [c for c in by_title[title].collections if hasattr(c, "get_segments")][0]
-        interval = metrics.seed_interval(counts, 100)
+        interval = metrics.seed_interval(_nested(counts))
         assert np.allclose(bars.get_segments()[0][:, 1], [interval.low, interval.high])
     figures._pyplot().close(fig)
 
@@ -227,7 +240,7 @@ def test_figures_draw_each_grid_point_apart():
                           for what in ("added", "removed")}
     assert np.allclose(lines["cyclegan r1_weight=10: tumors added"].get_ydata(), 0.65)
     # removed = 1 - kept: its error bar is the kept interval mirrored
-    kept = metrics.seed_interval([90, 90, 90], 100)
+    kept = metrics.seed_interval(_nested([90, 90, 90]))
     segments = [s for c in ax.collections if hasattr(c, "get_segments") for s in c.get_segments()]
     assert any(np.allclose(s[:, 1], [1 - kept.high, 1 - kept.low]) for s in segments)
     figures._pyplot().close(fig)

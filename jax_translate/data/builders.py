@@ -27,12 +27,15 @@ from jax_translate.images import MODALITIES, SIZES, image_shape
 PATIENTS_PER_WORKER = 16
 
 
-def _features(size: str, modalities: tuple[str, ...]) -> tfds.features.FeaturesDict:
+def _features(size: str, version: layout.DatasetVersion) -> tfds.features.FeaturesDict:
     shape = image_shape(size)
+    tissue = ({"tissue": tfds.features.Tensor(shape=(*shape, 3), dtype=np.uint8)}
+              if version.tissue else {})
     return tfds.features.FeaturesDict({
-        **{m: tfds.features.Tensor(shape=shape, dtype=np.float32) for m in modalities},
+        **{m: tfds.features.Tensor(shape=shape, dtype=np.float32) for m in version.modalities},
         "tumor_mask": tfds.features.Tensor(shape=shape, dtype=np.uint8),
         "brain_mask": tfds.features.Tensor(shape=shape, dtype=np.uint8),
+        **tissue,
         "label": tfds.features.ClassLabel(names=list(slices.LABEL_NAMES)),
         "patient_id": np.int32,
         "slice_index": np.int32,
@@ -43,7 +46,7 @@ def _info(builder) -> tfds.core.DatasetInfo:
     # Built here rather than from metadata files: neither builder ships any.
     return tfds.core.DatasetInfo(builder=builder, description=builder.__doc__,
                                  features=_features(builder.builder_config.size,
-                                                    builder.LAYOUT.modalities))
+                                                    builder.LAYOUT))
 
 
 # --------------------------------------------------------------------------
@@ -68,31 +71,33 @@ def simulated_config(size: str = "64", n_patients: int = 50,
         description=f"{n_patients} simulated patients, {size} axial slices, seed {seed}.")
 
 
-def _simulate_examples(args: tuple[int, int, str, int, tuple[str, ...]]
+def _simulate_examples(args: tuple[int, int, str, layout.DatasetVersion]
                        ) -> list[tuple[str, dict]]:
     # Runs in a worker process: only numpy/scipy are imported there.
     from jax_translate.data import simulator
 
-    patient, seed, size, version, modalities = args
+    patient, seed, size, version = args
     volume = simulator.simulate_patient(patient, seed, simulator.GEOMETRIES[size],
-                                        version=version)
-    return list(slices.volume_examples(patient, {m: getattr(volume, m) for m in modalities},
-                                       volume.tumor, volume.brain))
+                                        version=version.simulator)
+    return list(slices.volume_examples(
+        patient, {m: getattr(volume, m) for m in version.modalities}, volume.tumor,
+        volume.brain, volume.tissue_shares if version.tissue else None))
 
 
 class SimulatedBrats(tfds.core.GeneratorBasedBuilder):
     """Flair, T1, T2 and T1c slices of patients simulated from the MNI152 2009 template,
-    in train, holdout and validation splits."""
+    and each pixel's share of CSF, GM and WM, in train, holdout and validation splits."""
 
     # The major version is the dataset's (layout.DATASETS); its LAYOUT says which
     # simulator version renders it and what it stores.
-    VERSION = tfds.core.Version("3.0.0")
-    LAYOUT = layout.DATASETS[3]
+    VERSION = tfds.core.Version("4.0.0")
+    LAYOUT = layout.DATASETS[4]
     RELEASE_NOTES = {
         "1.0.0": "First simulator: the MNI152 population-average tissue mixture in every voxel.",
         "2.0.0": "Each patient's own crisp anatomy; partial volume only from pixel averaging.",
         "3.0.0": "2.0.0's patients with their T2 and T1c too, and a validation split of "
                  "further patients.",
+        "4.0.0": "3.0.0's slices with each pixel's share of healthy CSF, GM and WM.",
     }
     BUILDER_CONFIGS = [simulated_config(size) for size in SIZES]
 
@@ -112,8 +117,7 @@ class SimulatedBrats(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, patients) -> Iterator[tuple[str, dict]]:
         cfg = self.builder_config
-        jobs = [(int(p), cfg.seed, cfg.size, self.LAYOUT.simulator, self.LAYOUT.modalities)
-                for p in patients]
+        jobs = [(int(p), cfg.seed, cfg.size, self.LAYOUT) for p in patients]
         # A spawned worker takes ~4 s to start (it imports the package) and a 64x64
         # patient ~0.5 s to simulate: on 2 cores, 30 patients ran in 18.0 s in this
         # process and 19.5 s with the pool, 8 patients in 5.3 s against 8.7 s.
@@ -127,6 +131,15 @@ class SimulatedBrats(tfds.core.GeneratorBasedBuilder):
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             for examples in pool.map(_simulate_examples, jobs):
                 yield from examples
+
+
+class SimulatedBratsV3(SimulatedBrats, skip_registration=True):
+    """Dataset version 3 (no tissue shares), still buildable for the results made with
+    it (simulated_brats/<config>/3.0.0)."""
+
+    name = "simulated_brats"
+    VERSION = tfds.core.Version("3.0.0")
+    LAYOUT = layout.DATASETS[3]
 
 
 class SimulatedBratsV2(SimulatedBrats, skip_registration=True):
@@ -148,7 +161,8 @@ class SimulatedBratsV1(SimulatedBrats, skip_registration=True):
 
 
 # By dataset version (a config's simulator_version).
-SIMULATED_BUILDERS = {1: SimulatedBratsV1, 2: SimulatedBratsV2, 3: SimulatedBrats}
+SIMULATED_BUILDERS = {1: SimulatedBratsV1, 2: SimulatedBratsV2, 3: SimulatedBratsV3,
+                      4: SimulatedBrats}
 
 
 # --------------------------------------------------------------------------

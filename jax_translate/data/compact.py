@@ -27,6 +27,8 @@ FORMAT = 1
 # The largest difference between an image in [0, 1] and its stored value, by dtype.
 QUANTISATION = {"float16": 2.0**-12, "uint8": 1 / 510}
 MASKS = ("tumor_mask", "brain_mask")
+# Tissue shares (uint8 already) travel as they are, where the dataset has them.
+TISSUE = "tissue"
 META = "meta.json"
 
 
@@ -34,7 +36,7 @@ def image_fields() -> tuple[str, ...]:
     """The SliceSet fields that hold images (every field but the masks and the 1-D ones)."""
     per_slice = ("label", "patient_id", "slice_index")
     return tuple(f.name for f in dataclasses.fields(SliceSet)
-                 if f.name not in MASKS + per_slice)
+                 if f.name not in MASKS + per_slice + (TISSUE,))
 
 
 def _required(name: str) -> bool:
@@ -93,6 +95,8 @@ def write(splits: dict[str, SliceSet], path: Path, dataset_folder: str,
             shapes[f"{split}/{name}"] = list(mask.shape)
         for name in ("label", "patient_id", "slice_index"):
             arrays[f"{split}/{name}"] = np.asarray(getattr(s, name))
+        if s.tissue is not None:
+            arrays[f"{split}/{TISSUE}"] = np.asarray(s.tissue, np.uint8)
     meta = {"format": FORMAT, "dataset_folder": str(Path(dataset_folder)),
             "splits": list(splits), "modalities": list(modalities),
             "image_dtype": image_dtype, "mask_shapes": shapes, "files": dict(files or {})}
@@ -130,6 +134,8 @@ def read(path: Path) -> tuple[dict[str, SliceSet], dict]:
                 fields[name] = bits.reshape(shape).astype(np.uint8)
             for name in ("label", "patient_id", "slice_index"):
                 fields[name] = data[f"{split}/{name}"]
+            if f"{split}/{TISSUE}" in data.files:
+                fields[TISSUE] = data[f"{split}/{TISSUE}"]
             splits[split] = SliceSet(**fields)
     return splits, meta
 

@@ -17,6 +17,7 @@ import numpy as np
 from jax_translate.data.layout import (
     ALL_SPLITS, DATASETS, EXPORT_NAME, LATEST_VERSION, SPLITS, VALIDATION, check_size,
     dataset_dir, dataset_version, default_data_dir)
+from jax_translate.data.slices import TISSUE_SCALE, TISSUE_SHARES
 from jax_translate.errors import UsageError
 from jax_translate.images import MODALITIES
 from jax_translate.io_utils import writable_dir
@@ -28,7 +29,8 @@ class SliceSet:
     """Axial slices of one split. Images are float32 in [0, 1], (N, H, W).
 
     A modality the dataset does not hold is None (T2 and T1c before dataset
-    version 3): read images by name with :meth:`image`, which says so.
+    version 3): read images by name with :meth:`image`, which says so. So are
+    the tissue shares before version 4 and in real BraTS data (:meth:`tissue_share`).
     """
 
     flair: np.ndarray
@@ -40,6 +42,9 @@ class SliceSet:
     slice_index: np.ndarray  # int32 (N,)
     t2: np.ndarray | None = None
     t1c: np.ndarray | None = None
+    # uint8 (N, H, W, 3): each pixel's share of healthy CSF, GM and WM in 255ths
+    # (slices.encode_tissue, in slices.TISSUE_SHARES order)
+    tissue: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.label)
@@ -61,6 +66,21 @@ class SliceSet:
                 f"dataset version {LATEST_VERSION} (simulator_version {LATEST_VERSION}) holds "
                 f"{', '.join(DATASETS[LATEST_VERSION].modalities)}")
         return images
+
+    @property
+    def has_tissue(self) -> bool:
+        return self.tissue is not None
+
+    def tissue_share(self, name: str) -> np.ndarray:
+        """(N, H, W) float32 in [0, 1]: each pixel's share of healthy tissue ``name``
+        (csf, gm or wm); a clear error if the dataset has no tissue maps."""
+        if name not in TISSUE_SHARES:
+            raise UsageError(f"unknown tissue {name!r}; choose one of {', '.join(TISSUE_SHARES)}")
+        if self.tissue is None:
+            raise UsageError(
+                f"this dataset has no tissue maps: dataset version {LATEST_VERSION} of the "
+                "simulator has them (simulator_version 4); real BraTS data has none")
+        return self.tissue[..., TISSUE_SHARES.index(name)].astype(np.float32) / TISSUE_SCALE
 
     def take(self, index: np.ndarray) -> "SliceSet":
         return SliceSet(**{f.name: None if getattr(self, f.name) is None
@@ -149,9 +169,10 @@ def read_split(builder, split: str) -> SliceSet:
     if not records:
         raise UsageError(f"split {split!r} of {builder.name}/{builder.builder_config.name} is empty")
     images = [m for m in MODALITIES if m in records[0]]
+    tissue = ["tissue"] if "tissue" in records[0] else []
     arrays = {
         name: np.stack([np.asarray(r[name]) for r in records])
-        for name in (*images, "tumor_mask", "brain_mask")
+        for name in (*images, "tumor_mask", "brain_mask", *tissue)
     }
     for name in ("label", "patient_id", "slice_index"):
         arrays[name] = np.asarray([r[name] for r in records], np.int32)

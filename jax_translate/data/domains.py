@@ -11,7 +11,10 @@ Two protocols for the unpaired domains. Ours (:func:`unpaired_domains`,
 source for every ratio. The reference code's (:func:`reference_domains`)
 draws the source once per seed, the same for every ratio, and both domains
 from all training patients, so they may share patients and even slices.
-Paired domains are the same in both.
+Paired domains are the same in both. A third, for paired methods only
+("outside_targets", :func:`outside_target_pairs`), draws the pairs from the
+source group's patients, outside every target domain of the seed: a
+translator's pretraining before it is adapted to a biased site.
 """
 
 from __future__ import annotations
@@ -127,6 +130,22 @@ def paired_domain(labels: np.ndarray, target_tumor_ratio: float,
     n_tumor = round(ratio * sizes.n_target)
     return _draw(labels, np.arange(len(labels)), n_tumor, sizes.n_target - n_tumor,
                  rng, f"the paired domain at ratio {ratio:g}")
+
+
+def outside_target_pairs(labels: np.ndarray, patient_id: np.ndarray, target_tumor_ratio: float,
+                         sizes: DomainSizes = DomainSizes(), seed: int = 0) -> np.ndarray:
+    """Indices of (source, target) training pairs from patients outside every target
+    domain of ``seed``: its source group (:func:`split_patients`), ``sizes.n_source``
+    pairs whose tumor share is the ratio. What a translator is pretrained on before it
+    is adapted to a biased site (``cyclegan-adapt``): paired data the site's target
+    images never come from."""
+    ratio = check_ratio(target_tumor_ratio)
+    source_patients, _ = split_patients(labels, patient_id, sizes, seed)
+    rng = np.random.default_rng([seed, 7, round(ratio * 1_000_000)])
+    n_tumor = round(ratio * sizes.n_source)
+    return _draw(labels, np.flatnonzero(np.isin(patient_id, source_patients)), n_tumor,
+                 sizes.n_source - n_tumor, rng,
+                 f"the pretraining pairs at ratio {ratio:g} (patients outside every target)")
 
 
 def holdout_indices(labels: np.ndarray, sizes: DomainSizes = DomainSizes(),

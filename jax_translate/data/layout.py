@@ -34,18 +34,23 @@ class DatasetVersion:
     modalities: tuple[str, ...]    # the images stored per slice
     splits: tuple[str, ...]
     real_brats: str                # the RealBrats builder version of the same layout
+    # Each pixel's share of healthy CSF, GM and WM (SliceSet.tissue): what the contrast
+    # check reads (evaluation/contrast.py). Simulated data only: BraTS has no such maps.
+    tissue: bool = False
 
 
 # The simulated dataset's TFDS version is f"{version}.0.0". Version 3 renders its
 # patients as version 2 does (patients 0-29 train, 30-49 holdout: their Flair and
 # T1 bit-identical to 2.0.0's) and keeps the T2 and T1c the simulator always made,
-# plus a validation split of further patients (50-59 for 50 patients).
+# plus a validation split of further patients (50-59 for 50 patients). Version 4 is
+# version 3's slices (every image bit-identical) with each pixel's tissue shares.
 DATASETS = {
     1: DatasetVersion(1, ("flair", "t1"), SPLITS, "1.0.0"),
     2: DatasetVersion(2, ("flair", "t1"), SPLITS, "1.0.0"),
     3: DatasetVersion(2, MODALITIES, ALL_SPLITS, "2.0.0"),
+    4: DatasetVersion(2, MODALITIES, ALL_SPLITS, "2.0.0", tissue=True),
 }
-LATEST_VERSION = 3
+LATEST_VERSION = 4
 # Validation patients per train-and-holdout patient (10 for 50); at least one.
 VALIDATION_SHARE = 0.2
 
@@ -58,7 +63,8 @@ def validation_patients(n_patients: int) -> int:
 
 def simulated_version(version: int) -> str:
     """The TFDS version of the simulated dataset of this dataset version
-    (builders.SIMULATED_BUILDERS: 3.0.0, the default; 2.0.0 and 1.0.0, still buildable)."""
+    (builders.SIMULATED_BUILDERS: 4.0.0, the default; 3.0.0, 2.0.0 and 1.0.0, still
+    buildable)."""
     return f"{version}.0.0"
 
 

@@ -1,5 +1,5 @@
-"""A picture of the dataset: every modality it holds and the tumor mask of healthy and
-tumor slices."""
+"""A picture of the dataset: every modality it holds, its tissue maps (where it has
+them) and the tumor mask of healthy and tumor slices."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_translate.data.dataset import SliceSet
-from jax_translate.data.slices import HEALTHY, TUMOR
+from jax_translate.data.slices import HEALTHY, TISSUE_SHARES, TUMOR
 from jax_translate.images import MODALITY_NAMES
 
 
@@ -41,6 +41,8 @@ def save_preview(slices: SliceSet, out: Path, per_label: int = 3) -> Path:
 
     index = pick_examples(slices, per_label)
     columns = [(MODALITY_NAMES[m], slices.image(m)) for m in slices.modalities]
+    if slices.has_tissue:  # each pixel's share of a tissue, 0 black to 1 white
+        columns += [(f"{name.upper()} share", slices.tissue_share(name)) for name in TISSUE_SHARES]
     columns.append(("tumor mask", slices.tumor_mask))
     fig, axes = plt.subplots(len(index), len(columns), figsize=(2 * len(columns), 2.1 * len(index)),
                              squeeze=False)

@@ -129,6 +129,10 @@ class PatientVolume:
     # Where the tumor core's centre lies, as fractional (z, row, column);
     # the few-mm elastic warp is left out.
     tumor_center: tuple[float, float, float]
+    # (3, Z, H, W) float32: the share of each pixel that is healthy CSF, GM and WM
+    # (slices.TISSUE_SHARES' order), the tissue maps the images are rendered from; a pixel's
+    # shares sum to its brain fraction less its tumor.
+    tissue_shares: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,9 +353,11 @@ def simulate_patient(patient_index: int, seed: int, geometry: SliceGeometry, *,
     # The labels of what each pixel holds most of.
     parts = [fine.average(part) for part in (csf, gm, wm, whole, core, necrotic)]
     tissue = _tissue_labels(*parts).reshape(shape)
+    shares = np.stack([fine.average(share) for share in _shares(fractions)[:3]])
     return PatientVolume(
         **images, tumor=(tissue >= EDEMA).astype(np.uint8),
         brain=(tissue > BACKGROUND).astype(np.uint8), tissue=tissue,
+        tissue_shares=shares.reshape(3, *shape).astype(np.float32),
         tumor_center=_to_index(linear @ (tumor.core.center - center) + center + shift,
                                geometry))
 
@@ -478,12 +484,15 @@ def _tissue_labels(csf, gm, wm, whole, core, necrotic) -> np.ndarray:
     return tissue
 
 
-def render(rng, fractions: dict[str, np.ndarray], axes_mm, average=None) -> dict[str, np.ndarray]:
+def render(rng, fractions: dict[str, np.ndarray], axes_mm, average=None,
+           tissue_means: dict[str, tuple] = TISSUE_MEANS) -> dict[str, np.ndarray]:
     """Flat images in [0, 1] of every modality from tissue fractions.
 
     The fractions may lie on a finer grid than the image: then `average` maps
     them to pixels (the scanner's partial volume), before the bias field and
-    noise.
+    noise. ``tissue_means`` (by modality, `TISSUE_MEANS`' layout) sets each
+    tissue's contrast: another one renders the same anatomy with another
+    contrast (evaluation/known_cases.py swaps T1's GM and WM).
     """
     jitter = rng.uniform(1 - INTENSITY_JITTER, 1 + INTENSITY_JITTER, (len(MODALITIES), 6))
     log_bias = np.clip(BIAS_SD * _smooth_fields(rng, len(MODALITIES), axes_mm, BIAS_SPACING_MM),
@@ -504,7 +513,7 @@ def render(rng, fractions: dict[str, np.ndarray], axes_mm, average=None) -> dict
     n_voxels = brain.size
     images = {}
     for m, modality in enumerate(MODALITIES):
-        means = (np.asarray(TISSUE_MEANS[modality]) * jitter[m]).astype(np.float32)
+        means = (np.asarray(tissue_means[modality]) * jitter[m]).astype(np.float32)
         pixel_signal = signal(means)[inside]
         pixel_signal *= np.exp(log_bias[m, inside])
         # Rician: the magnitude of a complex signal with Gaussian noise.

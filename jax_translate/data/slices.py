@@ -43,21 +43,38 @@ def volume_examples(
     images: dict[str, np.ndarray],
     tumor: np.ndarray,
     brain: np.ndarray,
+    tissue_shares: np.ndarray | None = None,
 ) -> Iterator[tuple[str, dict]]:
     """Yields ``(key, example)`` for every kept axial slice of one volume.
 
     ``images`` maps each stored modality ("flair", "t1", ...) to its volume.
-    All arrays are (Z, H, W); images already scaled to [0, 1]. The key is
+    All arrays are (Z, H, W); images already scaled to [0, 1]. ``tissue_shares``
+    (3, Z, H, W) in [0, 1], each pixel's share of healthy CSF, GM and WM, is stored
+    as ``tissue`` (H, W, 3) uint8 in 255ths (:func:`encode_tissue`). The key is
     unique across the dataset so TFDS can shard and deduplicate.
     """
     for z in range(brain.shape[0]):
         if not keep_slice(brain[z]):
             continue
+        tissue = {} if tissue_shares is None else {"tissue": encode_tissue(tissue_shares[:, z])}
         yield f"{patient_id:04d}_{z:04d}", {
             **{name: np.asarray(volume[z], np.float32) for name, volume in images.items()},
             "tumor_mask": np.asarray(tumor[z] > 0, np.uint8),
             "brain_mask": np.asarray(brain[z] > 0, np.uint8),
+            **tissue,
             "label": tumor_label(tumor[z], brain[z]),
             "patient_id": patient_id,
             "slice_index": z,
         }
+
+
+# The healthy tissues whose share of each pixel a dataset may store, in this order.
+TISSUE_SHARES = ("csf", "gm", "wm")
+# Tissue shares are stored in 255ths: 0.2% of a pixel is far below what a contrast
+# check resolves (it reads pixels of one tissue at >= 0.9), at a quarter of float32's size.
+TISSUE_SCALE = 255
+
+
+def encode_tissue(shares: np.ndarray) -> np.ndarray:
+    """(3, H, W) shares in [0, 1] -> (H, W, 3) uint8 in 255ths."""
+    return np.round(np.clip(np.moveaxis(shares, 0, -1), 0.0, 1.0) * TISSUE_SCALE).astype(np.uint8)
