@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import scipy.optimize
+import scipy.special
 import scipy.stats
 
 from jax_translate.evaluation import metrics
@@ -344,74 +345,125 @@ def test_wilson_contains_the_proportion_at_the_extremes(n):
 # ------------------------------------------------------- intervals over seeds
 
 
+def nested_verdicts(counts, n):
+    """(S, n) verdicts of seeds that call the first k_s of the same n images tumor."""
+    return np.arange(n)[None, :] < np.asarray(counts)[:, None]
+
+
 def test_seed_interval_of_seeds_that_disagree_is_wide():
     """gan at 100% tumor: seeds at 0.90 and 0.10 of the same 175 images. Pooling their
-    counts as 350 trials claimed 0.50 [0.45, 0.55]; over seeds it is the t-interval
-    with one degree of freedom, which covers [0, 1], flagged unreliable."""
+    counts as 350 trials claimed 0.50 [0.45, 0.55]; with two seeds t has one degree
+    of freedom (12.7), the interval covers [0, 1] and is flagged unreliable."""
     pooled = metrics.wilson_interval(158 + 17, 350)
     assert pooled[1] - pooled[0] < 0.11  # what the table printed
-    got = metrics.seed_interval([158, 17], 175)
-    fractions = np.array([158, 17]) / 175
-    half = scipy.stats.t.ppf(0.975, 1) * fractions.std(ddof=1) / math.sqrt(2)
+    got = metrics.seed_interval(nested_verdicts([158, 17], 175))
     assert got.mean == pytest.approx(0.5)
-    assert (got.low, got.high) == (max(0.0, 0.5 - half), min(1.0, 0.5 + half)) == (0.0, 1.0)
+    assert (got.low, got.high) == (0.0, 1.0)
     assert (got.n_seeds, got.n_images, got.reliable) == (2, 175, False)
 
 
-def test_seed_interval_is_the_t_interval_when_seeds_spread():
-    counts = np.array([60, 80, 100, 120, 140])
-    got = metrics.seed_interval(counts, 175)
-    fractions = counts / 175
+def test_seed_interval_is_the_seeds_t_interval_when_images_carry_no_noise():
+    """Seeds whose verdicts do not depend on the image (each calls all 175 images alike):
+    the image part is 0, and the interval is the t-interval of the seeds' fractions."""
+    verdicts = np.repeat(np.array([1, 0, 1, 1, 0], bool)[:, None], 175, axis=1)
+    got = metrics.seed_interval(verdicts)
+    fractions = verdicts.mean(axis=1)
     t_low, t_high = scipy.stats.t.interval(0.95, 4, loc=fractions.mean(),
                                            scale=scipy.stats.sem(fractions))
-    assert (got.low, got.high) == pytest.approx((t_low, t_high), abs=1e-12)
+    assert (got.low, got.high) == pytest.approx((max(t_low, 0), min(t_high, 1)), abs=1e-12)
     assert got.reliable and got.n_seeds == 5
 
 
-def test_seed_interval_never_narrower_than_one_seeds_images():
-    """Seeds that agree share the same 175 images: 3 x 175 are not 525 trials."""
-    agreeing = metrics.seed_interval([88, 88, 88], 175)
-    assert (agreeing.low, agreeing.high) == metrics.wilson_interval(88, 175)
+def test_seed_interval_of_seeds_that_agree_is_one_seeds_images():
+    """Seeds that agree share the same 175 images: 3 x 175 are not 525 trials. The
+    interval is then the images' (as wide as one seed's Wilson interval), not the
+    pooled one, and never zero-width."""
+    agreeing = metrics.seed_interval(nested_verdicts([88, 88, 88], 175))
+    one_seed = metrics.wilson_interval(88, 175)
     pooled = metrics.wilson_interval(3 * 88, 3 * 175)
-    assert agreeing.high - agreeing.low > 1.5 * (pooled[1] - pooled[0])
+    width = agreeing.high - agreeing.low
+    assert width == pytest.approx(one_seed[1] - one_seed[0], rel=0.05)
+    assert width > 1.5 * (pooled[1] - pooled[0])
     # one seed: its own Wilson interval, and unreliable (nothing is known of seeds)
-    one = metrics.seed_interval([88], [175])
-    assert (one.low, one.high) == metrics.wilson_interval(88, 175) and not one.reliable
+    one = metrics.seed_interval(nested_verdicts([88], 175))
+    assert (one.low, one.high) == one_seed and not one.reliable
     # all or none called tumor: the interval keeps the mean
-    assert metrics.seed_interval([175, 175, 175], 175).high == 1.0
-    assert metrics.seed_interval([0, 0, 0], 175).low == 0.0
-    assert np.isnan(metrics.seed_interval([], 175).mean)
+    assert metrics.seed_interval(nested_verdicts([175] * 3, 175)).high == 1.0
+    assert metrics.seed_interval(nested_verdicts([0] * 3, 175)).low == 0.0
+    assert np.isnan(metrics.seed_interval(np.zeros((0, 175))).mean)
 
 
-def test_seed_interval_covers_the_mean_when_seeds_differ():
-    """Members drawn around a true rate (seed sd 0.1), each scored on 175 images: the
-    interval over 3 seeds covers the true rate at least 95% of the time; pooling the
-    seeds' counts into one Wilson interval covered it about half the time."""
+def _coverage(seeds, mu, tau_seed, tau_image, reps, rng, interval):
+    """How often ``interval(verdicts)`` covers the population's flip rate, when the
+    seeds' verdicts come from shared images (as in a real evaluation): each image has
+    its own tendency (logit sd ``tau_image``) and each seed its own (``tau_seed``)."""
+    expit = scipy.special.expit
+    truth = expit(mu + tau_seed * rng.standard_normal((400, 1))
+                  + tau_image * rng.standard_normal((1, 4000))).mean()
+    hits = 0
+    for _ in range(reps):
+        p = expit(mu + tau_seed * rng.standard_normal((seeds, 1))
+                  + tau_image * rng.standard_normal((1, 175)))
+        low, high = interval(rng.random(p.shape) < p)
+        hits += low <= truth <= high
+    return hits / reps
+
+
+def _seeds_only_t(verdicts):
+    fractions = verdicts.mean(axis=1)
+    return scipy.stats.t.interval(0.95, len(fractions) - 1, loc=fractions.mean(),
+                                  scale=scipy.stats.sem(fractions))
+
+
+@pytest.mark.parametrize("seeds", [3, 5])
+@pytest.mark.parametrize("mu, tau_seed, tau_image", [
+    (-1.0, 0.4, 1.5),   # seed spread ~0.06 around a 0.33 flip rate
+    (1.5, 0.6, 1.0),    # ~0.08 around 0.76
+    (-1.0, 0.8, 1.0),   # ~0.12 around 0.31: seeds dominate
+    (0.0, 0.1, 3.0),    # seeds agree, images carry the noise
+])
+def test_seed_interval_covers_the_flip_rate_with_images_shared_across_seeds(
+        seeds, mu, tau_seed, tau_image):
+    """Issue 37: coverage at 3 and 5 seeds, with the same images under every seed."""
+    rng = np.random.default_rng(seeds)
+
+    def interval(verdicts):
+        got = metrics.seed_interval(verdicts)
+        return got.low, got.high
+
+    assert _coverage(seeds, mu, tau_seed, tau_image, 1000, rng, interval) >= 0.93
+
+
+def test_an_interval_over_seeds_alone_misses_the_shared_images_noise():
+    """Why the image part is needed: when seeds agree, the t-interval of the seeds'
+    fractions shrinks to their few disagreements and misses the population's rate,
+    since every seed saw the same images."""
     rng = np.random.default_rng(0)
-    true_rate, trials = 0.4, 300
-    covered = pooled_covered = 0
-    for _ in range(trials):
-        rates = np.clip(true_rate + rng.normal(0, 0.1, 3), 0, 1)
-        counts = rng.binomial(175, rates)
-        got = metrics.seed_interval(counts, 175)
-        covered += got.low <= true_rate <= got.high
-        low, high = metrics.wilson_interval(counts.sum(), 3 * 175)
-        pooled_covered += low <= true_rate <= high
-    assert covered / trials >= 0.95
-    assert pooled_covered / trials < 0.7
+    assert _coverage(5, 0.0, 0.1, 3.0, 600, rng, _seeds_only_t) < 0.8
+
+
+def test_verdicts_round_trip_through_their_text():
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 8, 175):
+        bits = rng.random(n) < 0.5
+        text = metrics.encode_verdicts(bits)
+        assert set(text) <= set("0123456789abcdef")
+        np.testing.assert_array_equal(metrics.decode_verdicts(text, n), bits)
+    with pytest.raises(ValueError, match="verdict bits for"):
+        metrics.decode_verdicts("ff", 9)
 
 
 def test_aggregate_never_pools_grid_points():
     rows = [dict(method="cyclegan", target_tumor_ratio=1.0, seed=seed, source_label="healthy",
                  status="ok", n_images=100, n_pred_tumor=k, frac_pred_tumor=k / 100,
-                 r1_weight=weight)
+                 verdicts=metrics.encode_verdicts(np.arange(100) < k), r1_weight=weight)
             for weight, counts in ((0.0, (10, 20, 30)), (10.0, (70, 80, 90)))
             for seed, k in enumerate(counts)]
     out = metrics.aggregate_over_seeds(rows)  # the same seeds twice: no "repeated seed"
     assert [(a["r1_weight"], a["n_seeds"]) for a in out] == [(0.0, 3), (10.0, 3)]
     assert [a["frac_pred_tumor_mean"] for a in out] == pytest.approx([0.2, 0.8])
     assert "r1_weight_mean" not in out[0]
-    interval = metrics.seed_interval([70, 80, 90], 100)
+    interval = metrics.seed_interval(nested_verdicts([70, 80, 90], 100))
     assert (out[1]["seeds_ci_low"], out[1]["seeds_ci_high"]) == (interval.low, interval.high)
     assert out[1]["seeds_ci_reliable"] == 1
     assert metrics.knob_label(metrics.knobs_of(rows[3])) == "r1_weight=10"

@@ -122,10 +122,16 @@ def test_evaluate_refuses_unfinished_or_foreign_folders(tiny_run_half, tmp_path,
 
 
 def _gan_rows(healthy_counts, tumor_counts, n=175, **knobs):
+    """Rows of seeds that call the first k of the same n images tumor."""
     return [dict(method="gan", target_tumor_ratio=1.0, seed=s, source_label=label, status="ok",
-                 n_images=n, n_pred_tumor=k, frac_pred_tumor=k / n, **knobs)
+                 n_images=n, n_pred_tumor=k, frac_pred_tumor=k / n,
+                 verdicts=metrics.encode_verdicts(np.arange(n) < k), **knobs)
             for label, counts in (("healthy", healthy_counts), ("tumor", tumor_counts))
             for s, k in enumerate(counts)]
+
+
+def _nested(counts, n=175):
+    return np.arange(n)[None, :] < np.asarray(counts)[:, None]
 
 
 def test_flip_table_and_csv_give_intervals_over_seeds(tmp_path):
@@ -143,11 +149,15 @@ def test_flip_table_and_csv_give_intervals_over_seeds(tmp_path):
         assert (row["seeds_frac_pred_tumor"], row["seeds_ci_low"], row["seeds_ci_high"]) == (
             0.5, 0, 1)
         assert (row["seeds_n"], row["seeds_ci_reliable"]) == (2, 0)
-    # three seeds that agree: reliable, no mark, and as wide as one seed's 175 images
+    # three seeds that agree: reliable, no mark, and the images' interval
     rows = _gan_rows([88, 88, 88], [160, 160, 160])
-    low, high = metrics.wilson_interval(88, 175)
+    interval = metrics.seed_interval(_nested([88, 88, 88]))
     line = results.flip_table(rows).splitlines()[1]
-    assert f"0.50 [{low:.2f}, {high:.2f}] " in line and "*" not in line
+    assert results.interval_cell(interval) + " " in line and "*" not in line
+    # the CSV carries each image's verdict: its intervals can be recomputed from it alone
+    (tmp_path / "results.csv").write_text(results.rows_to_csv(rows))
+    read = results.read_csv(tmp_path / "results.csv")
+    assert results.across_seeds(read[:3]) == interval
 
 
 def test_flip_table_and_csv_never_pool_grid_points(tmp_path):
@@ -155,7 +165,7 @@ def test_flip_table_and_csv_never_pool_grid_points(tmp_path):
         [150, 160, 170], [100, 110, 120], r1_weight=10.0)
     lines = results.flip_table(rows).splitlines()
     assert lines[0].split()[:3] == ["method", "knobs", "ratio"]
-    zero, ten = (metrics.seed_interval(c, 175) for c in ([20, 30, 40], [150, 160, 170]))
+    zero, ten = (metrics.seed_interval(_nested(c)) for c in ([20, 30, 40], [150, 160, 170]))
     assert lines[1].split()[:3] == ["gan", "r1_weight=0", "1.00"]
     assert results.interval_cell(zero) in lines[1] and results.interval_cell(ten) in lines[2]
     assert len(lines) == 3  # 3 seeds each: no unreliable note

@@ -6,7 +6,7 @@
 Reads each method's ``results.csv`` in the given ``reproduce`` folders (or
 sweep folders; a method found in several is taken from the last one given)
 and writes into ``--out`` (default: this folder's ``results/``):
-``comparison.png`` (tumors added at 100% and removed at 0% against fidelity,
+``comparison.png`` (tumors added at 100% and removed at 0% against structure r,
 one point per method), ``comparison.md`` (the table) and ``comparison.json``
 (the numbers and which file each method came from). Methods of this
 folder's ``config.json`` that no folder holds are listed as missing.
@@ -49,13 +49,12 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    figure = comparison.comparison_plot(rows, out / "comparison.png",
-                                        floor_r=comparison.recorded_floor(args.runs))
+    figure = comparison.comparison_plot(rows, out / "comparison.png")
     io_utils.atomic_write_text(out / "comparison.md", table)
     io_utils.atomic_write_json(out / "comparison.json", {
         "sources": {m: str(p) for m, p in sources.items()}, "missing": missing,
-        "summary": [{**s, "fidelity_r": {str(k): v for k, v in s["fidelity_r"].items()},
-                     "lesion_kept": {str(k): v for k, v in s["lesion_kept"].items()}}
+        "summary": [{**s, **{name: {str(k): v for k, v in s[name].items()}
+                             for name in ("structure_r", "fidelity_r", "lesion_kept")}}
                     for s in summaries]})
     print(table)
     print(f"figure: {figure}; table: {out / 'comparison.md'}")

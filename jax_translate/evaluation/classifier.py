@@ -36,11 +36,9 @@ from jax_translate.config import SweepConfig
 from jax_translate.data.dataset import SliceSet
 from jax_translate.data.layout import VALIDATION
 from jax_translate.data.slices import MIN_TUMOR_FRACTION
-from jax_translate.errors import UsageError
 from jax_translate.images import MODALITY_NAMES
 from jax_translate.io_utils import atomic_write_json
 from jax_translate.models.segmenter import TumorSegmenter
-from jax_translate.presets import PRESETS
 from jax_translate.training import segmenter
 # The evaluator's config is the segmenter's training config (its label rule has none).
 from jax_translate.training.segmenter import SegmenterConfig as ClassifierConfig
@@ -61,27 +59,6 @@ def _tumor_areas(width: int, params, images, thresholds):
     logits = TumorSegmenter(width).apply({"params": params}, images)
     # each coarse cell is 2x2 pixels
     return 4.0 * jnp.sum(logits[..., None] > thresholds, axis=(1, 2))
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _tumor_cells(width: int, params, images, threshold):
-    """(N, H/2, W/2) coarse cells segmented as tumor at ``threshold``."""
-    return TumorSegmenter(width).apply({"params": params}, images) > threshold
-
-
-def tumor_masks(params, images: np.ndarray, threshold: float, width: int = 16,
-                chunk: int = 256) -> np.ndarray:
-    """(N, H, W) bool: the pixels of (N, H, W) images in [0, 1] segmented as tumor
-    (each coarse cell's 2x2 pixels), the mask whose area the 1% rule reads."""
-    images = np.asarray(images, np.float32)
-    out = []
-    for i in range(0, len(images), chunk):
-        part = images[i:i + chunk]
-        padded = _padded(part, chunk)
-        cells = np.asarray(_tumor_cells(width, params, jnp.asarray(padded[..., None]),
-                                        jnp.float32(threshold)))[:len(part)]
-        out.append(cells.repeat(2, axis=1).repeat(2, axis=2))
-    return np.concatenate(out) if out else np.zeros(images.shape, bool)
 
 
 def _padded(part: np.ndarray, chunk: int) -> np.ndarray:
@@ -171,30 +148,12 @@ class CachedClassifier:
         """(N,) pixels segmented as tumor at the calibrated threshold."""
         return tumor_areas(self.params, images, self.threshold, self.cfg.width)[:, 0]
 
-    def tumor_masks(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W) pixels segmented as tumor at the calibrated threshold."""
-        return tumor_masks(self.params, images, self.threshold, self.cfg.width)
-
 
 def config_for(cfg: SweepConfig) -> ClassifierConfig:
-    """The classifier that judges runs of ``cfg``: its preset's ``classifier_steps``.
-
-    Derived from the run's config alone, so ``evaluate`` and ``reproduce`` of
-    one run pick the same cached classifier.
-    """
-    return ClassifierConfig(steps=PRESETS[cfg.preset].get("classifier_steps",
-                                                          ClassifierConfig.steps))
-
-
-def check_experiment_steps(settings: dict, preset: str) -> None:
-    """Refuses a ``classifier_steps`` other than ``preset``'s: ``evaluate`` could not
-    know it, and would judge the same runs by another classifier."""
-    preset_steps = PRESETS[preset].get("classifier_steps", ClassifierConfig.steps)
-    steps = settings.get("classifier_steps", preset_steps)
-    if steps != preset_steps:
-        raise UsageError(f"classifier_steps {steps}: a run is judged by its preset's "
-                         f"classifier ({preset_steps} steps for {preset}), whichever command "
-                         "evaluates it; drop classifier_steps from the config")
+    """The classifier that judges runs of ``cfg``: its ``classifier_steps``, recorded in
+    the run's config.json, so every command evaluating one run picks the same cached
+    classifier."""
+    return ClassifierConfig(steps=cfg.classifier_steps)
 
 
 def cache_name(cfg: ClassifierConfig, modality: str) -> str:

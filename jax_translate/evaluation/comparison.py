@@ -9,14 +9,14 @@ its grid points when it has gridded knobs; never pooled):
   healthy sources) and one for **tumors removed** at the lowest (0%, tumor
   sources). y: the flip fraction, mean over seeds, error bars its 95%
   interval over seeds (:func:`metrics.seed_interval`; dotted when fewer
-  than ``metrics.MIN_SEEDS`` seeds make it unreliable); x: the fidelity r
+  than ``metrics.MIN_SEEDS`` seeds make it unreliable); x: the structure r
   of the same members (their healthy rows, as the quality gate reads it),
-  mean over seeds, error bars the seeds' min to max. A point with an
-  undertrained member is hollow (as in :func:`figures.bias_curve_figure`);
+  mean over seeds, error bars the seeds' min to max. A point with a member
+  that fails the gate is hollow (as in :func:`figures.bias_curve_figure`);
   ``gan`` (never gated) is a square.
-- one row of a markdown table: fidelity r per ratio, quality, the two flips
-  (``*``: interval over too few seeds), pFPR / iFPR at the highest ratio and
-  lesion preservation per ratio.
+- one row of a markdown table: structure r and pixel r per ratio, GM/WM, the
+  gate, the two flips (``*``: interval over too few seeds), pFPR / iFPR at the
+  highest ratio and lesion preservation per ratio.
 
 Diverged members (``status`` not ``ok``) are left out of every number and
 counted in the table.
@@ -24,7 +24,6 @@ counted in the table.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -36,13 +35,7 @@ from jax_translate.evaluation import figures, metrics, quality, results
 ADDED, REMOVED = "added", "removed"
 # what: (source label, which end of the ratio sweep)
 PANELS = {ADDED: ("healthy", max), REMOVED: ("tumor", min)}
-GATE_LABEL = f"quality gate (r {quality.FIDELITY_GATE:g})"
-FLOOR_STYLE = "-."
-
-
-def floor_label(floor_r: float) -> str:
-    """The floor's legend: the dataset's measured r of no translation at all."""
-    return f"no translation: source as target (r {floor_r:.2f})"
+GATE_LABEL = f"quality gate (structure r {quality.STRUCTURE_GATE:g})"
 NOT_GATED_LABEL = "not gated (gan)"
 
 
@@ -108,7 +101,7 @@ def flip_point(rows: list[dict], method: str, what: str, knobs: tuple = ()) -> d
     if not flips:
         return None
     interval = results.across_seeds(flips, removed=what == REMOVED)
-    r = _finite(m["fidelity_r"] for m in members)
+    r = _finite(m["structure_r"] for m in members)
     verdicts = [m.get("quality") for m in members]
     return dict(method=method, knobs=tuple(knobs), what=what, ratio=ratio,
                 seeds=sorted({m["seed"] for m in flips}),
@@ -117,7 +110,7 @@ def flip_point(rows: list[dict], method: str, what: str, knobs: tuple = ()) -> d
                 x=float(r.mean()) if len(r) else math.nan,
                 x_low=float(r.min()) if len(r) else math.nan,
                 x_high=float(r.max()) if len(r) else math.nan,
-                undertrained=quality.UNDERTRAINED in verdicts,
+                wrong_map=quality.WRONG_MAP in verdicts,
                 not_gated=bool(verdicts) and all(v == quality.NOT_GATED for v in verdicts))
 
 
@@ -141,10 +134,14 @@ def summary(rows: list[dict]) -> list[dict]:
             members=len({(r["target_tumor_ratio"], r["seed"]) for r in mine}),
             diverged=len({(r["target_tumor_ratio"], r["seed"]) for r in mine
                           if r.get("status", "ok") != "ok"}),
+            structure_r={x: _mean(r["structure_r"] for r in at("healthy", x))
+                         for x in all_ratios},
             fidelity_r={x: _mean(r["fidelity_r"] for r in at("healthy", x)) for x in all_ratios},
+            gm_wm=_mean(r.get("gm_wm", math.nan) for r in healthy),
+            gm_wm_real=_mean(r.get("gm_wm_real", math.nan) for r in healthy),
             lesion_kept={x: _mean(r["lesion_score"] for r in at("tumor", x)) for x in all_ratios},
-            n_undertrained=verdicts.count(quality.UNDERTRAINED),
-            n_gated=sum(v in (quality.OK, quality.UNDERTRAINED) for v in verdicts),
+            n_wrong_map=verdicts.count(quality.WRONG_MAP),
+            n_gated=sum(v in (quality.OK, quality.WRONG_MAP) for v in verdicts),
             not_gated=bool(verdicts) and all(v == quality.NOT_GATED for v in verdicts),
             top_ratio=top,
             pfpr=_mean(r.get("pfpr", math.nan) for r in at("healthy", top)),
@@ -169,9 +166,9 @@ def _pct(ratio: float) -> str:
 def quality_cell(s: dict) -> str:
     if s["not_gated"]:
         return "not gated"
-    if s["n_undertrained"] == 0:
+    if s["n_wrong_map"] == 0:
         return "ok"
-    return f"undertrained {s['n_undertrained']}/{s['n_gated']}"
+    return f"wrong map {s['n_wrong_map']}/{s['n_gated']}"
 
 
 def _flip_cell(point: dict | None) -> str:
@@ -188,7 +185,8 @@ def markdown_table(summaries: list[dict]) -> str:
     per_ratio = " / ".join(_pct(x).rstrip("%") for x in ratios) + "%"
     top = _pct(max(ratios)) if ratios else "100%"
     low = _pct(min(ratios)) if ratios else "0%"
-    head = ["method", f"fidelity r at {per_ratio}", "quality",
+    head = ["method", f"structure r at {per_ratio}", f"pixel r at {per_ratio}",
+            "GM/WM (real)", "gate",
             f"added @{top} [95% CI over seeds]", f"removed @{low} [95% CI over seeds]",
             f"pFPR / iFPR @{top}",
             f"lesion kept at {per_ratio}"]
@@ -196,7 +194,9 @@ def markdown_table(summaries: list[dict]) -> str:
     for s in summaries:
         name = s["label"] + (f" ({s['diverged']} diverged)" if s["diverged"] else "")
         cells = [name,
+                 " / ".join(_num(s["structure_r"].get(x)) for x in ratios),
                  " / ".join(_num(s["fidelity_r"].get(x)) for x in ratios),
+                 f"{_num(s['gm_wm'])} ({_num(s['gm_wm_real'])})",
                  quality_cell(s),
                  _flip_cell(s["added"]),
                  _flip_cell(s["removed"]),
@@ -211,13 +211,11 @@ def markdown_table(summaries: list[dict]) -> str:
 # ------------------------------------------------------------------ figure
 
 
-def comparison_figure(rows: list[dict], floor_r: float | None = None):
+def comparison_figure(rows: list[dict]):
     """Two panels: tumors added at the highest ratio, removed at the lowest, each
-    against fidelity r; one point per setting (see the module docstring). The
-    gate is a dashed line; ``floor_r``, the dataset's measured r of the source
-    used as the target (``ceiling.Ceiling``, in a reproduce folder's
-    results.json), a dash-dotted one when given: it depends on the data, so
-    it is read, never assumed."""
+    against structure r; one point per setting (see the module docstring). The
+    gate's structure bar is a dashed line (its contrast check is the hollow
+    markers' other reason)."""
     plt = figures._pyplot()
     summaries = summary(rows)
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), sharey=True)
@@ -236,26 +234,23 @@ def comparison_figure(rows: list[dict], floor_r: float | None = None):
             figures.interval_bars(ax, [p["x"]], [p["y"]], [p["y_low"]], [p["y_high"]],
                                   [p["reliable"]], color, elinewidth=1.0, capsize=2, alpha=0.8)
             ax.plot([p["x"]], [p["y"]], ls="", marker="s" if p["not_gated"] else "o", ms=7,
-                    color=color, mfc="none" if p["undertrained"] else color, mew=1.5,
+                    color=color, mfc="none" if p["wrong_map"] else color, mew=1.5,
                     label=s["label"])
             ax.annotate(s["label"], (p["x"], p["y"]), xytext=(5, 4),
                         textcoords="offset points", fontsize=7, color=color)
-        ax.axvline(quality.FIDELITY_GATE, ls="--", color="gray", lw=1, label=GATE_LABEL)
-        if floor_r is not None:
-            ax.axvline(floor_r, ls=FLOOR_STYLE, color="gray", lw=1, label=floor_label(floor_r))
+        ax.axvline(quality.STRUCTURE_GATE, ls="--", color="gray", lw=1, label=GATE_LABEL)
         where = f"{_pct(ratio)} tumor target" if ratio is not None else ""
         ax.set_title(f"tumors {what}, {where} ({label} sources)", fontsize=10)
-        ax.set_xlabel("fidelity r (healthy holdout; mean, seeds' min-max)")
+        ax.set_xlabel("structure r (healthy holdout; mean, seeds' min-max)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fraction of holdout translations flipped\n"
                        "(mean over seeds, 95% CI over seeds)")
-    lo = min(([] if floor_r is None else [floor_r])
-             + [s[w]["x_low"] for s in summaries for w in PANELS
-                if s[w] is not None and math.isfinite(s[w]["x_low"])],
-             default=quality.FIDELITY_GATE)
+    lo = min([s[w]["x_low"] for s in summaries for w in PANELS
+              if s[w] is not None and math.isfinite(s[w]["x_low"])],
+             default=quality.STRUCTURE_GATE)
     for ax in axes:
-        ax.set_xlim(min(lo - 0.05, 0.35), 1.0)
+        ax.set_xlim(min(lo - 0.05, quality.STRUCTURE_GATE - 0.1), 1.0)
     # Legend: one filled marker per method, then the reference lines and the marker styles.
     handles = [plt.Line2D([], [], ls="", marker="s" if s["not_gated"] else "o", ms=7,
                           color=figures.method_color(s["method"]))
@@ -263,13 +258,10 @@ def comparison_figure(rows: list[dict], floor_r: float | None = None):
     labels = [s["label"] for s in summaries]
     handles.append(plt.Line2D([], [], ls="--", color="gray", lw=1))
     labels.append(GATE_LABEL)
-    if floor_r is not None:
-        handles.append(plt.Line2D([], [], ls=FLOOR_STYLE, color="gray", lw=1))
-        labels.append(floor_label(floor_r))
     points = [p for s in summaries for p in (s[ADDED], s[REMOVED]) if p is not None]
-    if any(p["undertrained"] for p in points):
+    if any(p["wrong_map"] for p in points):
         handles.append(plt.Line2D([], [], ls="", marker="o", color="gray", mfc="none", ms=7))
-        labels.append(figures.UNDERTRAINED_LABEL)
+        labels.append(figures.WRONG_MAP_LABEL)
     if not all(p["reliable"] for p in points):
         handles.append(plt.Line2D([], [], ls=":", color="gray", lw=1))
         labels.append(figures.UNRELIABLE_LABEL)
@@ -281,21 +273,6 @@ def comparison_figure(rows: list[dict], floor_r: float | None = None):
     return fig
 
 
-def comparison_plot(rows: list[dict], out: str | Path, floor_r: float | None = None) -> Path:
-    """`comparison_figure(rows, floor_r)`, saved to `out`."""
-    return figures._write(comparison_figure(rows, floor_r), Path(out))
-
-
-def recorded_floor(folders) -> float | None:
-    """The floor r (source used as target) that a ``reproduce`` folder's results.json
-    recorded with the dataset's information ceiling; the first of ``folders`` that
-    has one, else None."""
-    for folder in folders:
-        path = Path(folder) / "results.json"
-        if path.is_file():
-            ceiling = json.loads(path.read_text()).get("information_ceiling") or {}
-            # flair_r: written before the ceiling was stated for any source and target
-            floor = ceiling.get("source_r", ceiling.get("flair_r"))
-            if floor is not None:
-                return float(floor)
-    return None
+def comparison_plot(rows: list[dict], out: str | Path) -> Path:
+    """`comparison_figure(rows)`, saved to `out`."""
+    return figures._write(comparison_figure(rows), Path(out))

@@ -26,7 +26,7 @@ PAPER_CURVES = {
 }
 PAPER_X = tuple(10 * i for i in range(11))
 PAPER_LABEL = "paper (their classifier)"
-UNDERTRAINED_LABEL = f"undertrained (fidelity r < {quality.FIDELITY_GATE:g})"
+WRONG_MAP_LABEL = "fails the quality gate (wrong map)"
 UNRELIABLE_LABEL = f"interval over < {metrics.MIN_SEEDS} seeds: unreliable"
 LABEL_STYLE = {"healthy": ("healthy source (tumors added)", "tab:blue"),
                "tumor": ("tumor source (tumors kept)", "tab:red")}
@@ -62,26 +62,26 @@ def _curve(rows: list[dict], method: str, label: str, knobs: tuple = ()) -> dict
     """Per ratio of one setting (method and gridded knobs) and source label: the mean
     over seeds, the seeds' min and max, the interval over seeds
     (:func:`results.across_seeds`), whether it is reliable (enough seeds) and whether
-    a seed is undertrained."""
+    a seed fails the quality gate."""
     sel = [r for r in rows if r["method"] == method and r["source_label"] == label
            and metrics.knobs_of(r) == tuple(knobs)]
     ratios = sorted({r["target_tumor_ratio"] for r in sel})
     out = {k: [] for k in ("mean", "low", "high", "ci_low", "ci_high", "reliable",
-                           "undertrained")}
+                           "wrong_map")}
     for ratio in ratios:
         at = [r for r in sel if r["target_tumor_ratio"] == ratio]
         fracs = np.array([r["frac_pred_tumor"] for r in at], float)
         out["mean"].append(np.nanmean(fracs))
         out["low"].append(np.nanmin(fracs)); out["high"].append(np.nanmax(fracs))
-        if all("n_images" in r and "n_pred_tumor" in r for r in at):
+        if all(r.get("verdicts") not in (None, "") for r in at):
             interval = results.across_seeds(at)
             low, high, reliable = interval.low, interval.high, interval.reliable
-        else:  # rows without counts: the members' own intervals, never called reliable
+        else:  # rows without verdicts: the members' own intervals, never called reliable
             low, high = np.mean([r["ci_low"] for r in at]), np.mean([r["ci_high"] for r in at])
             reliable = False
         out["ci_low"].append(low); out["ci_high"].append(high); out["reliable"].append(reliable)
-        out["undertrained"].append(any(r.get("quality") == quality.UNDERTRAINED for r in at))
-    out = {k: np.asarray(v, bool if k in ("reliable", "undertrained") else float)
+        out["wrong_map"].append(any(r.get("quality") == quality.WRONG_MAP for r in at))
+    out = {k: np.asarray(v, bool if k in ("reliable", "wrong_map") else float)
            for k, v in out.items()}
     out["x"], out["seeds"] = 100 * np.asarray(ratios, float), len({r["seed"] for r in sel})
     return out
@@ -124,7 +124,7 @@ def bias_curve_figure(rows: list[dict]):
     interval; the error bars are the 95% interval over seeds
     (:func:`metrics.seed_interval`), dotted where fewer than
     ``metrics.MIN_SEEDS`` seeds make it unreliable. Diverged members are left
-    out. A ratio with an undertrained member (quality gate) gets a hollow
+    out. A ratio with a member that fails the quality gate gets a hollow
     marker: its flips are not the paper's effect. For cyclegan and l1 the
     paper's numbers are drawn beside ours (dashed, crosses).
     """
@@ -137,7 +137,7 @@ def bias_curve_figure(rows: list[dict]):
     for ax, (method, knobs) in zip(axes[0], panels):
         for label, (name, color) in LABEL_STYLE.items():
             c = _curve(rows, method, label, knobs)
-            x, mean, hollow = c["x"], c["mean"], c["undertrained"]
+            x, mean, hollow = c["x"], c["mean"], c["wrong_map"]
             ax.plot(x, mean, "-", color=color, label=name)
             ax.plot(x[~hollow], mean[~hollow], "o", color=color, ms=3)
             if hollow.any():
@@ -156,9 +156,9 @@ def bias_curve_figure(rows: list[dict]):
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("fraction of translations\npredicted tumor")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    if any(r.get("quality") == quality.UNDERTRAINED for r in rows):
+    if any(r.get("quality") == quality.WRONG_MAP for r in rows):
         handles.append(plt.Line2D([], [], ls="", marker="o", color="gray", mfc="none", ms=5))
-        labels.append(UNDERTRAINED_LABEL)
+        labels.append(WRONG_MAP_LABEL)
     if unreliable:
         handles.append(_unreliable_handle(plt))
         labels.append(UNRELIABLE_LABEL)
@@ -178,7 +178,7 @@ def flips_figure(rows: list[dict]):
     """Flips against % tumor in the target, all settings on one axis: tumors added to
     healthy sources (solid) and removed from tumor sources (1 - kept, dashed), mean
     over seeds with the seeds' min-max band and the 95% interval over seeds (error
-    bars, dotted when unreliable); hollow markers: an undertrained seed. A method's
+    bars, dotted when unreliable); hollow markers: a seed that fails the quality gate. A method's
     grid points share its colour, each with its own marker."""
     plt = _pyplot()
     rows = [r for r in rows if r.get("status", "ok") == "ok"]
@@ -197,7 +197,7 @@ def flips_figure(rows: list[dict]):
             flip = lambda y: y if label == "healthy" else 1 - y  # noqa: E731
             mean = flip(c["mean"])
             ax.plot(c["x"], mean, style, color=color, label=f"{name}: tumors {what}")
-            hollow = c["undertrained"]
+            hollow = c["wrong_map"]
             ax.plot(c["x"][~hollow], mean[~hollow], marker, color=color, ms=3)
             if hollow.any():
                 ax.plot(c["x"][hollow], mean[hollow], marker, color=color, mfc="none", ms=5)
@@ -247,34 +247,52 @@ def example_indices(test: SliceSet, per_label: int = 2) -> np.ndarray:
 
 def example_grid(translated: np.ndarray, test: SliceSet, members: list[tuple[float, int]],
                  method: str, out: Path, per_label: int = 2, seed: int | None = None,
-                 source: str = "flair", target: str = "t1") -> Path:
+                 source: str = "flair", target: str = "t1", rows: list[dict] | None = None
+                 ) -> Path:
     return _write(example_figure(translated, test, members, method, per_label, seed,
-                                 source, target), out)
+                                 source, target, rows), out)
+
+
+def _contrast_note(row: dict | None, real: bool = False) -> str:
+    """``GM/WM .71 s .93``: a member's healthy-source GM/WM and structure r (the real
+    target's GM/WM for ``real``), for a column title; "" without them."""
+    if row is None or not np.isfinite(row.get("gm_wm", np.nan)):
+        return ""
+    if real:
+        return f"\nGM/WM {row['gm_wm_real']:.2f}"
+    return f"\nGM/WM {row['gm_wm']:.2f} s {row['structure_r']:.2f}"
 
 
 def example_figure(translated: np.ndarray, test: SliceSet, members: list[tuple[float, int]],
                    method: str, per_label: int = 2, seed: int | None = None,
-                   source: str = "flair", target: str = "t1"):
+                   source: str = "flair", target: str = "t1", rows: list[dict] | None = None):
     """Rows: holdout tumor and healthy slices. Columns: source, real target (modalities
-    ``source`` and ``target``), and the translation at each ratio (the first seed)."""
+    ``source`` and ``target``), and the translation at each ratio (the first seed).
+    With results ``rows``, each column title carries the member's tissue contrast
+    (GM/WM on healthy sources, the real target's under it) and structure r."""
     plt = _pyplot()
     seed = members[0].seed if seed is None else seed
-    cols = [(i, m.target_tumor_ratio) for i, m in enumerate(members) if m.seed == seed]
+    cols = [(i, m) for i, m in enumerate(members) if m.seed == seed]
+    healthy = {(r["target_tumor_ratio"], r["seed"], metrics.knobs_of(r)): r for r in rows or ()
+               if r["source_label"] == "healthy"}
+    row_of = lambda m: healthy.get((m.target_tumor_ratio, m.seed, tuple(m.knobs)))  # noqa: E731
     index = example_indices(test, per_label)
     n_cols = 2 + len(cols)
-    fig, axes = plt.subplots(len(index), n_cols, figsize=(1.25 * n_cols, 1.35 * len(index) + 0.4),
+    fig, axes = plt.subplots(len(index), n_cols, figsize=(1.3 * n_cols, 1.35 * len(index) + 0.7),
                              squeeze=False)
+    first = row_of(cols[0][1]) if cols else None
+    titles = [MODALITY_NAMES[source], f"real {MODALITY_NAMES[target]}"
+              + _contrast_note(first, real=True)] + [
+        f"{100 * m.target_tumor_ratio:g}%" + _contrast_note(row_of(m)) for _, m in cols]
     for row, i in enumerate(index):
         images = [test.image(source)[i], test.image(target)[i]] + [translated[m, i]
                                                                    for m, _ in cols]
-        titles = [MODALITY_NAMES[source], f"real {MODALITY_NAMES[target]}"] + [
-            f"{100 * r:g}%" for _, r in cols]
         for col, (image, title) in enumerate(zip(images, titles)):
             ax = axes[row, col]
             ax.imshow(image, cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([]); ax.set_yticks([])
             if row == 0:
-                ax.set_title(title, fontsize=8)
+                ax.set_title(title, fontsize=7)
         axes[row, 0].set_ylabel("tumor" if test.label[i] else "healthy", fontsize=8)
     fig.suptitle(f"{method}: translations by % tumor in the target training data", fontsize=9)
     fig.tight_layout()

@@ -1,14 +1,14 @@
 """Result rows: one per (method, target ratio, seed, source label), their CSV, and pooling.
 
-A row (:class:`ResultRow`) holds a member's flips on healthy or tumor holdout
-sources, the classifier's Wilson interval, pixel and lesion metrics against
-the real paired T1, fidelity inside the brain and the member's quality
-verdict. :func:`across_seeds` gives the flip fraction of a setting (method,
-ratio and gridded knobs: :func:`setting`) over its seeds, with an interval
-that includes the seeds' disagreement (:func:`metrics.seed_interval`): the
-flip table, ``results.csv``'s ``seeds_*`` columns, the bias curves and the
-methods comparison all read their numbers through it. Rows of different
-grid points are never pooled.
+A row (:class:`ResultRow`, made by :func:`scoring.score`) holds a member's flips
+on healthy or tumor holdout sources with each image's verdict, pixel and lesion
+metrics against the real paired target, fidelity (pixel r, structure r, the
+contrast check) and the member's gate verdict. :func:`across_seeds` gives the
+flip fraction of a setting (method, ratio and gridded knobs: :func:`setting`)
+over its seeds, with an interval that carries seed and image noise
+(:func:`metrics.seed_interval`): the flip table, ``results.csv``'s ``seeds_*``
+columns, the bias curves and the methods comparison all read their numbers
+through it. Rows of different grid points are never pooled.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from typing import TypedDict
 
 import numpy as np
 
-from jax_translate.config import GRID_FIELDS, SweepConfig
-from jax_translate.data.dataset import SliceSet
-from jax_translate.evaluation import hallucination, metrics, quality
+from jax_translate.config import GRID_FIELDS
+from jax_translate.evaluation import metrics, quality
 
 LABELS = ("healthy", "tumor")
 
@@ -41,14 +40,27 @@ class ResultRow(TypedDict):
     ci_low: float              # Wilson 95% interval of frac_pred_tumor: this member's
                                # images only (over seeds: metrics.SEED_COLUMNS)
     ci_high: float
+    verdicts: str              # each image's verdict, in the holdout's order
+                               # (metrics.encode_verdicts): what seed intervals read
     mae: float
     psnr: float
     ssim: float
     lesion_score: float        # metrics.lesion_score: lesion contrast kept, vs real target
-    fidelity_r: float          # the gate's: quality.pearson_in_brain outside every lesion
-    fidelity_r_brain: float    # quality.pearson_in_brain over the whole brain
+    fidelity_r: float          # pixel r (quality.pearson_in_brain), mean over the images;
+                               # healthy rows: whole brain; tumor rows: outside the real
+                               # lesion and its margin (scoring.scored_region)
+    structure_r: float         # quality.structure_r over the same pixels: the gate's
     fidelity_ssim: float
-    quality: str               # quality.quality_verdict of the member's healthy row
+    n_unscored: int            # images without an r (too little brain, or too much of
+                               # it left out): counted, never silently dropped
+    left_out: float            # mean share of the brain left out (tumor rows)
+    gm_wm: float               # contrast.contrast of the translations ...
+    csf_wm: float
+    gm_wm_real: float          # ... and of the real targets, over the same pixels
+    csf_wm_real: float
+    contrast_error: float      # contrast.Contrast.error: the gate's
+    quality: str               # quality.gate of the member's healthy row
+    gate_reason: str           # the checks it failed ("" when ok)
     pfpr: float                # hallucination.false_positive_rates (healthy rows)
     ifpr: float
 
@@ -65,62 +77,9 @@ def setting(row) -> tuple:
 def across_seeds(rows, removed: bool = False) -> metrics.SeedInterval:
     """The fraction of ``rows``' images predicted tumor (``removed``: not predicted
     tumor), mean over the rows (seeds of one setting and source label), and its
-    interval over seeds (:func:`metrics.seed_interval`; unreliable below
-    ``metrics.MIN_SEEDS`` seeds)."""
-    n = [int(r["n_images"]) for r in rows]
-    k = [int(r["n_pred_tumor"]) for r in rows]
-    return metrics.seed_interval([n_i - k_i for n_i, k_i in zip(n, k)] if removed else k, n)
-
-
-def _nanmean(values: np.ndarray) -> float:
-    return float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
-
-
-def member_rows(cfg: SweepConfig, translated: np.ndarray, pred: np.ndarray, test: SliceSet,
-                diverged: np.ndarray, tumor_pixels: np.ndarray | None = None,
-                lesion_masks: np.ndarray | None = None) -> list[ResultRow]:
-    """Rows of every member; ``tumor_pixels`` (members, N), the segmenter's tumor
-    area per translation, gives the healthy rows StegoGAN's pFPR and iFPR;
-    ``lesion_masks`` (members, N, H, W), its tumor pixels, are left out of the
-    gate's fidelity with the real lesions (``quality.outside_lesions``)."""
-    rows = []
-    for m, (ratio, seed, knobs) in enumerate(cfg.members):
-        member = []
-        counts = metrics.flip_counts(pred[m], test.label)
-        for label_value, name in enumerate(LABELS):
-            sel = test.label == label_value
-            x, y = translated[m][sel], test.image(cfg.target)[sel]
-            n, k = counts[name]["n_images"], counts[name]["n_pred_tumor"]
-            low, high = metrics.wilson_interval(k, n) if n else (np.nan, np.nan)
-            lesion = metrics.lesion_score(x, y, test.label[sel], test.tumor_mask[sel],
-                                          test.brain_mask[sel]) if n else np.array([np.nan])
-            brain = test.brain_mask[sel]
-            lesions = [test.tumor_mask[sel]] + ([lesion_masks[m][sel]]
-                                                if lesion_masks is not None else [])
-            outside = quality.outside_lesions(brain, lesions)
-            member.append({
-                "method": cfg.method, "target_tumor_ratio": ratio, "seed": seed,
-                "source_label": name, "status": "diverged" if diverged[m] else "ok",
-                "n_images": n, "n_pred_tumor": k, "frac_pred_tumor": counts[name]["frac_pred_tumor"],
-                "ci_low": low, "ci_high": high,
-                "mae": float(np.mean(metrics.mae(x, y))) if n else np.nan,
-                "psnr": float(np.mean(metrics.psnr(x, y))) if n else np.nan,
-                "ssim": float(np.mean(metrics.ssim(x, y))) if n else np.nan,
-                "lesion_score": _nanmean(lesion),
-                "fidelity_r": _nanmean(quality.pearson_in_brain(x, y, outside)) if n else np.nan,
-                "fidelity_r_brain": (_nanmean(quality.pearson_in_brain(x, y, brain)) if n
-                                     else np.nan),
-                "fidelity_ssim": _nanmean(quality.ssim_in_brain(x, y, brain)) if n else np.nan,
-                "pfpr": np.nan, "ifpr": np.nan, **dict(knobs),
-            })
-            if tumor_pixels is not None and name == "healthy":
-                member[-1]["pfpr"], member[-1]["ifpr"] = hallucination.false_positive_rates(
-                    tumor_pixels[m][sel], brain.reshape(len(brain), -1).sum(1), x.shape[1:3])
-        # the gate reads the healthy row (LABELS[0]) only: there, a lesion the bias
-        # pasted or erased cannot lower fidelity; tumor rows' is for reference
-        verdict = quality.quality_verdict(cfg.method, member[0]["fidelity_r"])
-        rows += [dict(row, quality=verdict) for row in member]
-    return rows
+    interval (:func:`metrics.seed_interval`, from each image's verdict; unreliable
+    below ``metrics.MIN_SEEDS`` seeds)."""
+    return metrics.seed_interval(metrics.verdict_matrix(rows, removed))
 
 
 def rows_to_csv(rows: list[dict]) -> str:
@@ -141,6 +100,11 @@ def rows_to_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
+# Columns read back as text, whatever they look like (a verdicts string "00" or "1e5"
+# must not become a number).
+TEXT_COLUMNS = ("method", "source_label", "status", "verdicts", "quality", "gate_reason")
+
+
 def _parse(value: str):
     for cast in (int, float):
         try:
@@ -151,27 +115,35 @@ def _parse(value: str):
 
 
 def read_csv(path: str | Path) -> list[dict]:
-    """Rows of a ``results.csv``, numbers parsed (``nan`` included)."""
+    """Rows of a ``results.csv``, numbers parsed (``nan`` included), text kept as text."""
     with open(path, newline="") as f:
-        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: v if k in TEXT_COLUMNS else _parse(v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
-def _quality_cell(rows: list[dict]) -> str:
-    """Mean healthy-source fidelity r over seeds and the members' verdicts,
-    e.g. ``0.91 ok``, ``0.62 undertrained`` or ``0.80 undertrained 1/2``."""
-    healthy = [r for r in rows if r["source_label"] == "healthy" and "quality" in r]
-    if not healthy:
-        return "-"  # results written before the quality columns existed
-    fidelity = np.asarray([r["fidelity_r"] for r in healthy], float)
-    verdicts = [r["quality"] for r in healthy]
-    n_bad = verdicts.count(quality.UNDERTRAINED)
+def _mean(rows: list[dict], column: str) -> float:
+    values = np.asarray([r.get(column, np.nan) for r in rows], float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
+
+
+def gate_cell(rows: list[dict]) -> str:
+    """The members' gate verdicts over seeds: ``ok``, ``wrong_map``, ``wrong_map 1/3``
+    (when 1 of 3 seeds fails it) or ``not_gated``."""
+    verdicts = [r["quality"] for r in rows if r["source_label"] == "healthy" and "quality" in r]
+    if not verdicts:
+        return "-"
+    n_bad = verdicts.count(quality.WRONG_MAP)
     if n_bad:
-        verdict = quality.UNDERTRAINED + (f" {n_bad}/{len(verdicts)}" if n_bad < len(verdicts)
-                                          else "")
-    else:
-        verdict = verdicts[0]
-    r_mean = np.nanmean(fidelity) if np.isfinite(fidelity).any() else np.nan
-    return f"{r_mean:.2f} {verdict}"
+        return quality.WRONG_MAP + (f" {n_bad}/{len(verdicts)}" if n_bad < len(verdicts) else "")
+    return verdicts[0]
+
+
+def fidelity_cells(rows: list[dict]) -> tuple[str, str, str]:
+    """(pixel r, structure r, ``GM/WM 0.71 (0.67)``): healthy sources' means over seeds."""
+    healthy = [r for r in rows if r["source_label"] == "healthy"]
+    ratio, real = _mean(healthy, "gm_wm"), _mean(healthy, "gm_wm_real")
+    return (f"{_mean(healthy, 'fidelity_r'):.2f}", f"{_mean(healthy, 'structure_r'):.2f}",
+            f"{ratio:.2f} ({real:.2f})")
 
 
 UNRELIABLE_MARK = "*"
@@ -187,16 +159,16 @@ def interval_cell(interval: metrics.SeedInterval) -> str:
 
 def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
     """Per setting (method, ratio, gridded knobs): fraction of holdout images predicted
-    tumor, per source label.
+    tumor, per source label, next to what the gate reads.
 
-    The mean over seeds; brackets hold its 95% interval over seeds
-    (:func:`metrics.seed_interval`), marked ``*`` with fewer than
-    ``metrics.MIN_SEEDS`` seeds (a note under the table says so). ``healthy``
-    columns are tumors *added*, ``tumor`` columns tumors *kept* (1 -
-    removed). The last column is the mean fidelity r on healthy sources and
-    the quality gate's verdict (``undertrained k/n`` when k of n seeds fail
-    it): flips of undertrained members are not the paper's effect. A
-    ``knobs`` column names each row's grid point when the rows have one.
+    The mean over seeds; brackets hold its 95% interval (:func:`across_seeds`),
+    marked ``*`` with fewer than ``metrics.MIN_SEEDS`` seeds (a note under the
+    table says so). ``healthy`` columns are tumors *added*, ``tumor`` columns tumors
+    *kept* (1 - removed). Then, on healthy sources and over seeds, pixel r,
+    structure r and GM/WM of the translations (the real target's in brackets), and
+    the gate's verdict (``wrong_map k/n`` when k of n seeds fail it): flips of
+    members that fail it are not the paper's effect. A ``knobs`` column names each
+    row's grid point when the rows have one.
     """
     members: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -204,8 +176,9 @@ def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
             members.setdefault(setting(r), []).append(r)
     width = max([len(metrics.knob_label(knobs)) for _, _, knobs in members] + [0])
     knob_head = f"{'knobs':{width}s}  " if width else ""
-    header = (f"{'method':9s} {knob_head}{'ratio':>5s}  {'healthy->tumor':>23s}  "
-              f"{'tumor->tumor':>23s}  fidelity r, quality")
+    header = (f"{'method':11s} {knob_head}{'ratio':>5s}  {'healthy->tumor':>23s}  "
+              f"{'tumor->tumor':>23s}  {'pixel r':>7s}  {'struct r':>8s}  "
+              f"{'GM/WM (real)':>12s}  gate")
     lines, unreliable = [header], False
     for (method, ratio, knobs), at in members.items():
         if ratios is not None and not any(abs(ratio - x) < 1e-9 for x in ratios):
@@ -215,9 +188,10 @@ def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
             interval = across_seeds([r for r in at if r["source_label"] == label])
             unreliable |= not interval.reliable
             cells.append(interval_cell(interval))
+        pixel, structure, gm_wm = fidelity_cells(at)
         knob_cell = f"{metrics.knob_label(knobs):{width}s}  " if width else ""
-        lines.append(f"{method:9s} {knob_cell}{ratio:5.2f}  {cells[0]:>23s}  {cells[1]:>23s}  "
-                     f"{_quality_cell(at)}")
+        lines.append(f"{method:11s} {knob_cell}{ratio:5.2f}  {cells[0]:>23s}  {cells[1]:>23s}  "
+                     f"{pixel:>7s}  {structure:>8s}  {gm_wm:>12s}  {gate_cell(at)}")
     if unreliable:
         lines.append(UNRELIABLE_NOTE)
     return "\n".join(lines)

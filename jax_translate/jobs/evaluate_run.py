@@ -4,10 +4,10 @@
 each file):
 
 - ``results.csv`` / ``results.json``: one row per (method, target_tumor_ratio,
-  seed, source_label) (:class:`~jax_translate.evaluation.results.ResultRow`:
-  the classifier's verdicts, pixel and lesion metrics against the real paired
-  target image (T1 by default), fidelity inside the brain and the member's
-  quality verdict);
+  seed, source_label) (:class:`~jax_translate.evaluation.results.ResultRow`, from
+  :func:`~jax_translate.evaluation.scoring.score`: the classifier's verdicts, pixel
+  and lesion metrics against the real paired target image (T1 by default),
+  fidelity, the contrast check and the member's gate verdict);
 - ``translations.npz``: every member's translated holdout images, with what
   is needed to re-analyse them without rerunning;
 - ``bias_curves.png``, ``examples.png`` and ``losses.png`` (the training losses
@@ -27,7 +27,7 @@ from jax_translate import io_utils
 from jax_translate.data import dataset, domains
 from jax_translate.data.dataset import SliceSet
 from jax_translate.evaluation import classifier as classifier_lib
-from jax_translate.evaluation import figures, metrics, quality, results
+from jax_translate.evaluation import figures, metrics, quality, results, scoring
 from jax_translate.jobs.run_folder import RunFolder, classifier_cache_dir
 from jax_translate.jobs.run_log import write_eval_scalars
 from jax_translate.training.methods import Method, Parts
@@ -66,18 +66,8 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     test = domains.holdout_set(cfg, splits["holdout"])
     source, real_target = test.image(cfg.source), test.image(cfg.target)
     translated = translate_all(method, states.generator, source)
-    # the 1% rule over each source slice's brain mask, whatever a translation's background
-    pred = np.stack([classifier.predict(t, brain_mask=test.brain_mask) for t in translated])
-    diverged = np.asarray(states.diverged)
-    # pFPR/iFPR need the segmenter's areas; a classifier that only labels leaves them NaN
-    tumor_pixels = (np.stack([classifier.tumor_pixels(t) for t in translated])
-                    if hasattr(classifier, "tumor_pixels") else None)
-    # the gate's fidelity leaves out what the segmenter calls lesion in each translation
-    lesion_masks = (np.stack([classifier.tumor_masks(t) for t in translated])
-                    if hasattr(classifier, "tumor_masks") else None)
-    rows = results.member_rows(cfg, translated, pred, test, diverged, tumor_pixels,
-                               lesion_masks)
-    quality.print_undertrained(rows)
+    rows = scoring.score(cfg, translated, test, classifier, np.asarray(states.diverged))
+    quality.print_gate_warnings(rows)
 
     outputs = folder.outputs()
     tmp = folder.path / ".translations.tmp.npz"
@@ -88,12 +78,12 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
         brain_mask=test.brain_mask, patient_id=test.patient_id, slice_index=test.slice_index,
         target_tumor_ratio=np.asarray([m.target_tumor_ratio for m in cfg.members]),
         seed=np.asarray([m.seed for m in cfg.members]),
-        member=np.asarray([m.name for m in cfg.members]), pred_tumor=pred, method=cfg.method)
+        member=np.asarray([m.name for m in cfg.members]), method=cfg.method)
     tmp.replace(outputs["translations"])
     figures.bias_curves(rows, outputs["bias_curves"])
     figures.loss_curves(folder.metrics(cfg), outputs["losses"])
     figures.example_grid(translated, test, cfg.members, cfg.method, outputs["examples"],
-                         source=cfg.source, target=cfg.target)
+                         source=cfg.source, target=cfg.target, rows=rows)
     write_eval_scalars(folder, cfg, rows)  # TensorBoard: eval/<metric>/<source label>
     io_utils.atomic_write_text(outputs["results_csv"], results.rows_to_csv(rows))
     io_utils.atomic_write_json(outputs["results_json"], {

@@ -40,7 +40,6 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
         experiment = Experiment(experiment, PAPER_METHODS, {})
     preset_name = experiment.preset or default_preset()
     settings = preset_settings(preset_name, **experiment.overrides)
-    classifier_lib.check_experiment_steps(settings, preset_name)  # before anything is written
     t0 = time.perf_counter()
     overrides = {**experiment.overrides, **({"data_dir": data_dir} if data_dir else {})}
     configs = {m: make_config(m, preset_name, **overrides) for m in experiment.methods}

@@ -29,10 +29,10 @@ from jax_translate import io_utils
 from jax_translate import progress as progress_lib
 from jax_translate.config import SweepConfig
 from jax_translate.jobs.run_folder import RunFolder, parse_metrics_line
-from jax_translate.training import eta
+from jax_translate.runtime import eta
 
 # The evaluation metrics of a member's results rows written as eval/<metric>/<source_label>.
-EVAL_METRICS = ("fidelity_r", "frac_pred_tumor", "lesion_score")
+EVAL_METRICS = ("fidelity_r", "structure_r", "contrast_error", "frac_pred_tumor", "lesion_score")
 
 
 @functools.partial(jax.jit, static_argnums=2)
