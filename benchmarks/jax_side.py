@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_translate.training import flops
+from jax_translate.runtime import flops
 from jax_translate.config import make_config
 from jax_translate.data.dataset import SliceSet
 from jax_translate.images import image_shape
-from jax_translate.training import engine
+from jax_translate.runtime import engine
 from jax_translate.images import model_image_shape
 from jax_translate.training.members import build_members
 from jax_translate.training.methods import Method

@@ -6,7 +6,7 @@ One command, everything side by side in one process (see README.md here):
 2. PyTorch eager training the same members one after another (the
    reference implementation's way), and the JAX/PyTorch ratio at the largest N
    with the strategy ``auto`` picks;
-3. FLOPs per member-step counted from the layer shapes (``jax_translate.training.flops``),
+3. FLOPs per member-step counted from the layer shapes (``jax_translate.runtime.flops``),
    over time, against the card's TF32 and bf16 peaks and a measured matmul
    peak;
 4. compile time and XLA's memory estimate per strategy and N;
@@ -36,9 +36,9 @@ import numpy as np
 import jax_side  # its sibling: `python benchmarks/run.py` puts benchmarks/ on the path
 
 from jax_translate.catalog import PAPER_METHODS
-from jax_translate.config import make_config
-from jax_translate.training import engine, eta
-from jax_translate.training import flops as flops_lib
+from jax_translate.config import make_config, merge_model
+from jax_translate.runtime import engine, eta
+from jax_translate.runtime import flops as flops_lib
 
 
 def parse_args(argv=None):
@@ -356,9 +356,9 @@ def preset_overrides(args) -> dict:
         overrides["upscale"] = args.upscale
     if args.upsample is not None or args.dropout is not None:  # fields of the model config
         cfg = jax_side.sweep_config("cyclegan", 1, args.preset, args.size, overrides=overrides)
-        model = dataclasses.asdict(cfg.model)
-        model.update({k: v for k, v in (("upsample", args.upsample), ("dropout", args.dropout))
-                      if v is not None})
+        model = merge_model(cfg.model, {k: v for k, v in (("upsample", args.upsample),
+                                                          ("dropout", args.dropout))
+                                        if v is not None})
         overrides["model"] = model
         if not model["dropout"]:
             overrides["test_dropout"] = False  # the paper preset's needs dropout

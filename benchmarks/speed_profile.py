@@ -11,7 +11,7 @@ first). Each row compiles the step that ``sweep`` runs (``engine.SweepStep``,
 as ``run.py`` times it), then records:
 
 - member-steps/s after a warm-up call (``--min-seconds`` of calls);
-- FLOPs per member-step counted from the layer shapes (``training/flops.py``),
+- FLOPs per member-step counted from the layer shapes (``runtime/flops.py``),
   the achieved FLOP/s and its share of the card's peaks and of a measured
   matmul;
 - XLA's cost analysis of the compiled program (its ``flops`` and ``bytes
@@ -45,8 +45,8 @@ import numpy as np
 import jax_side  # siblings: `python benchmarks/speed_profile.py` puts benchmarks/ on the path
 from run import describe_machine, preset_overrides, versions
 
-from jax_translate.training import engine
-from jax_translate.training import flops as flops_lib
+from jax_translate.runtime import engine
+from jax_translate.runtime import flops as flops_lib
 
 # Trace lines that repeat the stream's kernels (xprof's derived lines): never summed.
 DERIVED_LINES = ("XLA Modules", "XLA Ops", "XLA TraceMe", "Steps", "Launch Stats",
@@ -277,7 +277,7 @@ def markdown(d: dict) -> str:
              f"Backend {d['backend']}; versions {d['versions']}; {d['method']}, model preset "
              f"`{d['model']['preset']}` at {d['model']['size']} (overrides "
              f"{d['model']['overrides']}), N={d['members']}, K={d['steps_per_call']} steps per "
-             f"call. Counted FLOPs per member-step (training/flops.py): "
+             f"call. Counted FLOPs per member-step (runtime/flops.py): "
              f"**{d['flops_per_member_step'] / 1e9:.2f} GFLOP**. Peaks (TFLOP/s): {peaks}.", "",
              "| strategy | precision | member-steps/s | x fp32 | TFLOP/s (counted) | utilisation "
              "| XLA GFLOP / member-step | XLA / counted | compile s | memory GB |",

@@ -67,6 +67,11 @@ class MethodSpec:
     paper: bool = False                  # one of Cohen et al.'s four
     gated: bool = True                   # its fidelity gates its flips (quality.py); False:
                                          # nothing ties its output to its input (gan)
+    # Config fields this method sets unless a preset or the user does: (field, value) pairs.
+    defaults: tuple = ()
+    # Its generators start from paired L1 ones, pretrained on pairs from patients outside
+    # every target domain (jobs/adapt.py): the pretrain-then-adapt protocol.
+    pretrain: bool = False
     # Passes of one step, for flops.py: {"train" | "forward" | "input_grad": count}
     generator_passes: tuple = ()
     discriminator_passes: tuple = ()
@@ -109,6 +114,17 @@ SPECS: dict[str, MethodSpec] = {spec.name: spec for spec in (
                discriminators=("b",), pool_size=_no_pool, discriminator_first=_always,
                generator_passes=(("train", 2),),
                discriminator_passes=(("input_grad", 1), ("train", 2))),
+    # Pretrain, then adapt (docs/design_notes.md): paired L1 both ways on balanced pairs of
+    # patients outside every target domain, then CycleGAN without the identity term on the
+    # biased unpaired domains, as a translator is brought to a new site.
+    MethodSpec("cyclegan-adapt", "cycle", color="tab:blue", pretrain=True,
+               defaults=(("lambda_identity", 0.0),),
+               summary="paired L1 pretraining outside the targets, then cyclegan without "
+                       "the identity term on the biased domains",
+               generators=("ab", "ba"), discriminators=("b", "a"),
+               # the identity translations run at weight 0 (the cycle objective's six)
+               generator_passes=(("train", 6),),
+               discriminator_passes=(("input_grad", 2), ("train", 4))),
     MethodSpec("cyclegan-cc", "cycle_lesion_consistent", color="tab:pink", lesion_segmenters=True,
                summary="cyclegan + lambda_lesion x lesion consistency under frozen "
                        "train-split segmenters; unpaired",

@@ -25,12 +25,15 @@ LAYERS = {
     "jax_translate.data": 1,
     "jax_translate.models": 1,
     "jax_translate.training": 2,
+    # how a sweep runs (engine, devices, checkpoints), over what a step computes
+    "jax_translate.runtime": 3,
     "jax_translate.evaluation": 3,
     # the jobs, which own run folders, and the command that calls them
     "jax_translate.jobs": 4,
     "jax_translate.cli": 4,
 }
-LAYER_NAMES = {0: "vocabulary", 1: "data/models", 2: "training", 3: "evaluation", 4: "jobs"}
+LAYER_NAMES = {0: "vocabulary", 1: "data/models", 2: "training", 3: "runtime/evaluation",
+               4: "jobs"}
 
 
 def module_name(path: Path) -> str:
@@ -183,3 +186,20 @@ def test_the_assignment_finder_finds_a_patch(tmp_path):
                      "local['x'] = 1\nmethods.Method(cfg).cfg\n")
     assert [f.split(": ")[1] for f in foreign_assignments(patch)] == [
         "methods._update", "sibling.OVERRIDES", "type(m).generator_net"]
+
+
+def test_the_training_step_and_the_runtime_live_apart():
+    """Issue 38: training/ holds what a step computes, runtime/ how a sweep runs."""
+    runtime = {p.stem for p in (PACKAGE / "runtime").glob("*.py")} - {"__init__"}
+    assert {"engine", "sharding", "distributed", "checkpoints", "eta", "flops"} <= runtime
+    assert not runtime & {p.stem for p in (PACKAGE / "training").glob("*.py")}
+    assert not any(t.startswith("jax_translate.runtime") for m, targets in GRAPH.items()
+                   if m.startswith("jax_translate.training") for t in targets)
+
+
+def test_train_sweep_fits_in_a_head():
+    """Issue 38: the sweep job stays a short function over the library (docstring
+    included)."""
+    tree = ast.parse((PACKAGE / "jobs" / "sweep.py").read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_sweep")
+    assert node.end_lineno - node.lineno + 1 <= 60

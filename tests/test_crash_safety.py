@@ -27,7 +27,7 @@ from jax_translate.evaluation.classifier import ClassifierConfig
 from jax_translate.jobs.evaluate_run import evaluate_run
 from jax_translate.data import dataset
 from jax_translate.jobs.run_folder import RunFolder
-from jax_translate.training import checkpoints
+from jax_translate.runtime import checkpoints
 from jax_translate.jobs.sweep import train_sweep
 
 CLASSIFIER_STEPS = 20
@@ -168,8 +168,14 @@ def test_damaged_checkpoint_is_refused_and_the_folder_untouched(damage, digests,
         if digests:  # checked before Orbax reads a byte
             assert re.search(r"is damaged \(\d+ file\(s\) differ from the digests saved with it",
                              err), err
+        elif damage == "random_bytes":
+            # where 100 bytes land in a compressed chunk (a layout that varies from run to
+            # run) decides whether it no longer decodes or decodes to other values: either
+            # way the checkpoint is called damaged, in one line
+            assert re.search(r"is damaged \((it cannot be read: |1 array\(s\) fail their "
+                             r"checksum)", err), err
         else:
-            assert "is damaged" in err if damage == "random_bytes" else "cannot be read" in err
+            assert "is damaged (it cannot be read: " in err, err
         assert "delete that folder to resume from step 10" in err
         assert _snapshot(workdir) == before
         (workdir / "run.json").write_text(  # evaluate checks a finished run's checkpoint
@@ -202,7 +208,7 @@ def test_random_bytes_in_a_finished_sweeps_final_checkpoint_are_refused_by_the_n
     # refusal of one line.
     problems = ((f"is damaged (1 file(s) differ from the digests saved with it, first "
                  f"{largest.relative_to(step_dir).as_posix()}",) if digests else
-                ("is damaged (1 array(s) fail their checksum", "cannot be read ("))
+                ("is damaged (1 array(s) fail their checksum", "is damaged (it cannot be read: "))
     for argv in (["sweep", "--config", str(workdir / "config.json"), "--workdir", str(workdir)],
                  ["evaluate", "--workdir", str(workdir)]):
         code = cli.main(argv)
@@ -221,7 +227,7 @@ def test_a_checkpoint_of_another_state_layout_is_refused_not_called_damaged(tmp_
     import jax.numpy as jnp
 
     from jax_translate.errors import UsageError
-    from jax_translate.training import checkpoints
+    from jax_translate.runtime import checkpoints
 
     mngr = checkpoints.manager(tmp_path / "checkpoints")
     checkpoints.save(mngr, 10, {"params": jnp.ones(3), "opt": {"mu": {"w": jnp.zeros(3)}}})

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import copy_run, shared_run_config, tiny_config, tiny_slices
 from jax_translate.jobs.run_folder import RunFolder, member_name
-from jax_translate.training import checkpoints, engine, hparams, image_pool, losses
+from jax_translate.training import hparams, image_pool, losses
+from jax_translate.runtime import checkpoints, engine
 from jax_translate.training.members import build_members, sample_batch
 from jax_translate.training.methods import Batch, Method
 from jax_translate.jobs.sweep import train_sweep
@@ -369,7 +370,7 @@ def test_logged_losses_are_means_over_the_log_window(tiny_run, tmp_path, tiny_sp
 def test_ctrl_c_saves_the_states_at_their_own_step(tiny_run, tmp_path, tiny_splits, monkeypatch):
     """An interrupt after a call returned, before the loop moved on (here: in the ETA timer
     after the second call), saves those states under their step, 4, not the loop's 2."""
-    from jax_translate.training import eta
+    from jax_translate.runtime import eta
 
     real, calls = eta.FirstCallsTimer.after_call, []
 

@@ -10,7 +10,8 @@ import pytest
 from conftest import tiny_config, tiny_slices
 from jax_translate.models import ResnetGenerator
 from jax_translate.models.projection import l2_normalize
-from jax_translate.training import engine, patchnce
+from jax_translate.training import patchnce
+from jax_translate.runtime import engine
 from jax_translate.training.members import build_members
 from jax_translate.training.methods import Batch, Method
 

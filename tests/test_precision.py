@@ -15,7 +15,7 @@ from jax_translate.errors import UsageError
 from jax_translate.model_config import MODEL_PRESETS
 from jax_translate.models import build_generator
 from jax_translate.jobs.run_folder import RunFolder
-from jax_translate.training import engine
+from jax_translate.runtime import engine
 from jax_translate.training.members import build_members
 from jax_translate.training.methods import Batch, Method
 from jax_translate.jobs.sweep import train_sweep

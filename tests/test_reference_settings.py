@@ -17,7 +17,7 @@ from jax_translate.jobs import evaluate_run
 from jax_translate.training import translate
 from jax_translate.model_config import MODEL_PRESETS
 from jax_translate.presets import REFERENCE_INTENSITY_RANGE
-from jax_translate.training import engine
+from jax_translate.runtime import engine
 from jax_translate.images import downsample, from_model_range, to_model_range, upsample
 from jax_translate.training.members import build_members, sample_batch
 from jax_translate.training.methods import Batch, Method, train_step

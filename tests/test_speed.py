@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jax_translate.training import flops
+from jax_translate.runtime import flops
 from jax_translate.config import make_config
 from jax_translate.model_config import MODEL_PRESETS
 from jax_translate.models import build_discriminator, build_generator
-from jax_translate.training import eta
+from jax_translate.runtime import eta
 
 PAPER = MODEL_PRESETS["paper"]
 

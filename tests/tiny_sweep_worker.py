@@ -9,7 +9,7 @@ Several sweeps share one process (one start of Python and JAX).
 import sys
 
 from conftest import tiny_config, tiny_slices
-from jax_translate.training import distributed
+from jax_translate.runtime import distributed
 from jax_translate.jobs.sweep import train_sweep
 
 SWEEP = dict(method="gan", steps=4, steps_per_call=2, checkpoint_every=2, member_axis="auto")

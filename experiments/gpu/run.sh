@@ -4,7 +4,7 @@
 #
 #   speed  (cap SPEED_CAP_S, default 150 s): the paper's networks at 256x128, cyclegan N=11,
 #          vmap/patches and the loop in fp32 and bf16: member-steps/s, counted FLOPs per
-#          member-step (training/flops.py), XLA's cost analysis and the top ops of a traced
+#          member-step (runtime/flops.py), XLA's cost analysis and the top ops of a traced
 #          call (benchmarks/speed_profile.py) -> benchmarks/results/gpu-<card>-paper-profile.*
 #   known  (cap KNOWN_CAP_S, default 240 s): the known-answer regime search
 #          (experiments/known_answer/run.py, --member-axis vmap) on the identity task

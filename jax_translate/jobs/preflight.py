@@ -6,7 +6,7 @@ writes anything. The memory is XLA's estimate (``memory_analysis``) of the
 compiled sweep step, lowered on a stand-in training split of the same image
 size (no dataset needed; frozen networks such as cyclegan-cc's segmenters as
 shapes, not trained); the ETA is the analytic FLOP count
-(:mod:`jax_translate.training.flops`) over an assumed throughput.
+(:mod:`jax_translate.runtime.flops`) over an assumed throughput.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from jax_translate.data.dataset import SliceSet
 from jax_translate.errors import UsageError
 from jax_translate.images import image_shape, model_image_shape
 from jax_translate.jobs.run_folder import state_template
-from jax_translate.training import engine, eta
-from jax_translate.training.flops import member_step_flops
+from jax_translate.runtime import engine, eta
+from jax_translate.runtime.flops import member_step_flops
 from jax_translate.training.members import build_members
 
 # What the loop reached at the paper's size on one H200 (issue 11: 47.1

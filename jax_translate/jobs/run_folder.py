@@ -27,7 +27,7 @@ from jax_translate.data import dataset
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import results
 from jax_translate.images import image_shape as size_to_shape
-from jax_translate.training import checkpoints, distributed
+from jax_translate.runtime import checkpoints, distributed
 from jax_translate.training.methods import Method, Parts
 
 CONFIG_FILE = "config.json"

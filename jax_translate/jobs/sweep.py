@@ -26,9 +26,10 @@ from jax_translate.data import dataset
 from jax_translate.data.dataset import SliceSet
 from jax_translate.errors import UsageError
 from jax_translate.images import model_image_shape
+from jax_translate.jobs import adapt, init_from
 from jax_translate.jobs.run_folder import RunFolder
 from jax_translate.jobs.run_log import TrainLog
-from jax_translate.training import checkpoints, distributed, engine, sharding
+from jax_translate.runtime import checkpoints, distributed, engine, sharding
 from jax_translate.training.members import build_members, domain_indices
 from jax_translate.training.methods import Parts, TrainState
 
@@ -52,7 +53,7 @@ class SweepResult:
 def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSet] | None = None,
                 progress: bool = True, stop_after: int | None = None, *,
                 parts: Parts = Parts(), domain_builder=domain_indices,
-                transfer_guard: str | None = None) -> SweepResult:
+                transfer_guard: str | None = None, evaluators=()) -> SweepResult:
     """Trains (or resumes) every member of ``cfg`` in ``workdir``.
 
     ``splits`` skips loading the dataset (tests pass small ones);
@@ -60,6 +61,9 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
     An experiment hands in ``parts`` (networks, an optimizer: ``methods.Parts``)
     and a ``domain_builder`` (``members.build_members``); ``transfer_guard``
     (default: ``$JAX_TRANSLATE_LOOP_TRANSFER_GUARD``) guards the training loop.
+    ``evaluators``, ``(every, fn)`` pairs as big_vision's ``config.evals``, call
+    ``fn(step, states)`` (the real members' stacked states) whenever training passes
+    a multiple of ``every``, without stopping it.
     """
     layout = sharding.MemberLayout.create(len(cfg.members))
     plan = engine.plan(cfg, n_devices=layout.n_devices)
@@ -69,8 +73,10 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
         folder.verify_final(cfg, parts)  # a damaged final checkpoint is refused, not reported done
         return SweepResult(cfg, None, plan.member_axis, 0.0, 0.0, 0)  # nothing to compile or load
     mngr = folder.manager()
+    splits = splits if splits is not None else dataset.load_for(cfg)
+    sources = cfg.init_from + _pretrained(cfg, folder, splits, progress)
     start, (shared, states, members), image_shape = _initial_state(
-        cfg, folder, mngr, splits, layout, sweep_step.method, domain_builder)
+        cfg, folder, mngr, splits, layout, sweep_step.method, domain_builder, sources)
     t0 = time.perf_counter()
     step_fn = sweep_step.compile(shared, states, members)
     run_info = _run_info(cfg, plan, sweep_step.method, layout, image_shape,
@@ -90,16 +96,9 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
                 states, metrics = step_fn(shared, states, members)
             at = (min(step + plan.steps_per_call, cfg.steps), states)
             log.after_call(step, at[0], end, states, metrics)
-            if at[0] // cfg.checkpoint_every > step // cfg.checkpoint_every or at[0] >= end:
-                checkpoints.save(mngr, at[0], layout.unpad(states))
+            _between_calls(cfg, mngr, layout, step, at, end, evaluators)
     except jax.errors.JaxRuntimeError as err:
-        if "RESOURCE_EXHAUSTED" not in str(err):
-            raise
-        mngr.wait_until_finished()
-        raise UsageError(
-            f"out of device memory training {len(cfg.members)} members ({plan.member_axis}, "
-            f"conv {plan.conv_impl}); try --set member_axis=loop, --conv-impl xla, more "
-            f"devices, or fewer members; checkpointed steps: {mngr.latest_step() or 0}") from None
+        _out_of_memory(err, cfg, plan, mngr)
     except KeyboardInterrupt:
         _save_interrupted(mngr, *at, start, layout)
         raise
@@ -112,16 +111,49 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
                        time.perf_counter() - t_train, at[0] - start)
 
 
-def _initial_state(cfg, folder: RunFolder, mngr, splits, layout, method, domain_builder):
+def _pretrained(cfg, folder: RunFolder, splits, progress: bool) -> tuple[tuple[str, str], ...]:
+    """Trains (or finds finished) the pretraining runs of a pretrain-then-adapt method
+    (jobs/adapt.py) and returns the ``init_from`` pairs they give; () for the others."""
+    sources = []
+    for name, pretrain_cfg in adapt.pretrain_configs(cfg).items():
+        path = adapt.folder(folder.path, name)
+        train_sweep(pretrain_cfg, path, splits, progress=progress)
+        sources.append((name, str(path)))
+    return tuple(sources)
+
+
+def _between_calls(cfg, mngr, layout, step: int, at: tuple, end: int, evaluators) -> None:
+    """After the call that took the states from ``step`` to ``at``: a checkpoint, and the
+    evaluators whose period it passed."""
+    if at[0] // cfg.checkpoint_every > step // cfg.checkpoint_every or at[0] >= end:
+        checkpoints.save(mngr, at[0], layout.unpad(at[1]))
+    for every, evaluate in evaluators:
+        if at[0] // every > step // every:
+            evaluate(at[0], layout.unpad(at[1]))
+
+
+def _out_of_memory(err, cfg, plan, mngr):
+    """A device's memory exhausted: one line, the checkpoints kept; anything else raised."""
+    if "RESOURCE_EXHAUSTED" not in str(err):
+        raise err
+    mngr.wait_until_finished()
+    raise UsageError(
+        f"out of device memory training {len(cfg.members)} members ({plan.member_axis}, "
+        f"conv {plan.conv_impl}); try --set member_axis=loop, --conv-impl xla, more "
+        f"devices, or fewer members; checkpointed steps: {mngr.latest_step() or 0}") from None
+
+
+def _initial_state(cfg, folder: RunFolder, mngr, splits, layout, method, domain_builder,
+                   sources):
     """(step, (shared, states, members) placed on the devices, image shape): the data,
-    and the states fresh or restored from the folder's latest checkpoint."""
-    splits = splits if splits is not None else dataset.load_for(cfg)
+    and the states restored from the folder's latest checkpoint, or fresh with the
+    generators ``sources`` names started from other runs' (``init_from``)."""
     shared, members = build_members(cfg, splits["train"], cache_dir=folder.path,
                                     domain_builder=domain_builder)
     image_shape = model_image_shape(cfg, splits["train"].flair.shape)
     states = engine.init_states(method, np.asarray([m.seed for m in cfg.members]), image_shape)
     start, restored = checkpoints.restore_latest(mngr, layout.unpad(states))
-    states = restored if restored is not None else states
+    states = restored if restored is not None else init_from.pretrained(cfg, states, sources)
     return start, layout.place(shared, states, members), image_shape
 
 

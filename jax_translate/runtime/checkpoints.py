@@ -27,7 +27,7 @@ import orbax.checkpoint as ocp
 
 from jax_translate import io_utils
 from jax_translate.errors import UsageError
-from jax_translate.training import distributed
+from jax_translate.runtime import distributed
 
 DIGESTS_FILE = "digests.json"
 
@@ -133,7 +133,7 @@ def restore_latest(mngr: ocp.CheckpointManager, template):
             return mngr.restore(step, args=ocp.args.Composite(**args))
         except Exception as err:  # orbax raises many types for a damaged folder
             reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-            _refuse(mngr, step, f"cannot be read ({reason})")
+            _refuse(mngr, step, f"is damaged (it cannot be read: {reason})")
 
     expected = read(checksums=ocp.args.JsonRestore()).checksums
     layout = {jax.tree_util.keystr(path) for path, _ in

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_translate.errors import UsageError
-from jax_translate.training import sharding
+from jax_translate.runtime import sharding
 from jax_translate.training.members import MemberData, SharedData, sample_batch
 from jax_translate.training.methods import Method, Parts, TrainState, step_keys, train_step
 

@@ -43,7 +43,9 @@ def domain_indices(cfg: SweepConfig, train: SliceSet, ratio: float, seed: int
     """(source, target) indices into ``train`` for one member."""
     sizes = domains.DomainSizes(cfg.n_source, cfg.n_target, cfg.n_holdout)
     if cfg.paired:
-        pairs = domains.paired_domain(train.label, ratio, sizes, seed)
+        pairs = (domains.outside_target_pairs(train.label, train.patient_id, ratio, sizes, seed)
+                 if cfg.domain_protocol == "outside_targets"
+                 else domains.paired_domain(train.label, ratio, sizes, seed))
         return pairs, pairs
     if cfg.domain_protocol == "reference":
         return domains.reference_domains(train.label, ratio, sizes, seed)
