@@ -14,9 +14,11 @@ executes, not what it computes, and may differ on resume.
 from __future__ import annotations
 
 import dataclasses
-import json
 import itertools
+import json
 import math
+import types
+import typing
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,12 +26,17 @@ from jax_translate.images import MODALITIES, SIZES
 from jax_translate.errors import UsageError
 from jax_translate.model_config import MODEL_PRESETS, ModelConfig
 from jax_translate import model_config
-from jax_translate.presets import EXTRA_KEYS, PER_METHOD, PRESETS, default_preset
+from jax_translate.presets import EXTRA_KEYS, EXTRA_TYPES, PER_METHOD, PRESETS, default_preset
 from jax_translate.catalog import METHODS, PAIRED_METHODS, PAPER_METHODS, SPECS
 MEMBER_AXES = ("auto", "vmap", "map", "loop")
 CONV_IMPLS = ("auto", *model_config.CONV_IMPLS)
 CONFIG_VERSION = 1
-DOMAIN_PROTOCOLS = ("disjoint", "reference")
+# The dataset versions there are (data/layout.py DATASETS, which this layer cannot import;
+# tests/test_config.py checks the two agree).
+DATASET_VERSIONS = (1, 2, 3, 4)
+# How domains are drawn (data/domains.py); "outside_targets": paired methods' pretraining
+# pairs from patients outside every target domain (cyclegan-adapt's first stage).
+DOMAIN_PROTOCOLS = ("disjoint", "reference", "outside_targets")
 GAN_LOSS_NAMES = ("vanilla", "lsgan")
 
 # Changing these does not change the numbers a run produces.
@@ -88,6 +95,11 @@ class SweepConfig:
     cycle_noise: float = 0.0
     # Members per value: {field: [values]} of GRID_FIELDS, crossed with ratios and seeds.
     grid: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    # Generators that start from another finished sweep's instead of at random:
+    # {generator: run folder}, e.g. {"ab": "runs/l1", "ba": "runs/l1_back"}; each takes
+    # that run's translator ("ab") of the member with its seed (and ratio, when the run
+    # has several). Discriminators and optimizer states start fresh (jobs/init_from.py).
+    init_from: tuple[tuple[str, str], ...] = ()
     pool_size: int = 50
     # The reference code's settings (docs/paper_protocol.md); the defaults are ours.
     test_dropout: bool = False       # dropout also in evaluation's translations (the reference)
@@ -112,9 +124,10 @@ class SweepConfig:
     n_train_patients: int = 30
     data_seed: int = 0
     # The dataset's version (data/layout.py DATASETS; named when it was the simulator's):
-    # 3 is simulator 2's patients with Flair, T1, T2 and T1c and a validation split;
-    # 2 and 1 the older data (Flair and T1 only). It also picks real BraTS's layout.
-    simulator_version: int = 3
+    # 4 is simulator 2's patients with Flair, T1, T2 and T1c, a validation split and each
+    # pixel's tissue shares (the contrast check's); 3 the same without tissue shares; 2
+    # and 1 the older data (Flair and T1 only). It also picks real BraTS's layout.
+    simulator_version: int = 4
     brats_dir: str | None = None
     # The translation: source -> target modality (images.MODALITIES). The generator "ab"
     # maps source to target, the classifier judges target images; flair -> flair is the
@@ -125,6 +138,9 @@ class SweepConfig:
     # Adam, norms and losses either way: models/layers.py). Not a runtime field:
     # it changes the numbers. fp32 everywhere until a GPU measures bf16 (benchmarks/gpu.sh).
     precision: str = "fp32"
+    # The evaluation classifier's training steps: the judge of this run's translations,
+    # recorded with the run so that any command evaluating it picks the same one.
+    classifier_steps: int = 1500
     # Runtime only.
     member_axis: str = "auto"
     conv_impl: str = "auto"          # lax.conv ("xla") or batched matmuls ("patches")
@@ -178,6 +194,7 @@ class SweepConfig:
         # pairs, not a dict: sort_keys would reorder the fields, and the grid's order is the
         # members' order (a resumed sweep must find its stacked states where it left them)
         fields["grid"] = [[name, list(values)] for name, values in self.grid]
+        fields["init_from"] = [list(pair) for pair in self.init_from]
         return json.dumps(fields, indent=2, sort_keys=True)
 
     @classmethod
@@ -186,6 +203,7 @@ class SweepConfig:
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise UsageError(f"config has unknown fields {sorted(unknown)}")
+        check_types(raw, typing.get_type_hints(cls))
         if "model" in raw:
             raw["model"] = _model_config(raw["model"])
         for name in ("target_tumor_ratios", "intensity_range"):
@@ -193,13 +211,20 @@ class SweepConfig:
                 raw[name] = tuple(raw[name])
         if "grid" in raw:
             raw["grid"] = _grid(raw["grid"])
+        if "init_from" in raw:
+            raw["init_from"] = _init_from(raw["init_from"])
         return cls(**raw)
 
     @classmethod
     def load(cls, path: Path) -> "SweepConfig":
         """A saved config (`to_json`); one saved before simulator version 2 existed
-        was trained on version 1's data, and says so now."""
-        return cls.from_dict({"simulator_version": 1, **read_config_file(path)})
+        was trained on version 1's data, and says so now; one saved before the config
+        held its classifier's steps was judged by its preset's."""
+        raw = read_config_file(path)
+        preset = PRESETS.get(raw.get("preset"), {})
+        return cls.from_dict({"simulator_version": 1,
+                              "classifier_steps": preset.get("classifier_steps",
+                                                             cls.classifier_steps), **raw})
 
     def differences(self, other: "SweepConfig") -> list[str]:
         """Fields (other than runtime ones) whose values differ."""
@@ -215,6 +240,28 @@ def _grid(raw) -> tuple[tuple[str, tuple[float, ...]], ...]:
         return tuple((str(name), tuple(float(v) for v in values)) for name, values in raw)
     except (TypeError, ValueError):
         raise UsageError(f"grid must map fields to lists of numbers, got {raw!r}") from None
+
+
+def _init_from(raw) -> tuple[tuple[str, str], ...]:
+    """``{generator: run folder}`` (a config file's form) or pairs -> ((name, folder), ...)."""
+    if isinstance(raw, dict):
+        raw = raw.items()
+    try:
+        pairs = tuple((str(name), str(folder)) for name, folder in raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"init_from must map generators to run folders, got {raw!r}") from None
+    return pairs
+
+
+def parse_init_from(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """``["ab=runs/l1", ...]`` (--init-from flags) -> the config's init_from."""
+    pairs = []
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not folder.strip():
+            raise UsageError(f"--init-from takes GENERATOR=RUN_FOLDER, got {item!r}")
+        pairs.append((name.strip(), folder.strip()))
+    return tuple(pairs)
 
 
 def parse_grid(items: list[str]) -> tuple[tuple[str, tuple[float, ...]], ...]:
@@ -235,13 +282,72 @@ def parse_grid(items: list[str]) -> tuple[tuple[str, tuple[float, ...]], ...]:
 def _model_config(raw) -> ModelConfig:
     if isinstance(raw, ModelConfig):
         return raw
+    if not isinstance(raw, dict):
+        raise UsageError(f"model takes an object of model fields, got {json.dumps(raw)}")
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     for name in set(raw) - known:
         if name in ("conv_impl", "precision"):
             raise UsageError(f"model.{name} is set by the top-level {name}, not in \"model\"")
         raise UsageError(f"config's model has unknown field {name!r}; "
                          f"it has {', '.join(sorted(known))}")
+    check_types(raw, typing.get_type_hints(ModelConfig), prefix="model.")
     return ModelConfig(**raw)
+
+
+# --------------------------------------------------------------- field types
+
+# Read by their own parsers (config._grid, config._init_from), which say what they take.
+OWN_PARSERS = ("grid", "init_from", "model")
+
+
+def fits(value, hint) -> bool:
+    """Whether a value (JSON's, or a Python default's) has the type ``hint`` names
+    (lists or tuples for tuples, ints for floats, never a bool for a number)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(fits(v, a) for v, a in zip(value, args))
+    return True
+
+
+def type_name(hint) -> str:
+    """``a whole number``, ``a list of numbers``, ``a string or null``: for errors."""
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return " or ".join("null" if a is type(None) else type_name(a)
+                           for a in typing.get_args(hint))
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple and args:
+        plural = type_name(args[0]).replace("a number", "numbers").replace("a ", "")
+        return f"a list of {plural}" if args[-1] is Ellipsis else f"a list of {len(args)} {plural}"
+    return names.get(hint, str(hint))
+
+
+def type_error(name: str, value, hint) -> UsageError:
+    """The one line a value of the wrong type gets, from a config file or --set."""
+    return UsageError(f"{name} takes {type_name(hint)}, got {json.dumps(value, default=str)}")
+
+
+def check_types(raw: dict, hints: dict, prefix: str = "") -> None:
+    """Refuses, in one line, the first field of ``raw`` whose value is not of its type."""
+    for name, value in raw.items():
+        if name in hints and name not in OWN_PARSERS and not fits(value, hints[name]):
+            raise type_error(prefix + name, value, hints[name])
 
 
 def read_config_file(path: Path) -> dict:
@@ -278,13 +384,14 @@ def validate(cfg: SweepConfig) -> None:
     if len(set(ratios)) != len(ratios):
         raise UsageError(f"duplicate target tumor ratios in {list(ratios)}")
     for name in ("seeds", "steps", "batch_size", "n_source", "n_target", "n_holdout",
-                 "log_every", "checkpoint_every", "n_patients"):
+                 "log_every", "checkpoint_every", "n_patients", "classifier_steps"):
         if getattr(cfg, name) < 1:
             raise UsageError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.steps_per_call < 0:
         raise UsageError(f"steps_per_call must be >= 0 (0: auto), got {cfg.steps_per_call}")
-    if cfg.simulator_version not in (1, 2, 3):  # data/layout.py DATASETS
-        raise UsageError(f"simulator_version must be 1, 2 or 3, got {cfg.simulator_version}")
+    if cfg.simulator_version not in DATASET_VERSIONS:
+        raise UsageError(f"simulator_version must be one of "
+                         f"{', '.join(map(str, DATASET_VERSIONS))}, got {cfg.simulator_version!r}")
     _validate_modalities(cfg)
     if not 0 < cfg.n_train_patients < cfg.n_patients:
         raise UsageError(f"n_train_patients must be in [1, n_patients), got {cfg.n_train_patients}")
@@ -293,6 +400,7 @@ def validate(cfg: SweepConfig) -> None:
     if cfg.pool_size < 0:
         raise UsageError(f"pool_size must be >= 0, got {cfg.pool_size}")
     _validate_knobs(cfg)
+    _validate_init_from(cfg)
     _validate_method_settings(cfg)
     _validate_reference_settings(cfg)
     if cfg.version != CONFIG_VERSION:
@@ -342,6 +450,17 @@ def _validate_knobs(cfg: SweepConfig) -> None:
             _check_knob(name, value)
 
 
+def _validate_init_from(cfg: SweepConfig) -> None:
+    names = [name for name, _ in cfg.init_from]
+    generators = SPECS[cfg.method].generators
+    for name in names:
+        if name not in generators:
+            raise UsageError(f"init_from names generator {name!r}; {cfg.method} has "
+                             f"{', '.join(generators)}")
+    if len(set(names)) != len(names):
+        raise UsageError(f"init_from names a generator twice: {names}")
+
+
 def _validate_reference_settings(cfg: SweepConfig) -> None:
     for name in ("test_dropout", "condgan_discriminator_first"):
         if not isinstance(getattr(cfg, name), bool):
@@ -359,6 +478,8 @@ def _validate_reference_settings(cfg: SweepConfig) -> None:
     if cfg.domain_protocol not in DOMAIN_PROTOCOLS:
         raise UsageError(f"unknown domain protocol {cfg.domain_protocol!r}; "
                          f"choose one of {', '.join(DOMAIN_PROTOCOLS)}")
+    if cfg.domain_protocol == "outside_targets" and not cfg.paired:
+        raise UsageError(f"domain protocol outside_targets draws pairs: {cfg.method} is unpaired")
     if cfg.condgan_gan_loss not in GAN_LOSS_NAMES:
         raise UsageError(f"unknown condgan GAN loss {cfg.condgan_gan_loss!r}; "
                          f"choose one of {', '.join(GAN_LOSS_NAMES)}")
@@ -412,20 +533,32 @@ def preset_settings(preset: str, **overrides) -> dict:
     settings = {**PRESETS[preset], **overrides}
     base = PRESETS[preset].get("model")
     if isinstance(overrides.get("model"), dict) and isinstance(base, ModelConfig):
-        settings["model"] = {**dataclasses.asdict(base), **overrides["model"]}
+        settings["model"] = merge_model(base, overrides["model"])
     return settings
 
 
+def merge_model(base, changes: dict) -> dict:
+    """The fields of ``base`` (a ModelConfig, or its dict) with ``changes`` on top: the
+    one place a partial model (a config file's, ``--set model.X``, an experiment's) is
+    merged into the networks it changes."""
+    base = dataclasses.asdict(base) if isinstance(base, ModelConfig) else dict(base)
+    return {**base, **changes}
+
+
 def make_config(method: str, preset: str | None = None, **overrides) -> SweepConfig:
-    """``method``'s config: SweepConfig defaults, then ``preset``, then ``overrides``.
+    """``method``'s config: SweepConfig defaults, the method's own defaults (its
+    catalog spec's), then ``preset``, then ``overrides``.
 
     The one place a preset is applied; ``preset`` None is
     ``presets.default_preset()``. ``overrides`` may hold the preset-only keys
-    (``classifier_steps``, ``notes``; dropped here) and the ``PER_METHOD``
+    (``notes``, ``preflight``; dropped here) and the ``PER_METHOD``
     fields as ``{method: value}`` dicts (``"default"``: every other method).
     """
     preset = preset or default_preset()
-    fields = preset_settings(preset, **overrides)
+    if method not in SPECS:
+        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    # the method's own option defaults (catalog), under the preset and the overrides
+    fields = {**dict(SPECS[method].defaults), **preset_settings(preset, **overrides)}
     for key in EXTRA_KEYS:
         fields.pop(key, None)
     for name in PER_METHOD:
@@ -458,6 +591,7 @@ class Experiment:
         unknown = set(raw) - known
         if unknown:
             raise UsageError(f"config {path} has unknown fields {sorted(unknown)}")
+        check_types({k: v for k, v in raw.items() if k in EXTRA_KEYS}, EXTRA_TYPES)
         methods = (raw.pop("methods", None)
                    or ([raw.pop("method")] if "method" in raw else PAPER_METHODS))
         for method in methods:

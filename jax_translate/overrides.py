@@ -10,56 +10,17 @@ its type here, so that a string where a number belongs is one clear error.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
-import types
 import typing
 
-from jax_translate.config import SweepConfig
+from jax_translate.config import OWN_PARSERS, SweepConfig, fits, merge_model, type_error
 from jax_translate.errors import UsageError
 from jax_translate.model_config import ModelConfig
-from jax_translate.presets import EXTRA_KEYS, PER_METHOD
+from jax_translate.presets import EXTRA_TYPES, PER_METHOD
 
 # Set by their own flags (--method, --methods, --preset), or not settable.
 NOT_SETTABLE = {"method": "--method", "preset": "--preset", "version": None}
-_EXTRA_TYPES = {"classifier_steps": int, "notes": str, "preflight": bool}
-
-
-def _fits(value, hint) -> bool:
-    """Whether a JSON value has the type ``hint`` names (lists for tuples, ints for floats)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        return any(_fits(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is tuple:
-        if not isinstance(value, list):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_fits(v, args[0]) for v in value)
-        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
-    return True
-
-
-def _type_name(hint) -> str:
-    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
-    if typing.get_origin(hint) in (types.UnionType, typing.Union):
-        return " or ".join("null" if a is type(None) else _type_name(a)
-                           for a in typing.get_args(hint))
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) is tuple and args:
-        plural = _type_name(args[0]).replace("a number", "numbers").replace("a ", "")
-        return f"a list of {plural}" if args[-1] is Ellipsis else f"a list of {len(args)} {plural}"
-    return names.get(hint, str(hint))
 
 
 def _check(name: str, value, hints: dict, per_method: bool = False) -> None:
@@ -67,20 +28,20 @@ def _check(name: str, value, hints: dict, per_method: bool = False) -> None:
         close = difflib.get_close_matches(name, hints, n=1)
         raise UsageError(f"--set {name}: no such config field"
                          + (f" (did you mean {close[0]}?)" if close else ""))
-    if name == "grid":
-        return  # {field: [values]}, read and checked as a config file's (config._grid)
+    if name in OWN_PARSERS:
+        return  # read and checked as a config file's (config._grid, config._init_from)
     hint = hints[name]
     values = list(value.values()) if per_method and isinstance(value, dict) else [value]
     for v in values:
-        if not _fits(v, hint):
-            raise UsageError(f"--set {name} takes {_type_name(hint)}, got {json.dumps(v)}")
+        if not fits(v, hint):
+            raise type_error(name, v, hint)
 
 
 def parse_sets(items: list[str]) -> dict:
     """``["learning_rate=1e-3", "model.ngf=32"]`` -> ``{"learning_rate": 0.001,
     "model": {"ngf": 32}}``; one UsageError for an unknown field or a value of the wrong type."""
     config_hints = typing.get_type_hints(SweepConfig)
-    config_hints.update({k: _EXTRA_TYPES[k] for k in EXTRA_KEYS})
+    config_hints.update(EXTRA_TYPES)
     model_hints = typing.get_type_hints(ModelConfig)
     sets: dict = {}
     for item in items:
@@ -119,6 +80,5 @@ def apply_sets(overrides: dict, sets: dict, base_settings) -> dict:
     out = {**overrides, **{k: v for k, v in sets.items() if k != "model"}}
     if "model" in sets:
         base = overrides.get("model") or base_settings().get("model") or ModelConfig()
-        base = dataclasses.asdict(base) if isinstance(base, ModelConfig) else dict(base)
-        out["model"] = {**base, **sets["model"]}
+        out["model"] = merge_model(base, sets["model"])
     return out

@@ -4,8 +4,8 @@ Every knob a preset sets is here, and only here. ``config.make_config(method,
 preset, **overrides)`` applies one: SweepConfig defaults, then the preset,
 then the overrides (a config file's fields, then command-line flags).
 
-Keys are SweepConfig fields, with three more: ``preflight`` (below), ``classifier_steps`` (training
-steps of the evaluation classifier) and ``notes`` (one line for logs).
+Keys are SweepConfig fields (``classifier_steps``: the evaluation classifier's training
+steps), with two more: ``preflight`` (below) and ``notes`` (one line for logs).
 The fields of :data:`PER_METHOD` (``steps``, ``learning_rate``) may be one
 value or a ``{method: value}`` dict, whose ``"default"`` is every method it
 does not name (so a new method needs no line here).
@@ -27,7 +27,8 @@ REFERENCE_INTENSITY_RANGE = (-1.0, 2 * 100 / 255 - 1)  # (-1, -0.216)
 
 # Keys a preset (or an experiment config) may hold that are not SweepConfig fields;
 # ``preflight``: reproduce prints the ETA and memory first (jobs/preflight.py).
-EXTRA_KEYS = ("classifier_steps", "notes", "preflight")
+EXTRA_KEYS = ("notes", "preflight")
+EXTRA_TYPES = {"notes": str, "preflight": bool}
 # Fields a preset (or config file) may give per method, as {method: value, "default": value}
 # (r1_weight: R1 helps cyclegan copy and slows condgan, experiments/known_answer).
 PER_METHOD = ("steps", "learning_rate", "r1_weight")
@@ -54,7 +55,7 @@ PRESETS: dict[str, dict] = {
         model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=(0.0, 0.5, 1.0), seeds=2,
         steps={"cyclegan": 800, "gan": 500, "condgan": 800, "l1": 2000,
                # beyond the paper (docs/design_notes.md): cyclegan's budget. Analytic FLOPs per
-               # member-step (training/flops.py): cyclegan 4.3 G, cut <= 2.6 G, fastcut <= 1.7 G,
+               # member-step (runtime/flops.py): cyclegan 4.3 G, cut <= 2.6 G, fastcut <= 1.7 G,
                # cyclegan-cc ~4.3 G plus, once per run folder, two segmenters of
                # lesion_segmenter_steps (1500) steps each, the evaluator's cost twice
                "cut": 800, "fastcut": 800, "cyclegan-cc": 800, "default": 800},

@@ -76,7 +76,7 @@ def test_config_files_are_checked(tmp_path):
         Experiment.load(path).config()
     with pytest.raises(UsageError, match="built on preset 'cpu'"):
         Experiment.load(path).with_preset("paper")
-    assert Experiment.load(path).settings()["classifier_steps"] == PRESETS["cpu"]["classifier_steps"]
+    assert Experiment.load(path).config("l1").classifier_steps == PRESETS["cpu"]["classifier_steps"]
 
 
 def test_how_the_model_computes_is_set_at_the_top_level_only():
@@ -90,16 +90,21 @@ def test_how_the_model_computes_is_set_at_the_top_level_only():
 
 def test_presets_set_what_they_name_and_nothing_else():
     """Every field of every preset's config, for every method, is the preset's value
-    (its method's, or its "default", for PER_METHOD dicts) or else SweepConfig's
-    default: what make_config promises, checked without copying a preset's numbers."""
+    (its method's, or its "default", for PER_METHOD dicts), else the method's own
+    default (its catalog spec's), else SweepConfig's default: what make_config
+    promises, checked without copying a preset's numbers."""
+    from jax_translate.catalog import SPECS
+
     defaults = SweepConfig()
     for preset, settings in PRESETS.items():
         for method in METHODS:
             cfg = make_config(method, preset)
+            own = dict(SPECS[method].defaults)
             for field in dataclasses.fields(SweepConfig):
                 if field.name in ("method", "preset"):
                     continue
-                want = settings.get(field.name, getattr(defaults, field.name))
+                want = settings.get(field.name, own.get(field.name,
+                                                        getattr(defaults, field.name)))
                 if field.name in PER_METHOD and isinstance(want, dict):
                     want = want.get(method, want.get("default"))
                 assert getattr(cfg, field.name) == want, (preset, method, field.name)
@@ -117,7 +122,7 @@ def test_method_registry_lists_and_the_methods_flag(tmp_path):
     from jax_translate.config import parse_methods
 
     assert PAPER_METHODS == ("cyclegan", "condgan", "l1", "gan")
-    assert METHODS == PAPER_METHODS + ("cut", "fastcut", "cyclegan-cc")
+    assert METHODS == PAPER_METHODS + ("cut", "fastcut", "cyclegan-adapt", "cyclegan-cc")
     assert PAIRED_METHODS == ("condgan", "l1")
     assert parse_methods("cut, fastcut") == ("cut", "fastcut")
     with pytest.raises(UsageError, match="unknown method 'foo'"):
@@ -131,3 +136,70 @@ def test_method_registry_lists_and_the_methods_flag(tmp_path):
     with pytest.raises(UsageError, match="ResNet generator"):
         make_config("cut", "tiny", model={**dataclasses.asdict(MODEL_PRESETS["tiny"]),
                                           "generator": "unet"})
+
+
+def _wrong_value(hint):
+    """A JSON value that is not of type ``hint`` (a string where a number belongs, ...)."""
+    import typing
+
+    args = typing.get_args(hint)
+    if hint in (int, float) or float in args or int in args:
+        return "x"
+    if hint is str or str in args:
+        return 5
+    if hint is bool:
+        return "yes"
+    return "x"  # tuples, the model, the grid, init_from: not a string
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(SweepConfig)])
+def test_a_config_file_field_of_the_wrong_type_is_one_line_not_a_traceback(field, tmp_path,
+                                                                          capsys):
+    """Issue 37 item 8: {"n_source": "x"} in a config file was a 28-line TypeError; every
+    field now gets one line and exit status 2, the same line as --set gives."""
+    import typing
+
+    hint = typing.get_type_hints(SweepConfig)[field]
+    value = _wrong_value(hint)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({field: value}))
+    argv = ["sweep", "--config", str(path), "--method", "l1", "--preset", "tiny",
+            "--workdir", str(tmp_path / "run")]
+    if field in ("method", "preset"):  # given by their flags, which the file may not contradict
+        argv = [a for a in argv if a not in ("--method", "l1", "--preset", "tiny")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "run" / "config.json").exists()
+    if field not in ("method", "preset", "model", "grid", "init_from", "version"):
+        assert err == f"error: {field} takes {_type_name(hint)}, got {json.dumps(value)}\n"
+        # --set says the same
+        assert cli.main(["sweep", "--method", "l1", "--preset", "tiny", "--set",
+                         f"{field}={json.dumps(value)}", "--workdir", str(tmp_path / "run")]) == 2
+        assert capsys.readouterr().err == err
+
+
+def _type_name(hint):
+    from jax_translate.config import type_name
+
+    return type_name(hint)
+
+
+def test_the_model_and_the_extra_keys_of_a_config_file_are_type_checked(tmp_path):
+    path = tmp_path / "c.json"
+    for raw, message in (({"model": {"ngf": "wide"}}, 'model.ngf takes a whole number, got "wide"'),
+                         ({"model": 3}, "model takes an object of model fields, got 3"),
+                         ({"classifier_steps": "many"},
+                          'classifier_steps takes a whole number, got "many"')):
+        path.write_text(json.dumps(raw))
+        with pytest.raises(UsageError) as err:
+            Experiment.load(path).with_preset("tiny").config("l1")
+        assert str(err.value) == message
+
+
+def test_the_configs_dataset_versions_are_the_datasets():
+    from jax_translate.config import DATASET_VERSIONS
+    from jax_translate.data.layout import DATASETS, LATEST_VERSION
+
+    assert DATASET_VERSIONS == tuple(sorted(DATASETS))
+    assert SweepConfig().simulator_version == LATEST_VERSION
