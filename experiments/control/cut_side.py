@@ -1,20 +1,28 @@
 """The torch side of the control: the CUT repository's own CycleGAN, trained on our domains.
 
-    python experiments/control/cut_side.py --cut-repo CUT --inputs inputs.npz --out OUT \
-        --steps 3000 --eval-every 500 [--seed 0] [--threads 2] [-- extra CUT flags]
+    python experiments/control/cut_side.py --cut-repo CUT --export OUT/export --out OUT \
+        --steps 3000 --eval-every 500 [--member ratio=1/seed=0] [--threads 2] \
+        [-- extra CUT flags]
 
-Run by ``run.py`` (which writes ``inputs.npz`` with our own domains and scores what
-this writes); it imports numpy, torch and the user's checkout of
-taesungp/contrastive-unpaired-translation, and nothing of jax_translate, so it
-runs in any Python that has torch and pillow. The CUT code stays in that
-checkout: this file only calls its API, as its ``train.py`` does:
-``options.train_options.TrainOptions(cmd_line).parse()``, ``models.create_model(opt)``,
-``model.data_dependent_initialize``, ``model.setup(opt)``, ``model.set_input``,
-``model.optimize_parameters()``, ``model.update_learning_rate()``,
-``model.get_current_losses()`` and ``model.netG_A`` for the holdout translations.
+Run by ``run.py``, which writes the member's domains with ``export_domains``
+(``image_format="npy"``) and judges what this writes with ``judge``; it imports
+numpy, torch and the user's checkout of taesungp/contrastive-unpaired-translation,
+and nothing of jax_translate, so it runs in any Python that has torch and pillow.
+The CUT code stays in that checkout: this file only calls its API, as its
+``train.py`` does: ``options.train_options.TrainOptions(cmd_line).parse()``,
+``models.create_model(opt)``, ``model.data_dependent_initialize``,
+``model.setup(opt)``, ``model.set_input``, ``model.optimize_parameters()``,
+``model.update_learning_rate()``, ``model.get_current_losses()`` and
+``model.netG_A`` for the holdout translations.
+
+Its domains are the export's files of one member (``--member``, the folder
+``ratio=R/seed=S``; optional when the export holds one member):
+``trainA/<id>.npy`` (source domain), ``trainB/<id>.npy`` (target domain) and
+``testA/<id>.npy`` (the holdout sources), each in ``manifest.json``'s id order.
+Torch, numpy and Python's ``random`` are seeded with the member's seed.
 
 Differences from CUT's ``train.py``, each because our data is arrays, not image files:
-- images come from ``inputs.npz`` (in [0, 1]), mapped to [-1, 1] as CUT's
+- images are the export's float32 arrays in [0, 1], mapped to [-1, 1] as CUT's
   ``Normalize((0.5,), (0.5,))`` does; no resize, crop or flip;
 - each step draws one source and one target slice uniformly with replacement
   (our engine's sampling); CUT's loader walks A in order and draws B at random;
@@ -23,11 +31,11 @@ Differences from CUT's ``train.py``, each because our data is arrays, not image 
   decays linearly to 0, the shape of our per-step schedule;
 - ``parallelize()`` is skipped: on a CPU it only wraps each net in DataParallel.
 
-Writes into OUT: ``trans_<step>.npz`` (``translated``: float32 (N, H, W) in [0, 1],
-the holdout sources' translations in ``inputs.npz``'s order) at every
-``--eval-every`` steps and at the last step, ``rows.jsonl`` (one JSON line per
-evaluation: step, seconds, CUT's losses), and CUT's own option file under
-``OUT/cut/``.
+Writes into OUT, at every ``--eval-every`` steps and at the last step,
+``translations/step=<k>/ratio=R/seed=S/translations.npz`` (the holdout sources'
+translations, float32 (H, W) in [0, 1], keyed by their ids: what ``judge``
+reads) and one JSON line in ``rows.jsonl`` (step, seconds, CUT's losses); and
+CUT's own option file under ``OUT/cut/``.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # torchvision is not installed, this stub (our own, two empty modules) stands in.
 STUB = os.path.join(HERE, "stub")
 EVAL_BATCH = 25
+MANIFEST = "manifest.json"  # export_domains' (jax_translate/jobs/export_domains.py)
 
 
 def cut_flags(out: str, steps: int, epoch_steps: int, extra: list[str]) -> list[str]:
@@ -80,6 +89,52 @@ def translate(generator, sources) -> np.ndarray:
     return (np.concatenate(out)[:, 0] + 1) / 2
 
 
+def read_member(export: str, member: str | None) -> tuple[dict, dict]:
+    """(the member's entry of the export's manifest, its domains): ``source``
+    (trainA), ``target`` (trainB) and ``holdout`` (testA), (N, H, W) float32 arrays
+    in the manifest's id order, and ``holdout_ids``."""
+    path = os.path.join(export, MANIFEST)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: cannot read the export manifest {path}: {err}")
+    if manifest.get("image_format") != "npy":
+        raise SystemExit(f"error: {export} holds {manifest.get('image_format')} images; "
+                         "this reads an npy export (export_domains(..., image_format='npy'))")
+    folders = [m["folder"] for m in manifest["members"]]
+    if member is None:
+        if len(folders) != 1:
+            raise SystemExit(f"error: {export} holds {len(folders)} members; pick one with "
+                             f"--member ({', '.join(folders)})")
+        member = folders[0]
+    if member not in folders:
+        raise SystemExit(f"error: {export} holds no member {member}, only {', '.join(folders)}")
+    entry = manifest["members"][folders.index(member)]
+
+    def read(domain: str, ids: list[str]) -> np.ndarray:
+        folder = os.path.join(export, entry["folder"], domain)
+        return np.stack([np.load(os.path.join(folder, f"{i}.npy"), allow_pickle=False)
+                         for i in ids]).astype(np.float32)
+
+    return entry, {"source": read("trainA", entry["trainA"]),
+                   "target": read("trainB", entry["trainB"]),
+                   "holdout": read("testA", manifest["testA"]),
+                   "holdout_ids": list(manifest["testA"])}
+
+
+def save_translations(out: str, step: int, folder: str, ids: list[str],
+                      translated: np.ndarray) -> str:
+    """``OUT/translations/step=<step>/<folder>/translations.npz``, keyed by id: what
+    ``judge`` reads as the member ``folder``'s translations."""
+    where = os.path.join(out, "translations", f"step={step}", *folder.split("/"))
+    os.makedirs(where, exist_ok=True)
+    path = os.path.join(where, "translations.npz")
+    images = np.clip(translated, 0.0, 1.0).astype(np.float32)
+    np.savez_compressed(path, **dict(zip(ids, images)))
+    return path
+
+
 def data_dependent_initialize(model, data) -> None:
     """As CUT's train.py, which passes the first batch; its CycleGANModel's override
     takes no batch (calling it with one raises TypeError)."""
@@ -92,13 +147,15 @@ def data_dependent_initialize(model, data) -> None:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cut-repo", required=True)
-    parser.add_argument("--inputs", required=True)
+    parser.add_argument("--export", required=True,
+                        help="an npy export of export_domains (its manifest.json and folders)")
+    parser.add_argument("--member", help="the member's folder, ratio=R/seed=S (default: the "
+                        "export's only member)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--eval-every", type=int, required=True)
     parser.add_argument("--epoch-steps", type=int, default=0,
                         help="steps per epoch of CUT's schedule (default: steps / 100)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("CONTROL_THREADS", 2)))
     parser.add_argument("extra", nargs="*", help="more CUT flags, after --")
     return parser.parse_args(argv)
@@ -109,17 +166,18 @@ def main(argv=None) -> None:
     sys.path.insert(0, os.path.abspath(args.cut_repo))
     if importlib.util.find_spec("torchvision") is None:
         sys.path.insert(1, STUB)
+    member, arrays = read_member(args.export, args.member)
     import torch
     from options.train_options import TrainOptions
     from models import create_model
 
+    seed = int(member["seed"])
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)  # CUT seeds nothing: weights and its image pool use these
-    random.seed(args.seed)
-    np.random.seed(args.seed)
+    torch.manual_seed(seed)  # CUT seeds nothing: weights and its image pool use these
+    random.seed(seed)
+    np.random.seed(seed)
     os.makedirs(args.out, exist_ok=True)
-    with np.load(args.inputs) as z:
-        source, target, holdout = (to_model(z[k]) for k in ("source", "target", "holdout_source"))
+    source, target, holdout = (to_model(arrays[k]) for k in ("source", "target", "holdout"))
 
     epoch_steps = args.epoch_steps or max(1, args.steps // 100)
     flags = cut_flags(os.path.join(args.out, "cut"), args.steps, epoch_steps, args.extra)
@@ -130,7 +188,7 @@ def main(argv=None) -> None:
         opt.amp = False
     model = create_model(opt)
 
-    draws = np.random.default_rng([args.seed, 7])
+    draws = np.random.default_rng([seed, 7])
     rows_path = os.path.join(args.out, "rows.jsonl")
     open(rows_path, "w").close()
     t0 = time.time()
@@ -146,9 +204,8 @@ def main(argv=None) -> None:
             with contextlib.redirect_stdout(io.StringIO()):  # one line per call
                 model.update_learning_rate()
         if step % args.eval_every == 0 or step == args.steps:
-            translated = translate(model.netG_A, holdout)
-            np.savez_compressed(os.path.join(args.out, f"trans_{step}.npz"),
-                                translated=translated.astype(np.float32))
+            save_translations(args.out, step, member["folder"], arrays["holdout_ids"],
+                              translate(model.netG_A, holdout))
             losses = {k: round(float(v), 4) for k, v in model.get_current_losses().items()}
             row = {"step": step, "secs": round(time.time() - t0, 1), **losses}
             with open(rows_path, "a") as f:

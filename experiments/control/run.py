@@ -1,35 +1,52 @@
 """A control anyone can rerun: the CUT repository's own CycleGAN on our data and domains,
-scored by our evaluator.
+judged by ``jax-translate judge``.
 
     python experiments/control/run.py --cut-repo PATH/contrastive-unpaired-translation \
         --out runs/control [--export DATA/simulated_brats/64/2.0.0/splits.npz] \
         [--ratio 1.0] [--seed 0] [--steps 3000] [--eval-every 500] \
-        [--source flair] [--target t1] [--torch-python PY] [--classifier auto|train|off] \
+        [--source flair] [--target t1] [--torch-python PY] [--classifier cached|train] \
         [-- extra CUT flags, e.g. --lambda_identity 0]
 
 If our CycleGAN fails the quality gate, is it our code? This trains the CycleGAN of
 taesungp/contrastive-unpaired-translation (its ``cycle_gan`` model: losses,
 networks, init, image pool, update order, scheduler; ngf/ndf 16, resnet_6blocks,
-no dropout, batch 1) on the member our sweep would train: the same exported
-slices (``dataset.read_export``), the same source and target domains
-(``domains.unpaired_domains`` for ``--ratio`` and ``--seed``, sizes from
-``--preset``) and the same holdout set (``domains.holdout_set``). Its holdout
-translations at each evaluation step are scored here exactly as ours are:
-fidelity r and SSIM inside the brain on healthy sources (the quality gate),
-lesion preservation on tumor sources, hallucination on healthy ones, and the
-evaluation classifier's flips where one is available.
+no dropout, batch 1) on the member our sweep would train, and judges its holdout
+translations exactly as anyone's translator is judged. It uses the project's two
+commands for outside translators around the user's checkout, and scores nothing
+itself:
 
-Two processes, two Pythons: this one (jax_translate) writes ``OUT/inputs.npz``
-and scores; ``cut_side.py`` (numpy, torch and the CUT checkout only) trains and
-writes the translations. Torch and the CUT code never enter jax_translate's
+1. ``export_domains`` (``image_format="npy"``, lossless) writes the member's
+   domains into ``OUT/export``: the slices of ``--export`` (a ``splits.npz``),
+   the source and target domains of ``--ratio`` and ``--seed`` (sizes from
+   ``--preset``) and the holdout set's sources. A config's seeds are 0 .. S-1,
+   so it exports seeds 0 .. ``--seed`` of the one ratio, and the seeds before
+   ``--seed`` are then removed again (their folders, manifest entries and
+   checksums): the export holds exactly the member asked for.
+2. ``cut_side.py`` (numpy, torch and the CUT checkout only) trains on that
+   folder and writes its translations of ``testA`` at each evaluation step
+   into ``OUT/translations/step=<k>/ratio=R/seed=S/translations.npz``.
+3. ``judge`` scores each step (``OUT/judged/step=<k>/``: results.csv,
+   results.json, figures) with the evaluation classifier, and once more the
+   source images themselves as translations (``OUT/judged/source_as_target/``,
+   the floor). ``control.csv`` holds one line per step, read from judge's rows:
+   the healthy row's pixel r, SSIM, structure r, contrast error, gate verdict,
+   lesion score (as hallucination) and flips, the tumor row's lesion score (as
+   lesion preservation) and flips.
+
+Two processes, two Pythons: torch and the CUT code never enter jax_translate's
 environment, and the project never enters torch's. ``--torch-python`` (default
 ``$CONTROL_PYTHON``, else this Python) is the interpreter that has torch and
-pillow. ``--score-only`` scores an existing OUT again (e.g. once a classifier
-exists). The CUT code is never copied into this repository.
+pillow. The classifier is the evaluation classifier of ``--target`` cached
+beside the ``splits.npz`` (``--classifier cached``, the default: the run stops
+before training if there is none) or trained there if absent (``--classifier
+train``, minutes on a CPU). ``--score-only`` judges an existing OUT again, from
+its export's manifest (``--ratio``, ``--seed``, ``--source``, ``--target`` and
+``--preset`` are then read from there). The CUT code is never copied into this
+repository.
 
-Writes into OUT: ``inputs.npz`` (the domains' images and indices), ``control.json``
-(what ran, on what), ``trans_<step>.npz`` and ``rows.jsonl`` (cut_side.py) and
-``control.csv`` (our scores per step), and prints the table.
+Writes into OUT: ``export/`` (export_domains), ``control.json`` (what ran, on
+what), ``translations/`` and ``rows.jsonl`` (cut_side.py: CUT's losses per
+evaluation), ``judged/`` (judge) and ``control.csv``, and prints the table.
 """
 
 from __future__ import annotations
@@ -38,21 +55,29 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from jax_translate.config import make_config
+from jax_translate import io_utils
+from jax_translate.config import SweepConfig, make_config
 from jax_translate.data import dataset, domains
 from jax_translate.errors import UsageError
-from jax_translate.evaluation import metrics, quality
+from jax_translate.evaluation import classifier as classifier_lib
+from jax_translate.evaluation import quality
 from jax_translate.images import MODALITIES
+from jax_translate.jobs.export_domains import MANIFEST, export_domains, read_manifest, verify
+from jax_translate.jobs.judge import judge
 
 HERE = Path(__file__).resolve().parent
-FIELDS = ("step", "secs", "fidelity_r", "fidelity_ssim", "lesion_preservation",
-          "hallucination", "frac_pred_tumor_healthy", "frac_pred_tumor_tumor", "quality")
+FIELDS = ("step", "secs", "fidelity_r", "fidelity_ssim", "structure_r", "contrast_error",
+          "lesion_preservation", "hallucination", "frac_pred_tumor_healthy",
+          "frac_pred_tumor_tumor", "quality")
+NAME = "cut-cyclegan"         # the method judge's rows name (an outside translator: gated)
+FLOOR = "source_as_target"    # the source images judged as translations
 
 
 def images_of(split, modality: str, split_name: str) -> np.ndarray:
@@ -68,82 +93,96 @@ def images_of(split, modality: str, split_name: str) -> np.ndarray:
     return images
 
 
-def member_inputs(train, test, cfg, ratio: float, seed: int, source: str, target: str) -> dict:
-    """The arrays cut_side.py trains and translates, read by modality name: the
-    domains of our sweep's member (``ratio``, ``seed``) of ``cfg`` from the
-    ``train`` split, and the holdout set ``test``'s sources."""
-    sizes = domains.DomainSizes(cfg.n_source, cfg.n_target, cfg.n_holdout)
-    source_index, target_index = domains.unpaired_domains(
-        train.label, train.patient_id, ratio, sizes, seed=seed)
-    images_of(test, target, "holdout")  # scored against it: fail before training
-    return {"source": images_of(train, source, "train")[source_index],
-            "target": images_of(train, target, "train")[target_index],
-            "holdout_source": images_of(test, source, "holdout"),
-            "source_index": source_index, "target_index": target_index}
+def member_config(preset: str, ratio: float, seed: int, source: str, target: str
+                  ) -> SweepConfig:
+    """The cyclegan config whose members are seeds 0 .. ``seed`` of the one ``ratio``:
+    the smallest that holds the member (``ratio``, ``seed``)."""
+    return make_config("cyclegan", preset, target_tumor_ratios=(domains.check_ratio(ratio),),
+                       seeds=seed + 1, source=source, target=target)
 
 
-def score(translated: np.ndarray, test, target: str, clf=None) -> dict:
-    """One translator's holdout translations, scored as ``results.member_rows`` scores
-    ours (healthy sources: fidelity and hallucination; tumor sources: lesion
-    preservation; flips if ``clf``)."""
-    real = images_of(test, target, "holdout")
-    if translated.shape != real.shape:
-        raise UsageError(f"{translated.shape[0]} translations of shape {translated.shape[1:]}, "
-                         f"but the holdout set has {real.shape}: another dataset or domain rule")
-    healthy, tumor = test.label == 0, test.label == 1
-    r = quality.pearson_in_brain(translated[healthy], real[healthy], test.brain_mask[healthy])
-    ssim = quality.ssim_in_brain(translated[healthy], real[healthy], test.brain_mask[healthy])
-    lesion = metrics.lesion_score(translated, real, test.label, test.tumor_mask, test.brain_mask)
-    row = {"fidelity_r": float(np.nanmean(r)), "fidelity_ssim": float(np.nanmean(ssim)),
-           "lesion_preservation": float(np.nanmean(lesion[tumor])),
-           "hallucination": float(np.nanmean(lesion[healthy])),
-           "frac_pred_tumor_healthy": None, "frac_pred_tumor_tumor": None,
-           "quality": quality.quality_verdict("cyclegan", float(np.nanmean(r)))}
-    if clf is not None:
-        pred = np.asarray(clf.predict(translated, brain_mask=test.brain_mask), bool)
-        row["frac_pred_tumor_healthy"] = float(pred[healthy].mean())
-        row["frac_pred_tumor_tumor"] = float(pred[tumor].mean())
-    return row
+def export_member(cfg: SweepConfig, splits: dict, folder: Path, seed: int) -> dict:
+    """``export_domains`` of ``cfg`` (npy) into ``folder``, then only the member with
+    ``seed`` kept: the other seeds' folders, manifest entries and checksums are
+    removed. Returns the manifest, checked against its files."""
+    manifest = export_domains(cfg, folder, splits, image_format="npy")
+    keep = [m for m in manifest["members"] if m["seed"] == seed]
+    if len(manifest["members"]) > 1:
+        for member in manifest["members"]:
+            if member["seed"] != seed:
+                shutil.rmtree(folder / member["folder"])
+        prefix = keep[0]["folder"] + "/"
+        manifest = {**manifest, "members": keep,
+                    "files": {k: v for k, v in manifest["files"].items()
+                              if k.startswith(prefix)}}
+        io_utils.atomic_write_json(folder / MANIFEST, manifest)
+    verify(folder)
+    return manifest
 
 
-def score_folder(out: Path, test, target: str, clf=None) -> list[dict]:
-    """Every evaluation cut_side.py logged in ``out/rows.jsonl``, scored."""
+def load_classifier(mode: str, cfg: SweepConfig, splits: dict, folder: Path):
+    """The evaluation classifier of ``cfg.target`` cached under ``folder/classifier``
+    (``cached``: one clear error if there is none), trained there if absent (``train``)."""
+    ccfg = classifier_lib.config_for(cfg)
+    cache = folder / "classifier"
+    if mode == "cached" and not (cache / classifier_lib.cache_name(ccfg, cfg.target)
+                                 / "classifier.json").is_file():
+        raise UsageError(f"no {cfg.target} evaluation classifier is cached in {cache}; "
+                         "--classifier train trains one there (minutes on a CPU)")
+    return classifier_lib.load_or_train(cache, splits, ccfg, progress=False,
+                                        modality=cfg.target)
+
+
+def control_row(rows: list[dict]) -> dict:
+    """control.csv's columns from judge's rows of one member (a healthy and a tumor row)."""
+    by_label = {row["source_label"]: row for row in rows}
+    healthy, tumor = by_label["healthy"], by_label["tumor"]
+    return {"fidelity_r": healthy["fidelity_r"], "fidelity_ssim": healthy["fidelity_ssim"],
+            "structure_r": healthy["structure_r"], "contrast_error": healthy["contrast_error"],
+            "lesion_preservation": tumor["lesion_score"],
+            "hallucination": healthy["lesion_score"],
+            "frac_pred_tumor_healthy": healthy["frac_pred_tumor"],
+            "frac_pred_tumor_tumor": tumor["frac_pred_tumor"], "quality": healthy["quality"]}
+
+
+def judge_steps(out: Path, splits: dict, clf) -> list[dict]:
+    """Every evaluation cut_side.py logged in ``out/rows.jsonl``, judged (``judge``)."""
     logged = out / "rows.jsonl"
     if not logged.is_file():
         raise UsageError(f"{logged} is missing: cut_side.py has not run in {out}")
     rows = []
     for line in logged.read_text().splitlines():
         peer = json.loads(line)
-        with np.load(out / f"trans_{peer['step']}.npz") as z:
-            translated = z["translated"].astype(np.float32)
-        rows.append({"step": peer["step"], "secs": peer["secs"],
-                     **score(translated, test, target, clf)})
+        step = peer["step"]
+        judged = judge(out / "export", out / "translations" / f"step={step}",
+                       out / "judged" / f"step={step}", name=NAME, classifier=clf,
+                       splits=splits, progress=False, log=lambda *a: None)
+        print(f"judged step {step}: {judged.outputs['results_csv']}", flush=True)
+        rows.append({"step": step, "secs": peer["secs"], **control_row(judged.rows)})
     if not rows:
         raise UsageError(f"{logged} holds no evaluation")
     return rows
 
 
-def load_classifier(mode: str, cfg, splits: dict, folder: Path, target: str):
-    """The evaluation classifier of ``target`` cached beside the export (``auto``), trained
-    there if absent (``train``), or none (``off``)."""
-    if mode == "off":
-        return None
-    from jax_translate.evaluation import classifier as classifier_lib
-    ccfg = classifier_lib.config_for(cfg)
-    cache = folder / "classifier"
-    if mode == "auto" and not (cache / classifier_lib.cache_name(ccfg, target)
-                               / "classifier.json").is_file():
-        print(f"no {target} classifier cached in {cache}: flips left out "
-              "(--classifier train trains one, minutes on a CPU)", flush=True)
-        return None
-    return classifier_lib.load_or_train(cache, splits, ccfg, progress=False, modality=target)
+def judge_floor(out: Path, manifest: dict, splits: dict, clf) -> dict:
+    """The export's own testA (the source images) judged as translations: the floor."""
+    export = out / "export"
+    (member,) = manifest["members"]
+    images = {i: np.load(export / member["folder"] / "testA" / f"{i}.npy", allow_pickle=False)
+              for i in manifest["testA"]}
+    folder = out / "translations" / FLOOR / member["folder"]
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / "translations.npz", **images)
+    judged = judge(export, out / "translations" / FLOOR, out / "judged" / FLOOR, name=FLOOR,
+                   classifier=clf, splits=splits, progress=False, log=lambda *a: None)
+    return control_row(judged.rows)
 
 
-def run_cut(args, out: Path) -> None:
+def run_cut(args, out: Path, member: str) -> None:
     command = [args.torch_python, str(HERE / "cut_side.py"), "--cut-repo", str(args.cut_repo),
-               "--inputs", str(out / "inputs.npz"), "--out", str(out),
+               "--export", str(out / "export"), "--member", member, "--out", str(out),
                "--steps", str(args.steps), "--eval-every", str(args.eval_every),
-               "--seed", str(args.seed), "--threads", str(args.threads)]
+               "--threads", str(args.threads)]
     if args.cut_flags:
         command += ["--", *args.cut_flags]
     print(" ".join(command), flush=True)
@@ -160,16 +199,20 @@ def cut_commit(repo: Path) -> str | None:
         return None
 
 
-def print_table(rows: list[dict], floor: float, source: str, target: str) -> None:
-    print(f"\ncontrol cyclegan (CUT code), {source} -> {target}; "
-          f"{source} used as {target}: r {floor:.3f}; gate r >= {quality.FIDELITY_GATE}")
-    print("  step   secs  fidelity_r  ssim  lesion_kept  halluc  healthy->tumor  tumor->tumor  quality")
-    fmt = lambda v, spec: format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0]))
+def print_table(rows: list[dict], floor: dict, source: str, target: str) -> None:
+    """``floor``: judge's row of ``source`` images used as ``target`` ones."""
+    print(f"\ncontrol cyclegan (CUT code), {source} -> {target}; {source} used as {target}: "
+          f"r {floor['fidelity_r']:.3f}, structure r {floor['structure_r']:.3f}")
+    print(f"gate: structure r >= {quality.STRUCTURE_GATE}, "
+          f"contrast error <= {quality.CONTRAST_TOLERANCE}")
+    print("  step   secs  fidelity_r  structure_r  contrast_err  ssim  lesion_kept  halluc  "
+          "healthy->tumor  tumor->tumor  quality")
     for row in rows:
         print(f"{row['step']:6d} {row['secs']:6.0f}  {row['fidelity_r']:10.3f}  "
+              f"{row['structure_r']:11.3f}  {row['contrast_error']:12.3f}  "
               f"{row['fidelity_ssim']:4.2f}  {row['lesion_preservation']:11.2f}  "
-              f"{row['hallucination']:6.3f}  {fmt(row['frac_pred_tumor_healthy'], '14.2f')}  "
-              f"{fmt(row['frac_pred_tumor_tumor'], '12.2f')}  {row['quality']}")
+              f"{row['hallucination']:6.3f}  {row['frac_pred_tumor_healthy']:14.2f}  "
+              f"{row['frac_pred_tumor_tumor']:12.2f}  {row['quality']}")
 
 
 def parse_args(argv):
@@ -190,54 +233,62 @@ def parse_args(argv):
     parser.add_argument("--target", default="t1")
     parser.add_argument("--torch-python", default=os.environ.get("CONTROL_PYTHON", sys.executable))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--classifier", choices=("auto", "train", "off"), default="auto")
+    parser.add_argument("--classifier", choices=("cached", "train"), default="cached",
+                        help="the evaluation classifier cached beside the splits.npz (cached), "
+                             "or trained there if absent (train)")
     parser.add_argument("--score-only", action="store_true",
-                        help="score OUT's saved translations again; train nothing")
+                        help="judge OUT's saved translations again; train nothing")
     parser.add_argument("cut_flags", nargs="*", help="more CUT flags, after --")
     args = parser.parse_args(argv)
     if not args.score_only and args.cut_repo is None:
         parser.error("--cut-repo is required (a checkout of "
                      "taesungp/contrastive-unpaired-translation)")
+    if args.seed < 0:
+        parser.error("--seed must be >= 0")
     return args
 
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    cfg = make_config("cyclegan", args.preset)
-    export = args.export or dataset.folder_for(cfg) / "splits.npz"
-    if not export.is_file():
-        raise SystemExit(f"error: no export at {export}: run `jax-translate data --export` "
-                         "or pass --export")
-    splits = dataset.read_export(export)
     out = args.out
-    out.mkdir(parents=True, exist_ok=True)
     try:
-        test = domains.holdout_set(cfg, splits["holdout"])
-        inputs = member_inputs(splits["train"], test, cfg, domains.check_ratio(args.ratio),
-                               args.seed, args.source, args.target)
+        if args.score_only:
+            manifest = read_manifest(out / "export")
+            cfg = SweepConfig.from_dict(manifest["config"])
+        else:
+            if (out / "export").exists():
+                raise UsageError(f"{out} holds a control run already; use a new --out, or "
+                                 "--score-only to judge it again")
+            cfg = member_config(args.preset, args.ratio, args.seed, args.source, args.target)
+        export = args.export or dataset.folder_for(cfg) / "splits.npz"
+        if not export.is_file():
+            raise UsageError(f"no export at {export}: run `jax-translate data --export` "
+                             "or pass --export")
+        splits = dataset.read_export(export)
+        for modality in (cfg.source, cfg.target):  # one clear line, before anything is written
+            images_of(splits["train"], modality, "train")
+            images_of(splits["holdout"], modality, "holdout")
+        clf = load_classifier(args.classifier, cfg, splits, export.parent)
+        if not args.score_only:
+            out.mkdir(parents=True, exist_ok=True)
+            manifest = export_member(cfg, splits, out / "export", args.seed)
+            meta = {"export": str(export.resolve()), "preset": args.preset, "ratio": args.ratio,
+                    "seed": args.seed, "steps": args.steps, "eval_every": args.eval_every,
+                    "source": args.source, "target": args.target, "cut_flags": args.cut_flags,
+                    "cut_repo": str(args.cut_repo), "cut_commit": cut_commit(args.cut_repo),
+                    "domain_sizes": [cfg.n_source, cfg.n_target, cfg.n_holdout],
+                    "holdout_seed": cfg.data_seed, "member": manifest["members"][0]["folder"]}
+            (out / "control.json").write_text(json.dumps(meta, indent=1) + "\n")
+            run_cut(args, out, manifest["members"][0]["folder"])
+        rows = judge_steps(out, splits, clf)
+        floor = judge_floor(out, manifest, splits, clf)
     except UsageError as error:
         raise SystemExit(f"error: {error}")
-    if not args.score_only:
-        np.savez(out / "inputs.npz", **inputs)
-        meta = {"export": str(export.resolve()), "preset": args.preset, "ratio": args.ratio,
-                "seed": args.seed, "steps": args.steps, "eval_every": args.eval_every,
-                "source": args.source, "target": args.target, "cut_flags": args.cut_flags,
-                "cut_repo": str(args.cut_repo), "cut_commit": cut_commit(args.cut_repo),
-                "domain_sizes": [cfg.n_source, cfg.n_target, cfg.n_holdout],
-                "holdout_seed": cfg.data_seed}
-        (out / "control.json").write_text(json.dumps(meta, indent=1) + "\n")
-        run_cut(args, out)
-    clf = load_classifier(args.classifier, cfg, splits, export.parent, args.target)
-    rows = score_folder(out, test, args.target, clf)
     with (out / "control.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    healthy = test.label == 0
-    floor = float(np.nanmean(quality.pearson_in_brain(
-        images_of(test, args.source, "holdout")[healthy],
-        images_of(test, args.target, "holdout")[healthy], test.brain_mask[healthy])))
-    print_table(rows, floor, args.source, args.target)
+    print_table(rows, floor, cfg.source, cfg.target)
     print(f"wrote {out / 'control.csv'}")
     return rows
 

@@ -8,38 +8,35 @@ overrides, or the harness's knobs: `norm`/`dnorm` "none" drop the generator's /
 discriminator's instance norm, `d_lr_mult` scales the discriminator's updates,
 `shared_patients` draws source and target from the same patients, `target`
 "inv" / "brain_inv" replaces T1 by a known remap of Flair). It prints and
-appends to results.jsonl (next to this file, or $ABLATIONS_OUT): mean Pearson
-r inside the brain on healthy holdout slices against the real T1, the share
-of tumor slices whose lesion keeps >= half its real contrast, and the target
+appends to results.jsonl (next to this file, or $ABLATIONS_OUT) what
+`scoring.score` makes of the holdout translations against the real T1: pixel r
+(``r``) and structure r inside the brain on healthy slices, the gate's verdict,
+the lesion score on tumor slices (mean share of the real lesion's contrast
+kept: ``lesion_score``; rows before it recorded ``lesion_kept``, the share of
+tumor slices keeping >= half), Flair's own pixel r as the floor, and the target
 discriminator's mean scores on holdout real T1 / Flair / translations.
 
     python experiments/convergence/ablations.py '{"method": "cyclegan", "steps": 1000, "ratio": 1.0, "lambda_cycle": 4.0}'
 """
-import dataclasses, functools, sys, time, json, os
+import dataclasses, functools, sys, time, json, os, types
 import jax, jax.numpy as jnp, numpy as np
 from flax import linen as nn
-from jax_translate.config import make_config
+from jax_translate.config import Member, make_config, merge_model
 from jax_translate.data import dataset, domains
-from jax_translate.model_config import MODEL_PRESETS
+from jax_translate.model_config import MODEL_PRESETS, ModelConfig
 from jax_translate.models.generators import ResnetGenerator
 from jax_translate.training import methods
 from jax_translate.images import from_model_range, to_model_range
 from jax_translate.training.members import build_members, domain_indices, sample_batch
-from jax_translate.evaluation import metrics as M, quality
+from jax_translate.evaluation import scoring
 
 SPLITS = None  # loaded in main (building the dataset spawns processes: not at import)
 
-def pearson_in_brain(x, y, brain):
-    """Mean over images of the quality gate's per-image r inside the brain."""
-    return float(np.nanmean(quality.pearson_in_brain(x, y, brain)))
-
-def lesion_kept(x, real, tumor, brain):
-    """share of tumor slices whose lesion keeps >= half its real darkening vs a ring."""
-    w = M.default_ring_width(x.shape[1]); out = []
-    for a, r, t, b in zip(x, real, tumor, brain):
-        cr = M.lesion_contrast(r, t, b, w); ca = M.lesion_contrast(a, t, b, w)
-        if cr > 0.02: out.append(ca / cr >= 0.5)
-    return float(np.mean(out))
+def scored(method, ratio, seed, translated, hold):
+    """(healthy row, tumor row) of `scoring.score`: ``translated`` (N, H, W) of
+    ``hold``'s Flair, as a member (``ratio``, ``seed``) of ``method`` into T1."""
+    cfg = types.SimpleNamespace(method=method, members=[Member(ratio, seed)], target="t1")
+    return tuple(scoring.score(cfg, translated[None], hold))
 
 class PixelGenerator(nn.Module):
     """A generator that can only remap intensities: 1x1 convs (no texture, no context)."""
@@ -124,17 +121,17 @@ def run(method="cyclegan", steps=1000, ratio=0.5, seed=0, gen="resnet", norm="in
     fwd = jax.jit(lambda p, x: m.translate(p, x))
     out = np.concatenate([from_model_range(fwd(state.generator, to_model_range(h.flair[i:i+50])))
                           for i in range(0, len(h), 50)])
-    healthy, tum = h.label == 0, h.label == 1
-    r = pearson_in_brain(out[healthy], h.t1[healthy], h.brain_mask[healthy])
-    r_flair = pearson_in_brain(h.flair[healthy], h.t1[healthy], h.brain_mask[healthy])
-    lk = lesion_kept(out[tum], h.t1[tum], h.tumor_mask[tum] > 0, h.brain_mask[tum] > 0)
+    healthy, tum = scored(method, ratio, seed, out, h)
+    flair_as_t1, _ = scored(method, ratio, seed, h.flair, h)
     dscore = {}
     if method in ("cyclegan", "gan"):
         D = jax.jit(lambda p, x: m.discriminator_net.apply({"params": p}, x).mean(axis=(1, 2, 3)))
         for nm, imgs in (("t1", h.t1[:60]), ("flair", h.flair[:60]), ("fake", out[:60])):
             dscore[nm] = round(float(D(state.discriminator["b"], to_model_range(imgs)).mean()), 3)
-    res = dict(shared_patients=shared_patients, tag=tag, gen=gen, dscore=dscore, dnorm=dnorm, d_lr_mult=d_lr_mult, method=method, steps=steps, ratio=ratio, norm=norm, lr=lr, r=round(r, 3),
-               r_flair=round(r_flair, 3), lesion_kept=round(lk, 3), sec=round(dt, 1),
+    res = dict(shared_patients=shared_patients, tag=tag, gen=gen, dscore=dscore, dnorm=dnorm, d_lr_mult=d_lr_mult, method=method, steps=steps, ratio=ratio, norm=norm, lr=lr,
+               r=round(healthy["fidelity_r"], 3), structure_r=round(healthy["structure_r"], 3),
+               quality=healthy["quality"], r_flair=round(flair_as_t1["fidelity_r"], 3),
+               lesion_score=round(tum["lesion_score"], 3), sec=round(dt, 1),
                loss={k: round(float(v), 3) for k, v in met.items()})
     print(json.dumps(res), flush=True)
     with open(os.environ.get("ABLATIONS_OUT", os.path.join(os.path.dirname(__file__), "results", "ablations.jsonl")), "a") as f: f.write(json.dumps(res) + "\n")
@@ -148,5 +145,5 @@ if __name__ == "__main__":
     tf = kw.pop("target", None)
     if tf == "inv": kw["target_fn"] = lambda f, b: 1 - f
     if tf == "brain_inv": kw["target_fn"] = lambda f, b: b * (1 - f)
-    if "model" in kw: kw["model"] = dataclasses.replace(MODEL_PRESETS["cpu"], **kw["model"])
+    if "model" in kw: kw["model"] = ModelConfig(**merge_model(MODEL_PRESETS["cpu"], kw["model"]))
     run(**kw)

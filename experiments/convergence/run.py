@@ -8,19 +8,20 @@ Each method trains one member per ``--ratios`` (target tumor ratio; default
 preset's schedule. The run is stopped
 ``--points`` times (``train_sweep(stop_after=...)``, exactly as an
 interrupted and resumed sweep, so the learning-rate schedule is that of the
-full run) and the current translator is evaluated on the holdout set:
-fidelity r and SSIM inside the brain on healthy sources (the quality gate),
-lesion preservation on tumor sources, and the classifier's flip fractions.
+full run) and the current translator is evaluated on the holdout set by
+``scoring.score``: pixel r, SSIM, structure r and the contrast error inside
+the brain on healthy sources with the quality gate's verdict, lesion
+preservation on tumor sources, and the classifier's flip fractions.
 Writes ``convergence.csv`` (after every point) and ``convergence.png`` to
 ``--out``. ``--budget-s`` stops a method's points once it has trained that
 long, so a fixed-length GPU call still ends with every method's early points.
 
-``--control ROWS.jsonl`` (repeatable, ``RATIO=ROWS.jsonl``; plain ROWS.jsonl is ratio 1)
+``--control control.csv`` (repeatable, ``RATIO=control.csv``; a plain path is ratio 1)
 adds the control translator's curve beside ours: the rows that
-``experiments/control/run.py`` wrote (``OUT/rows.jsonl``: the CUT repository's own
-CycleGAN, trained on this dataset's export and the same domains; its code
-never enters here). It has r and lesion preservation,
-measured as ours are, and no classifier columns.
+``experiments/control/run.py`` wrote (``OUT/control.csv``: the CUT repository's own
+CycleGAN, trained on this dataset's exported domains; its code never enters
+here), each step judged there by ``jax-translate judge`` as ours are scored,
+classifier columns included.
 
 On a GPU (issue 15's question: does a bigger network start the game?):
 
@@ -31,7 +32,6 @@ On a GPU (issue 15's question: does a bigger network start the game?):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import csv
 import json
 import time
@@ -40,11 +40,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jax_translate.config import make_config
+from jax_translate.config import make_config, merge_model
 from jax_translate.data import dataset, domains
 from jax_translate.evaluation import ceiling as ceiling_lib
 from jax_translate.evaluation import classifier as classifier_lib
-from jax_translate.evaluation import metrics, quality, results
+from jax_translate.evaluation import quality, scoring
 from jax_translate.jobs import run_folder
 from jax_translate.jobs.sweep import train_sweep
 from jax_translate.model_config import MODEL_PRESETS
@@ -52,72 +52,55 @@ from jax_translate.training import translate
 from jax_translate.training.methods import Method
 
 FIELDS = ("method", "model", "target_tumor_ratio", "step", "fidelity_r", "fidelity_ssim",
-          "lesion_score_tumor", "frac_pred_tumor_healthy", "frac_pred_tumor_tumor", "quality",
-          "wall_s")
+          "structure_r", "contrast_error", "lesion_score_tumor", "frac_pred_tumor_healthy",
+          "frac_pred_tumor_tumor", "quality", "wall_s")
+
+
+def curve_point(healthy: dict, tumor: dict) -> dict:
+    """A member's point of the curves from its healthy and tumor rows (`scoring.score`)."""
+    return {"target_tumor_ratio": healthy["target_tumor_ratio"],
+            "fidelity_r": healthy["fidelity_r"], "fidelity_ssim": healthy["fidelity_ssim"],
+            "structure_r": healthy["structure_r"], "contrast_error": healthy["contrast_error"],
+            "lesion_score_tumor": tumor["lesion_score"],
+            "frac_pred_tumor_healthy": healthy["frac_pred_tumor"],
+            "frac_pred_tumor_tumor": tumor["frac_pred_tumor"],
+            "quality": healthy["quality"]}
+
+
+def score_members(cfg, translated: np.ndarray, test, clf, diverged=None) -> list[dict]:
+    """One `curve_point` per member of ``cfg``, in ``cfg.members`` order, from its
+    translations ``translated`` (members, N, H, W) of ``test``'s sources."""
+    rows = scoring.score(cfg, translated, test, clf, diverged)  # per member: healthy, tumor
+    return [curve_point(rows[2 * m], rows[2 * m + 1]) for m in range(len(cfg.members))]
 
 
 def evaluate_states(cfg, states, test, clf) -> list[dict]:
     """One dict per member (target ratio), in ``cfg.members`` order."""
     translated = translate.translate_all(Method(cfg), states.generator, test.image(cfg.source))
-    pred = np.stack([clf.predict(t, brain_mask=test.brain_mask) for t in translated])
-    rows = results.member_rows(cfg, translated, pred, test, np.asarray(states.diverged))
-    out = []
-    for ratio, _ in cfg.members:
-        healthy, tumor = (next(r for r in rows if r["source_label"] == s
-                               and r["target_tumor_ratio"] == ratio) for s in ("healthy", "tumor"))
-        out.append({"target_tumor_ratio": ratio,
-                    "fidelity_r": healthy["fidelity_r"], "fidelity_ssim": healthy["fidelity_ssim"],
-                    "lesion_score_tumor": tumor["lesion_score"],
-                    "frac_pred_tumor_healthy": healthy["frac_pred_tumor"],
-                    "frac_pred_tumor_tumor": tumor["frac_pred_tumor"],
-                    "quality": healthy["quality"]})
-    return out
+    return score_members(cfg, translated, test, clf, np.asarray(states.diverged))
 
 
 CONTROL = "control cyclegan"
 
 
-def control_rows(spec: str, test, clf) -> list[dict]:
-    """The control's curve: ``[RATIO=]ROWS.jsonl`` as experiments/control writes it, with its
-    saved translations of the holdout set (``trans_<step>.npz`` beside the rows)
-    scored exactly as ours are (`score`)."""
+def control_rows(spec: str) -> list[dict]:
+    """The control's curve: ``[RATIO=]control.csv`` as experiments/control writes it, each
+    step's translations scored there by ``jax-translate judge`` (the library's scoring, the
+    same classifier): read, not scored again."""
     ratio, _, path = spec.rpartition("=")
     path = Path(path)
-    rows = []
-    for line in path.read_text().splitlines():
-        if not line.startswith("{"):
-            continue
-        peer = json.loads(line)
-        saved = path.parent / f"trans_{peer['step']}.npz"
-        if not saved.is_file():
-            raise SystemExit(f"error: {saved} is missing: the control's translations at step "
-                             f"{peer['step']} are needed to score it as ours are")
-        with np.load(saved) as z:
-            translated = z["translated"].astype(np.float32)
-        if translated.shape != test.t1.shape:
-            raise SystemExit(f"error: {saved} holds {translated.shape[0]} translations, not this "
-                             f"holdout set's {len(test)}: another dataset or domain rule")
-        rows.append({"method": CONTROL, "model": "cut-repo", "step": peer["step"],
-                     "target_tumor_ratio": float(ratio or 1.0), "wall_s": peer["secs"],
-                     **score(translated, test, clf)})
+    if not path.is_file():
+        raise SystemExit(f"error: {path} is missing: run experiments/control/run.py first")
+    with path.open(newline="") as f:
+        peer_rows = list(csv.DictReader(f))
+    rows = [{"method": CONTROL, "model": "cut-repo", "step": int(peer["step"]),
+             "target_tumor_ratio": float(ratio or 1.0), "wall_s": peer["secs"],
+             "lesion_score_tumor": peer["lesion_preservation"],
+             **{k: peer[k] for k in FIELDS if k in peer and k not in ("step",)}}
+            for peer in peer_rows]
     if not rows:
         raise SystemExit(f"error: {path} holds no control rows (experiments/control/run.py)")
     return rows
-
-
-def score(translated: np.ndarray, test, clf) -> dict:
-    """One translator's holdout translations, as `results.member_rows` scores ours."""
-    healthy, tumor = test.label == 0, test.label == 1
-    pred = clf.predict(translated, brain_mask=test.brain_mask)
-    r = quality.pearson_in_brain(translated[healthy], test.t1[healthy], test.brain_mask[healthy])
-    ssim = quality.ssim_in_brain(translated[healthy], test.t1[healthy], test.brain_mask[healthy])
-    lesion = metrics.lesion_score(translated[tumor], test.t1[tumor], test.label[tumor],
-                                  test.tumor_mask[tumor], test.brain_mask[tumor])
-    return {"fidelity_r": float(np.nanmean(r)), "fidelity_ssim": float(np.nanmean(ssim)),
-            "lesion_score_tumor": float(np.nanmean(lesion)),
-            "frac_pred_tumor_healthy": float(pred[healthy].mean()),
-            "frac_pred_tumor_tumor": float(pred[tumor].mean()),
-            "quality": quality.quality_verdict("cyclegan", float(np.nanmean(r)))}
 
 
 def write_rows(rows: list[dict], path: Path) -> None:
@@ -138,12 +121,15 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def plot(rows: list[dict], path: Path, title: str, ceiling=None) -> None:
-    """The curves; with the dataset's `ceiling.Ceiling`, its floor and ceiling too."""
+    """The curves; with the dataset's `ceiling.Ceiling`, its floor and ceiling (pixel r)
+    too. The gate's structure r has its own panel, with the gate's threshold (dashed);
+    rows from before it was recorded leave that panel empty."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = (("fidelity_r", "fidelity r (healthy sources)"),
+    panels = (("fidelity_r", "pixel r (healthy sources)"),
+              ("structure_r", f"structure r (healthy sources), gate {quality.STRUCTURE_GATE:g}"),
               ("lesion_score_tumor", "lesion preservation (tumor sources)"),
               ("frac_pred_tumor_healthy", "healthy -> tumor (added)"),
               ("frac_pred_tumor_tumor", "tumor -> tumor (kept)"))
@@ -155,13 +141,13 @@ def plot(rows: list[dict], path: Path, title: str, ceiling=None) -> None:
             if pts:
                 ax.plot(*zip(*pts), marker="o", ls="--" if curve[0] == CONTROL else "-",
                         label=f"{curve[0]} @ {curve[1]:g}")
-        if key == "fidelity_r":
-            ax.axhline(quality.FIDELITY_GATE, color="k", ls="--", lw=1, label="gate")
-            if ceiling is not None:
-                ax.axhline(ceiling.local_map_r, color="gray", ls=":", lw=1.5,
-                           label=f"information ceiling ({ceiling.patch}x{ceiling.patch})")
-                ax.axhline(ceiling.source_r, color="gray", ls="-.", lw=1,
-                           label=f"{ceiling.source} as {ceiling.target}")
+        if key == "structure_r":
+            ax.axhline(quality.STRUCTURE_GATE, color="k", ls="--", lw=1, label="gate")
+        if key == "fidelity_r" and ceiling is not None:
+            ax.axhline(ceiling.local_map_r, color="gray", ls=":", lw=1.5,
+                       label=f"information ceiling ({ceiling.patch}x{ceiling.patch})")
+            ax.axhline(ceiling.source_r, color="gray", ls="-.", lw=1,
+                       label=f"{ceiling.source} as {ceiling.target}")
         ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylim(-0.05, 1.05)
@@ -185,7 +171,7 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=float("inf"),
                         help="per method: no new point after training this long")
     parser.add_argument("--steps-per-call", type=int, default=0, help="0: the backend's default")
-    parser.add_argument("--control", action="append", default=[], metavar="[RATIO=]ROWS.jsonl",
+    parser.add_argument("--control", action="append", default=[], metavar="[RATIO=]CONTROL.csv",
                         help="the control translator's rows (experiments/control), drawn beside ours")
     parser.add_argument("--methods-from", type=Path, default=None, metavar="CSV",
                         help="start from this convergence.csv's rows (plot a run again with "
@@ -201,7 +187,7 @@ def main() -> None:
         field, _, value = item.partition("=")
         overrides[field] = json.loads(value)
     if isinstance(overrides.get("model"), dict):  # fields of --model's networks, changed
-        overrides["model"] = {**dataclasses.asdict(MODEL_PRESETS[args.model]), **overrides["model"]}
+        overrides["model"] = merge_model(MODEL_PRESETS[args.model], overrides["model"])
     label = " ".join([args.model, *args.set])
     args.out.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(args.out / "jax_cache"))
@@ -223,9 +209,7 @@ def main() -> None:
             loaded[key] = splits, clf, domains.holdout_set(cfg, splits["holdout"])
         return loaded[key]
 
-    if args.control:  # the cpu preset's data, classifier and holdout set, as ours
-        _, clf, test = data_for(make_config("cyclegan", "cpu", data_dir=args.data_dir))
-        rows += [row for spec in args.control for row in control_rows(spec, test, clf)]
+    rows += [row for spec in args.control for row in control_rows(spec)]
     for method in filter(None, args.methods.split(",")):
         cfg = make_config(method, "cpu", target_tumor_ratios=ratios, seeds=1, steps=args.steps,
                           checkpoint_every=max(1, args.steps // args.points),

@@ -16,22 +16,22 @@ networks) trains each ``--methods`` method (default cyclegan) with the
 ``--grid`` knobs crossed with ``--ratios`` and ``--seeds`` as members of one
 sweep, and L1 with the same networks, steps and seeds as the reference. Each
 sweep is stopped ``--points`` times on one schedule (as an interrupted and
-resumed run) and every member's translations of the holdout set are scored:
-fidelity r inside the brain on healthy sources (the quality gate's measure)
-and lesion preservation on tumor sources. Rows are appended to
-``results.csv`` as they land; a rerun resumes every sweep and skips rows
-already there.
+resumed run) and every member's translations of the holdout set are scored (``scoring.score``, as
+every result is): pixel r inside the brain on healthy sources (the verdict's
+measure: copying is exact at the pixel level), beside the quality gate's
+structure r, GM/WM ratio, contrast error and verdict, and lesion preservation
+on tumor sources. Rows are appended to ``results.csv`` as they land; a rerun
+resumes every sweep and skips rows already there.
 
-A member passes when its final r is within ``--tolerance`` (0.03) of L1's
-final r on the same seed; a regime passes when every seed of a grid point
-does (the issue's rule: 2 seeds).
+A member passes when its final pixel r is within ``--tolerance`` (0.03) of
+L1's final pixel r on the same seed; a regime passes when every seed of a
+grid point does (the issue's rule: 2 seeds).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import hashlib
 import json
 import sys
@@ -41,58 +41,79 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jax_translate.config import make_config, parse_grid, preset_settings
+from jax_translate.config import make_config, parse_grid
 from jax_translate.data import dataset, domains
 from jax_translate.errors import UsageError
-from jax_translate.evaluation import metrics, quality
+from jax_translate.evaluation import scoring
 from jax_translate.jobs.run_folder import RunFolder
 from jax_translate.jobs.sweep import train_sweep
 from jax_translate.training import translate
 from jax_translate.training.methods import Method
 
 FIELDS = ("task", "split", "regime", "method", "member", "target_tumor_ratio", "seed", "step",
-          "fidelity_r", "fidelity_ssim", "lesion_score_tumor", "wall_s")
+          "fidelity_r", "fidelity_ssim", "structure_r", "gm_wm", "contrast_error", "quality",
+          "lesion_score_tumor", "wall_s")
+# Read back as numbers; rows written before a column existed read NaN there.
+NUMBER_FIELDS = ("target_tumor_ratio", "fidelity_r", "fidelity_ssim", "structure_r", "gm_wm",
+                 "contrast_error", "lesion_score_tumor", "wall_s")
+# Columns of a member's healthy row (scoring.score) kept in its row here.
+HEALTHY_COLUMNS = ("fidelity_r", "fidelity_ssim", "structure_r", "gm_wm", "contrast_error",
+                   "quality")
 REFERENCE = "l1"
 DISCRIMINATOR_FIELDS = ("ndf", "n_disc_layers", "d_pool")
 
 
-def score_members(cfg, states, test, with_ssim: bool = False) -> list[dict]:
-    """Per member: r (and SSIM, when asked) in the brain on healthy sources, lesion kept on
-    tumor ones. SSIM is opt-in: on 859 validation slices it takes ~2.3 s a member on 2 CPU
-    cores against 0.1 s for r, and the verdict reads r only."""
-    translated = translate.translate_all(Method(cfg), states.generator, test.image(cfg.source))
-    real = test.image(cfg.target)
-    healthy, tumor = test.label == 0, test.label == 1
+def scored_members(cfg, translated, test) -> list[dict]:
+    """Per member of ``cfg``, from its translations ``translated`` (members, N, H, W) of
+    ``test``'s sources, scored by ``scoring.score`` (no classifier: the identity task
+    needs none): its healthy row's pixel r, SSIM, structure r, GM/WM, contrast error and
+    gate verdict, and its tumor row's lesion score."""
+    scored = scoring.score(cfg, translated, test)  # per member: its healthy, then tumor row
     out = []
     for m, member in enumerate(cfg.members):
-        x = translated[m]
-        r = quality.pearson_in_brain(x[healthy], real[healthy], test.brain_mask[healthy])
-        ssim = (float(np.nanmean(quality.ssim_in_brain(x[healthy], real[healthy],
-                                                        test.brain_mask[healthy])))
-                if with_ssim else float("nan"))
-        lesion = metrics.lesion_score(x[tumor], real[tumor], test.label[tumor],
-                                      test.tumor_mask[tumor], test.brain_mask[tumor])
+        healthy, tumor = scored[2 * m], scored[2 * m + 1]
+        assert (healthy["source_label"], tumor["source_label"]) == ("healthy", "tumor")
         out.append({"member": member.name, "target_tumor_ratio": member.target_tumor_ratio,
-                    "seed": member.seed, "fidelity_r": float(np.nanmean(r)),
-                    "fidelity_ssim": ssim,
-                    "lesion_score_tumor": float(np.nanmean(lesion))})
+                    "seed": member.seed, **{k: healthy[k] for k in HEALTHY_COLUMNS},
+                    "lesion_score_tumor": tumor["lesion_score"]})
     return out
 
 
+def score_members(cfg, states, test) -> list[dict]:
+    """:func:`scored_members` of ``states``' generators, translating ``test``'s sources."""
+    translated = translate.translate_all(Method(cfg), states.generator, test.image(cfg.source))
+    return scored_members(cfg, np.asarray(translated), test)
+
+
 def read_rows(path: Path) -> list[dict]:
+    """``results.csv``'s rows, numbers as numbers; columns a row predates read NaN
+    (numbers) or "" (the gate's verdict)."""
     if not path.exists():
         return []
     with path.open() as f:
         rows = list(csv.DictReader(f))
     for row in rows:
-        for key in ("target_tumor_ratio", "fidelity_r", "fidelity_ssim", "lesion_score_tumor",
-                    "wall_s"):
-            row[key] = float(row[key]) if row[key] not in ("", "nan") else float("nan")
+        for key in NUMBER_FIELDS:
+            text = row.get(key) or ""
+            row[key] = float(text) if text not in ("", "nan") else float("nan")
         row["seed"], row["step"] = int(row["seed"]), int(row["step"])
+        row["quality"] = row.get("quality") or ""
     return rows
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:
+    """Appends ``rows``; a file written before FIELDS grew is rewritten under the new
+    header first (its rows' new cells empty; rows from before the split column were
+    scored on the holdout), so that every line has its columns."""
+    if path.exists():
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            header, old = tuple(reader.fieldnames or ()), list(reader)
+        if header != FIELDS:
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows({"split": "holdout", **row} for row in old)
     new = not path.exists()
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
@@ -102,7 +123,7 @@ def append_rows(path: Path, rows: list[dict]) -> None:
 
 
 def train_with_points(cfg, workdir: Path, splits, test, points: int, label: dict,
-                      done: set, out_csv: Path, with_ssim: bool = False) -> list[dict]:
+                      done: set, out_csv: Path) -> list[dict]:
     """Trains ``cfg`` in ``workdir``, scoring every member at each of ``points`` steps."""
     rows, t0, step = [], time.perf_counter(), 0
     for k in range(1, points + 1):
@@ -117,12 +138,14 @@ def train_with_points(cfg, workdir: Path, splits, test, points: int, label: dict
             states = RunFolder.existing(workdir).restore_final(cfg)
         wall = round(time.perf_counter() - t0, 1)
         new = [{**label, **row, "step": target, "wall_s": wall}
-               for row in score_members(cfg, states, test, with_ssim)]
+               for row in score_members(cfg, states, test)]
         append_rows(out_csv, new)
         rows += new
         for row in new:
             print(f"{row['task']} {row['regime']} {row['method']} {row['member']} "
-                  f"step={target} r={row['fidelity_r']:.3f} lesion={row['lesion_score_tumor']:.2f}",
+                  f"step={target} r={row['fidelity_r']:.3f} "
+                  f"structure_r={row['structure_r']:.3f} gate={row['quality']} "
+                  f"lesion={row['lesion_score_tumor']:.2f}",
                   flush=True)
     return rows
 
@@ -196,8 +219,6 @@ def main(argv=None) -> None:
     parser.add_argument("--points", type=int, default=6)
     parser.add_argument("--tolerance", type=float, default=0.03)
     parser.add_argument("--no-reference", action="store_true", help="skip the L1 reference")
-    parser.add_argument("--ssim", action="store_true",
-                        help="also score SSIM in the brain (~20x the cost of r per member)")
     parser.add_argument("--preset", default="cpu", help="what each regime starts from")
     parser.add_argument("--size", default=None, help="image size (default: the preset's)")
     parser.add_argument("--member-axis", default="auto", choices=("auto", "loop", "vmap", "map"))
@@ -239,9 +260,7 @@ def run(args) -> None:
             raise UsageError(f"regime {name}: 'grid' must be {{field: [values]}}")
         grid_here = parse_grid(args.grid + [f"{k}={','.join(str(v) for v in values)}"
                                             for k, values in regime_grid.items()])
-        if isinstance(overrides.get("model"), dict):
-            base = preset_settings(args.preset)["model"]
-            overrides["model"] = {**dataclasses.asdict(base), **overrides["model"]}
+        # a partial "model" changes those fields of the preset's networks (make_config)
         common = dict(source=args.source, target=args.target,
                       target_tumor_ratios=ratios, seeds=args.seeds, steps=args.steps,
                       checkpoint_every=max(1, args.steps // args.points),
@@ -274,7 +293,7 @@ def run(args) -> None:
                 test = domains.holdout_set(cfg, splits[args.split])
             label = {"task": task, "split": args.split, "regime": name, "method": method}
             rows += train_with_points(cfg, folder, splits, test, args.points, label, done,
-                                      out_csv, args.ssim)
+                                      out_csv)
     print("\n".join(verdicts(rows, args.tolerance)))
 
 
