@@ -35,12 +35,15 @@ def _add_data_args(parser: argparse.ArgumentParser, preset_defaults: bool = Fals
                         help="use real BraTS volumes from this folder (one folder per patient "
                              "with *_flair.nii.gz, *_t1.nii.gz, *_t2.nii.gz, *_t1ce.nii.gz, "
                              "*_seg.nii.gz) instead of the simulator")
-    parser.add_argument("--simulator-version", type=int, default=None, choices=(1, 2, 3),
-                        help="the dataset's version: 3, each patient's own crisp anatomy in "
-                             "Flair, T1, T2 and T1c, with a validation split; 2, the same "
-                             "patients' Flair and T1; 1, the older data, the template's average "
-                             "tissue mixture in every voxel (default: "
-                             + ("the preset's)" if preset_defaults else "3)"))
+    from jax_translate.config import DATASET_VERSIONS
+
+    parser.add_argument("--simulator-version", type=int, default=None, choices=DATASET_VERSIONS,
+                        help="the dataset's version: 4, each patient's own crisp anatomy in "
+                             "Flair, T1, T2 and T1c, with a validation split and each pixel's "
+                             "CSF, GM and WM shares; 3, the same without the shares; 2, the "
+                             "same patients' Flair and T1; 1, the older data, the template's "
+                             "average tissue mixture in every voxel (default: "
+                             + ("the preset's)" if preset_defaults else "4)"))
 
 
 def _writable_file(path: Path, suffix: str) -> Path:
@@ -91,23 +94,27 @@ def cmd_preview(args) -> None:
 
 def _sweep_config(args):
     """--preset (or --config's preset and fields), then the flags given on top of it,
-    then --grid and --set."""
-    from jax_translate.config import Experiment, parse_grid, parse_ratios
+    then --grid and --set. A command without one of these flags (export-domains) simply
+    has no value for it."""
+    from jax_translate.config import Experiment, parse_grid, parse_init_from, parse_ratios
     from jax_translate.overrides import apply_sets, parse_sets
 
+    given = lambda name: getattr(args, name, None)  # noqa: E731
     overrides = {}
-    if args.ratios is not None:
+    if given("ratios") is not None:
         overrides["target_tumor_ratios"] = parse_ratios(args.ratios)
     for name in ("seeds", "member_axis", "conv_impl", "size", "steps", "batch_size",
                  "checkpoint_every", "log_every", "steps_per_call", "precision",
                  "simulator_version", "source", "target"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
+        if given(name) is not None:
+            overrides[name] = given(name)
     for name in ("data_dir", "brats_dir"):
-        if getattr(args, name) is not None:
-            overrides[name] = str(getattr(args, name))
-    if args.grid:
+        if given(name) is not None:
+            overrides[name] = str(given(name))
+    if given("grid"):
         overrides["grid"] = parse_grid(args.grid)
+    if given("init_from"):
+        overrides["init_from"] = parse_init_from(args.init_from)
     if args.config is None:
         if args.method is None:
             raise UsageError("the following arguments are required: --method (or --config)")
@@ -121,7 +128,7 @@ def _sweep_config(args):
 def cmd_sweep(args) -> None:
     from jax_translate.jobs.run_folder import RunFolder
     from jax_translate.jobs.sweep import train_sweep
-    from jax_translate.training import distributed
+    from jax_translate.runtime import distributed
 
     # First: the default preset asks JAX for its backend, after which
     # jax.distributed.initialize refuses to start.
@@ -169,6 +176,25 @@ def cmd_reproduce(args) -> None:
         experiment = dataclasses.replace(
             experiment, overrides={**experiment.overrides, **overrides})
     reproduce(experiment, args.out, data_dir=str(args.data_dir) if args.data_dir else None)
+
+
+def cmd_export_domains(args) -> None:
+    from jax_translate.jobs.export_domains import export_domains
+
+    if args.method is None and args.config is None:
+        args.method = "cyclegan"  # unpaired domains, the paper's protocol
+    cfg = _sweep_config(args)
+    manifest = export_domains(cfg, args.out, image_format=args.format)
+    print(f"exported {len(manifest['members'])} members ({cfg.source} -> {cfg.target}, "
+          f"{len(manifest['testA'])} holdout sources, {args.format}) to {args.out}; translate "
+          "each member's testA into TRANSLATIONS/ratio=R/seed=S/ and run jax-translate judge")
+
+
+def cmd_judge(args) -> None:
+    from jax_translate.jobs.judge import judge
+
+    judge(args.export, args.translations, args.out, name=args.name,
+          data_dir=str(args.data_dir) if args.data_dir else None)
 
 
 def _add_precision_arg(parser: argparse.ArgumentParser) -> None:
@@ -257,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
                    help="members per value of a training knob, crossed with the ratios and "
                         f"seeds, all in one program (repeatable; one of {', '.join(GRID_FIELDS)})")
+    p.add_argument("--init-from", action="append", default=[], metavar="GENERATOR=RUN",
+                   help="start generator ab (or ba) from a finished sweep's translator, the "
+                        "member with the same seed (e.g. --init-from ab=runs/l1 --init-from "
+                        "ba=runs/l1_back); discriminators and optimizers start fresh")
     _add_set_arg(p)
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="default: the preset's")
@@ -283,8 +313,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, required=True)
     p.add_argument("--classifier-steps", type=_positive_int, default=None,
                    help="training steps of another tumor classifier than the run's (default: "
-                        "its preset's classifier_steps, as reproduce uses)")
+                        "the run config's classifier_steps, as reproduce uses)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export-domains",
+                       help="write every member's biased domains as image folders (trainA, "
+                            "trainB, testA) for any translator, and a manifest")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help="whose domains: unpaired (default cyclegan) or a paired method's pairs")
+    p.add_argument("--config", type=Path, default=None,
+                   help="an experiment or run config to take the domains' settings from")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="sizes, ratios and seeds from this preset (default: cpu on a CPU)")
+    p.add_argument("--ratios", default=None, help="target tumor ratios, e.g. 0,0.5,1")
+    p.add_argument("--seeds", type=_positive_int, default=None, help="seeds per ratio")
+    p.add_argument("--source", default=None, choices=MODALITIES)
+    p.add_argument("--target", default=None, choices=MODALITIES)
+    p.add_argument("--format", default="png", choices=("png", "npy"),
+                   help="png: 8-bit grayscale, round(255 x), what the junyanz and CUT loaders "
+                        "read; npy: float32, lossless")
+    _add_set_arg(p)
+    p.add_argument("--out", type=Path, required=True, help="a new folder for the export")
+    _add_data_args(p, preset_defaults=True)
+    p.set_defaults(func=cmd_export_domains, grid=[], init_from=[])
+
+    p = sub.add_parser("judge",
+                       help="score anyone's translations of an export's testA: flip table, "
+                            "gate, lesion scores, as reproduce gives them")
+    p.add_argument("--export", type=Path, required=True, help="the export-domains folder")
+    p.add_argument("--translations", type=Path, required=True,
+                   help="a folder with one ratio=R/seed=S/ folder of translations per member")
+    p.add_argument("--out", type=Path, default=Path("runs/judge"))
+    p.add_argument("--name", default="external", help="the translator's name in the tables")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("reproduce",
                        help="the paper's experiment: its four methods, evaluation, figures")
