@@ -88,56 +88,57 @@ def score(cfg, translated: np.ndarray, test: SliceSet, judge: Judge | None = Non
     tumor or not; without one the flip columns are NaN. ``diverged`` (members,) marks
     members frozen in training.
     """
-    real = test.image(cfg.target)
     diverged = np.zeros(len(cfg.members), bool) if diverged is None else np.asarray(diverged)
-    tumor_pixels = getattr(judge, "tumor_pixels", None)
     regions = {label: scored_region(test, label) for label in LABELS}
     rows = []
     for m, (ratio, seed, knobs) in enumerate(cfg.members):
         pred = (np.asarray(judge.predict(translated[m], brain_mask=test.brain_mask), bool)
                 if judge is not None else None)
-        member = []
-        for label_value, name in enumerate(LABELS):
-            sel = test.label == label_value
-            n = int(sel.sum())
-            x, y = translated[m][sel], real[sel]
-            mask, left_out = (part[sel] for part in regions[name])
-            row = {"method": cfg.method, "target_tumor_ratio": ratio, "seed": seed,
+        member = [{"method": cfg.method, "target_tumor_ratio": ratio, "seed": seed,
                    "source_label": name, "status": "diverged" if diverged[m] else "ok",
-                   "n_images": n, "n_pred_tumor": math.nan, "frac_pred_tumor": math.nan,
-                   "ci_low": math.nan, "ci_high": math.nan, "verdicts": "",
-                   "pfpr": math.nan, "ifpr": math.nan, **dict(knobs)}
-            if pred is not None and n:
-                k = int(pred[sel].sum())
-                row.update(n_pred_tumor=k, frac_pred_tumor=k / n,
-                           verdicts=metrics.encode_verdicts(pred[sel]))
-                row["ci_low"], row["ci_high"] = metrics.wilson_interval(k, n)
-            if n:
-                row.update(mae=float(np.mean(metrics.mae(x, y))),
-                           psnr=float(np.mean(metrics.psnr(x, y))),
-                           ssim=float(np.mean(metrics.ssim(x, y))),
-                           lesion_score=_nanmean(metrics.lesion_score(
-                               x, y, test.label[sel], test.tumor_mask[sel],
-                               test.brain_mask[sel])),
-                           left_out=float(left_out.mean()),
-                           **_fidelity(x, y, mask, test.tissue[sel] if test.has_tissue else None))
-            if tumor_pixels is not None and name == "healthy" and n:
-                brain = test.brain_mask[sel]
-                row["pfpr"], row["ifpr"] = hallucination.false_positive_rates(
-                    tumor_pixels(x), brain.reshape(n, -1).sum(1), x.shape[1:3])
-            member.append(row)
+                   **_label_columns(translated[m], test, cfg.target, value, name, regions[name],
+                                    pred, judge),
+                   **dict(knobs)}
+                  for value, name in enumerate(LABELS)]
         # the gate reads the healthy row (LABELS[0]): the whole brain, where a pasted
         # lesion counts against the translator; tumor rows' fidelity is for reference
-        healthy = member[0]
-        verdict, why = quality.gate(cfg.method, healthy.get("structure_r", math.nan),
-                                    healthy.get("contrast_error", math.nan),
-                                    contrast_checked=test.has_tissue)
-        rows += [{**_complete(row), "quality": verdict, "gate_reason": why} for row in member]
+        verdict, why = quality.gate(cfg.method, member[0]["structure_r"],
+                                    member[0]["contrast_error"], contrast_checked=test.has_tissue)
+        rows += [{**row, "quality": verdict, "gate_reason": why} for row in member]
     return rows
 
 
-def _complete(row: dict) -> dict:
-    """Every ResultRow column, NaN where a row has no images to score."""
-    return {column: row.get(column, math.nan) for column in ResultRow.__annotations__
-            if column not in ("quality", "gate_reason")} | {
-        k: v for k, v in row.items() if k not in ResultRow.__annotations__}
+# What a row holds before it is scored: every measured column, NaN (or "" for text).
+_UNSCORED = {column: ("" if column == "verdicts" else math.nan)
+             for column in ResultRow.__annotations__
+             if column not in ("method", "target_tumor_ratio", "seed", "source_label", "status",
+                               "quality", "gate_reason")}
+
+
+def _label_columns(translated: np.ndarray, test: SliceSet, target: str, label_value: int,
+                   name: str, region, pred, judge) -> dict:
+    """The measured columns of one member's row of source label ``name``."""
+    sel = test.label == label_value
+    n = int(sel.sum())
+    out = {**_UNSCORED, "n_images": n}
+    if not n:
+        return out
+    x, y = translated[sel], test.image(target)[sel]
+    mask, left_out = (part[sel] for part in region)
+    if pred is not None:
+        k = int(pred[sel].sum())
+        low, high = metrics.wilson_interval(k, n)
+        out.update(n_pred_tumor=k, frac_pred_tumor=k / n, ci_low=low, ci_high=high,
+                   verdicts=metrics.encode_verdicts(pred[sel]))
+    out.update(mae=float(np.mean(metrics.mae(x, y))), psnr=float(np.mean(metrics.psnr(x, y))),
+               ssim=float(np.mean(metrics.ssim(x, y))),
+               lesion_score=_nanmean(metrics.lesion_score(
+                   x, y, test.label[sel], test.tumor_mask[sel], test.brain_mask[sel])),
+               left_out=float(left_out.mean()),
+               **_fidelity(x, y, mask, test.tissue[sel] if test.has_tissue else None))
+    tumor_pixels = getattr(judge, "tumor_pixels", None)
+    if tumor_pixels is not None and name == "healthy":
+        brain_pixels = test.brain_mask[sel].reshape(n, -1).sum(1)
+        out["pfpr"], out["ifpr"] = hallucination.false_positive_rates(
+            tumor_pixels(x), brain_pixels, x.shape[1:3])
+    return out
