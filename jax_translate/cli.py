@@ -197,6 +197,21 @@ def cmd_judge(args) -> None:
           data_dir=str(args.data_dir) if args.data_dir else None)
 
 
+def cmd_table(args) -> None:
+    from jax_translate.evaluation import results
+
+    if not args.results.is_file():
+        raise UsageError(f"no results file at {args.results}")
+    rows = results.read_csv(args.results)
+    if args.methods:
+        from jax_translate.config import parse_methods
+
+        wanted = parse_methods(args.methods)
+        rows = sorted((r for r in rows if r["method"] in wanted),
+                      key=lambda r: wanted.index(r["method"]))
+    print(results.markdown_flip_table(rows))
+
+
 def _add_precision_arg(parser: argparse.ArgumentParser) -> None:
     from jax_translate.config import PRECISIONS
 
@@ -347,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="external", help="the translator's name in the tables")
     p.add_argument("--data-dir", type=Path, default=None)
     p.set_defaults(func=cmd_judge)
+
+    p = sub.add_parser("table", help="the flip table of a results.csv, as markdown")
+    p.add_argument("results", type=Path, help="a results.csv (evaluate's, reproduce's, judge's)")
+    p.add_argument("--methods", default=None, help="only these methods, in this order")
+    p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("reproduce",
                        help="the paper's experiment: its four methods, evaluation, figures")

@@ -333,3 +333,17 @@ def test_the_classifier_threshold_is_chosen_on_validation_and_a_train_calibrated
         seen.append(slices), original(params, slices, *a, **k))[1])
     classifier_lib.load_or_train(tmp_path / "old", tiny_splits, cfg, progress=False)
     assert seen == [tiny_splits["train"]]
+
+
+def test_table_prints_a_results_files_flip_table_as_markdown(tmp_path, capsys):
+    rows = _gan_rows([20, 30, 40], [100, 110, 120]) + [
+        dict(r, method="l1") for r in _gan_rows([1, 2, 3], [150, 160, 170])]
+    path = tmp_path / "results.csv"
+    path.write_text(results.rows_to_csv(rows))
+    assert cli.main(["table", str(path), "--methods", "l1,gan"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| method | target tumor % | added (healthy -> tumor) |")
+    l1 = metrics.seed_interval(_nested([1, 2, 3]))
+    assert lines[2].startswith(f"| l1 | 100 | {results.interval_cell(l1)} |")
+    assert lines[3].startswith("| gan | 100 |") and len(lines) == 4  # 3 seeds: no note
+    assert cli.main(["table", str(tmp_path / "none.csv")]) == 2

@@ -122,7 +122,9 @@ def read_csv(path: str | Path) -> list[dict]:
 
 
 def _mean(rows: list[dict], column: str) -> float:
-    values = np.asarray([r.get(column, np.nan) for r in rows], float)
+    """Mean of a column over rows, NaN where a row has none (an empty CSV cell included)."""
+    values = np.asarray([r.get(column) if isinstance(r.get(column), (int, float)) else np.nan
+                         for r in rows], float)
     return float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
 
 
@@ -194,4 +196,33 @@ def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
                      f"{pixel:>7s}  {structure:>8s}  {gm_wm:>12s}  {gate_cell(at)}")
     if unreliable:
         lines.append(UNRELIABLE_NOTE)
+    return "\n".join(lines)
+
+
+def markdown_flip_table(rows: list[dict]) -> str:
+    """The flip table as markdown (the README's, `jax-translate table`): per setting and
+    ratio, tumors added to healthy sources and kept in tumor sources (mean over seeds
+    [95% interval, `across_seeds`]), lesion preservation, then on healthy sources pixel
+    r, structure r and GM/WM (the real target's in brackets), and the gate's verdicts."""
+    members: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r.get("status", "ok") == "ok":
+            members.setdefault(setting(r), []).append(r)
+    lines = ["| method | target tumor % | added (healthy -> tumor) | kept (tumor -> tumor) | "
+             "lesion kept | pixel r | structure r | GM/WM (real) | gate |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    unreliable = False
+    for (method, ratio, knobs), at in members.items():
+        cells = []
+        for label in LABELS:
+            interval = across_seeds([r for r in at if r["source_label"] == label])
+            unreliable |= not interval.reliable
+            cells.append(interval_cell(interval))
+        pixel, structure, gm_wm = fidelity_cells(at)
+        lesion = _mean([r for r in at if r["source_label"] == "tumor"], "lesion_score")
+        name = f"{method} {metrics.knob_label(knobs)}".strip()
+        lines.append(f"| {name} | {100 * ratio:g} | {cells[0]} | {cells[1]} | {lesion:.2f} | "
+                     f"{pixel} | {structure} | {gm_wm} | {gate_cell(at)} |")
+    if unreliable:
+        lines.append("\n" + UNRELIABLE_NOTE)
     return "\n".join(lines)
