@@ -14,7 +14,9 @@ the numbers reported):
   target's histogram (the source's tissue order in the target's intensities); the
   target rendered with GM and WM swapped; the target's brain pixels shuffled into
   a speckle with its histogram; a copy with a lesion-like disc over 30% of the
-  brain;
+  brain; another patient's real target, the slice whose brain outline is most like
+  this one's (a plausible image of the right contrast and the wrong anatomy: what a
+  translator that ignores its input paints);
 - **report**, no verdict fixed in advance: the target blurred by 1 and 1.5 px.
 
 Re-rendering needs the simulator's anatomy, so those cases exist for simulated
@@ -45,6 +47,7 @@ EXPECTED = {
     "GM/WM swapped": FAIL,
     "shuffled": FAIL,
     "painted disc 30%": FAIL,
+    "another patient's slice": FAIL,
     "blur 1 px": REPORT,
     "blur 1.5 px": REPORT,
 }
@@ -189,6 +192,25 @@ def painted_disc(real: np.ndarray, brain: np.ndarray, rng: np.random.Generator,
     return np.where(brain > 0, np.clip(out, 0, 1), 0.0).astype(np.float32)
 
 
+def another_patients(real: np.ndarray, brain: np.ndarray, patient_id: np.ndarray) -> np.ndarray:
+    """Each image replaced by another patient's: the slice whose brain outline overlaps
+    its own best (Dice), inside its own brain; where the other brain does not reach,
+    the other slice's median brain intensity."""
+    mask = np.asarray(brain) > 0
+    flat = mask.reshape(len(mask), -1).astype(np.float32)
+    sizes = flat.sum(1)
+    dice = 2 * (flat @ flat.T) / np.maximum(sizes[:, None] + sizes[None, :], 1)
+    out = np.zeros(np.shape(real), np.float32)
+    for i in range(len(out)):
+        others = np.flatnonzero(patient_id != patient_id[i])
+        if not len(others):
+            raise ValueError("another patient's slice needs slices of two patients or more")
+        j = others[np.argmax(dice[i, others])]
+        filled = np.where(mask[j], real[j], np.median(real[j][mask[j]]))
+        out[i] = np.where(mask[i], filled, 0.0)
+    return out
+
+
 def blurred(real: np.ndarray, brain: np.ndarray, sigma: float) -> np.ndarray:
     """The target blurred by a Gaussian of ``sigma`` px within the brain."""
     from jax_translate.evaluation.quality import blur_in_mask
@@ -217,6 +239,7 @@ def cases(variants: dict[str, SliceSet], train: SliceSet, seed: int = 0,
         "GM/WM swapped": variants["GM/WM swapped"].image(target)[healthy],
         "shuffled": shuffled(real, brain, rng),
         "painted disc 30%": painted_disc(real, brain, rng),
+        "another patient's slice": another_patients(real, brain, data.patient_id[healthy]),
         "blur 1 px": blurred(real, brain, 1.0),
         "blur 1.5 px": blurred(real, brain, 1.5),
     }
