@@ -109,7 +109,7 @@ def test_unpack_refuses_another_presets_dataset(tmp_path, capsys):
     rc = gpu_data.main(["unpack", str(path), "--data-dir", str(tmp_path), "--preset", "gpu"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: ")
-    assert "simulated_brats/64/2.0.0" in err[0] and "simulated_brats/64/3.0.0" in err[0]
+    assert "simulated_brats/64/2.0.0" in err[0] and "simulated_brats/64/4.0.0" in err[0]
     assert not (tmp_path / "simulated_brats").exists()
 
 
@@ -202,7 +202,7 @@ def test_prepare_packs_the_gpu_presets_dataset_with_its_wheels(tmp_path):
     (carry / "wheels" / f"tensorboardX-{version}-py3-none-any.whl").write_bytes(b"")
     out = _run("prepare", "--data-dir", str(data), env={"GPU_CARRY": str(carry)})
     assert out.returncode == 0, out.stderr
-    assert "simulated_brats/64/3.0.0" in out.stdout and "float16" in out.stdout
+    assert "simulated_brats/64/4.0.0" in out.stdout and "float16" in out.stdout
     assert "carry: " in out.stdout and "run(command=" in out.stdout
     splits, meta = compact.read(carry / "data-64.npz")
     assert meta["modalities"] == ["flair", "t1"] and len(splits["train"]) == 30 * 4

@@ -51,16 +51,16 @@ def test_paper_preset_has_the_reference_settings_and_others_keep_ours():
 
 @pytest.mark.parametrize("overrides,message", [
     (dict(test_dropout=True), "test_dropout needs model dropout"),
-    (dict(test_dropout="yes"), "test_dropout must be true or false"),
+    (dict(test_dropout="yes"), 'test_dropout takes true or false, got "yes"'),
     (dict(upscale=0), "upscale must be an integer >= 1"),
-    (dict(upscale=1.5), "upscale must be an integer >= 1"),
+    (dict(upscale=1.5), "upscale takes a whole number, got 1.5"),
     (dict(intensity_range=(0.5, 0.2)), "intensity_range must be"),
     (dict(intensity_range=(-2.0, 1.0)), "intensity_range must be"),
-    (dict(intensity_range=(-1.0,)), "intensity_range must be"),
+    (dict(intensity_range=(-1.0,)), "intensity_range takes a list of 2 numbers"),
     (dict(domain_protocol="shared"), "unknown domain protocol 'shared'"),
     (dict(condgan_gan_loss="wgan"), "unknown condgan GAN loss 'wgan'"),
     (dict(condgan_pool_size=-1), "condgan_pool_size must be >= 0"),
-    (dict(condgan_discriminator_first=1), "condgan_discriminator_first must be true or false"),
+    (dict(condgan_discriminator_first=1), "condgan_discriminator_first takes true or false"),
 ])
 def test_bad_values_are_one_clear_error(overrides, message):
     with pytest.raises(UsageError, match=message):
