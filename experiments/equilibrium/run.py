@@ -71,10 +71,10 @@ def swapped_splits(splits: dict) -> dict:
     return {**splits, "train": dataclasses.replace(train, t1=variants["GM/WM swapped"].t1)}
 
 
-def l1_folders(out: Path, splits: dict, data_dir) -> dict[str, dict[str, Path]]:
+def l1_folders(out: Path, splits: dict, data_dir, starts=STARTS) -> dict[str, dict[str, Path]]:
     """{start: {"ab": folder, "ba": folder}} of finished L1 runs, trained if needed."""
     folders = {}
-    for start in STARTS:
+    for start in starts:
         data = splits if start == "right" else swapped_splits(splits)
         folders[start] = {}
         for name, (source, target) in (("ab", ("flair", "t1")), ("ba", ("t1", "flair"))):
@@ -134,18 +134,19 @@ def scorer(cfg, test, start: str, regime: str, done: set, path: Path):
     return evaluate
 
 
-def run(out: Path, data_dir=None, path: Path = RESULTS) -> None:
+def run(out: Path, data_dir=None, path: Path = RESULTS, starts=STARTS,
+        regimes=tuple(REGIMES)) -> None:
     cfg0 = make_config("cyclegan", "cpu", **_data(data_dir))
     splits = dataset.load_for(cfg0)
     test = domains.holdout_set(cfg0, splits[VALIDATION])
     done = {(r["start"], r["regime"], r["step"]) for r in read_rows(path)}
-    folders = l1_folders(out, splits, data_dir)
-    for start in STARTS:
+    folders = l1_folders(out, splits, data_dir, starts)
+    for start in starts:
         l1 = make_config("l1", "cpu", target_tumor_ratios=(RATIO,), seeds=SEEDS,
                          **_data(data_dir))
         state = RunFolder.existing(folders[start]["ab"]).restore_final(l1)
         scorer(l1, test, start, "L1 start", done, path)(0, state)
-        for regime, overrides in REGIMES.items():
+        for regime, overrides in ((r, REGIMES[r]) for r in regimes):
             cfg = make_config("cyclegan", "cpu", target_tumor_ratios=(RATIO,), seeds=SEEDS,
                               steps=STEPS, decay_fraction=0.0, checkpoint_every=EVERY,
                               init_from=tuple((k, str(v)) for k, v in folders[start].items()),
@@ -195,11 +196,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "equilibrium")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--starts", default=",".join(STARTS),
+                        help=f"which starts, comma-separated (default: {','.join(STARTS)})")
+    parser.add_argument("--regimes", default=";".join(REGIMES),
+                        help="which regimes, ';'-separated (default: all)")
     parser.add_argument("--table", action="store_true",
                         help="print the table of the committed results; train nothing")
     args = parser.parse_args(argv)
     if not args.table:
-        run(args.out, args.data_dir)
+        starts = tuple(s for s in args.starts.split(",") if s)
+        regimes = tuple(r.strip() for r in args.regimes.split(";") if r.strip())
+        unknown = [s for s in starts if s not in STARTS] + [r for r in regimes if r not in REGIMES]
+        if unknown:
+            parser.error(f"unknown start or regime {unknown[0]!r}")
+        run(args.out, args.data_dir, starts=starts, regimes=regimes)
     print(table(read_rows(RESULTS)))
     return 0
 
