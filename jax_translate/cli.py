@@ -200,9 +200,11 @@ def cmd_judge(args) -> None:
 def cmd_table(args) -> None:
     from jax_translate.evaluation import results
 
-    if not args.results.is_file():
-        raise UsageError(f"no results file at {args.results}")
-    rows = results.read_csv(args.results)
+    rows = []
+    for path in args.results:
+        if not path.is_file():
+            raise UsageError(f"no results file at {path}")
+        rows += results.read_csv(path)
     if args.methods:
         from jax_translate.config import parse_methods
 
@@ -364,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("table", help="the flip table of a results.csv, as markdown")
-    p.add_argument("results", type=Path, help="a results.csv (evaluate's, reproduce's, judge's)")
+    p.add_argument("results", type=Path, nargs="+",
+                   help="results.csv files (evaluate's, reproduce's, judge's), read together")
     p.add_argument("--methods", default=None, help="only these methods, in this order")
     p.set_defaults(func=cmd_table)
 
