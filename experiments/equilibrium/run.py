@@ -27,7 +27,6 @@ skips points already written.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import sys
 from pathlib import Path
@@ -39,10 +38,11 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from jax_translate import io_utils  # noqa: E402
 from jax_translate.config import make_config  # noqa: E402
 from jax_translate.data import dataset, domains  # noqa: E402
 from jax_translate.data.layout import VALIDATION  # noqa: E402
-from jax_translate.evaluation import known_cases, quality, scoring  # noqa: E402
+from jax_translate.evaluation import known_cases, quality, results, scoring  # noqa: E402
 from jax_translate.jobs.run_folder import RunFolder  # noqa: E402
 from jax_translate.jobs.sweep import train_sweep  # noqa: E402
 from jax_translate.training.methods import Method  # noqa: E402
@@ -91,28 +91,12 @@ def _data(data_dir) -> dict:
 
 
 def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        for key in FIELDS:
-            if key in ("seed", "step"):
-                row[key] = int(row[key])
-            elif key not in ("start", "regime", "quality"):
-                row[key] = float(row[key])
-    return rows
+    """The rows written so far (numbers parsed), or none."""
+    return results.read_csv(path) if path.exists() else []
 
 
 def append(path: Path, rows: list[dict]) -> None:
-    new = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS, extrasaction="ignore", lineterminator="\n")
-        if new:
-            writer.writeheader()
-        writer.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()}
-                         for row in rows)
+    io_utils.append_csv(path, FIELDS, rows)
 
 
 def scorer(cfg, test, start: str, regime: str, done: set, path: Path):

@@ -22,7 +22,6 @@ how many members pass the gate; the choice rule of each method is in
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -33,11 +32,12 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from jax_translate import io_utils  # noqa: E402
 from jax_translate.config import make_config, parse_grid, parse_ratios  # noqa: E402
 from jax_translate.data import dataset, domains  # noqa: E402
 from jax_translate.data.layout import VALIDATION  # noqa: E402
 from jax_translate.evaluation import classifier as classifier_lib  # noqa: E402
-from jax_translate.evaluation import metrics, quality, scoring  # noqa: E402
+from jax_translate.evaluation import metrics, quality, results, scoring  # noqa: E402
 from jax_translate.jobs.run_folder import classifier_cache_dir  # noqa: E402
 from jax_translate.jobs.sweep import train_sweep  # noqa: E402
 from jax_translate.training.methods import Method  # noqa: E402
@@ -52,28 +52,12 @@ def result_path(method: str) -> Path:
 
 
 def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        for key in FIELDS:
-            if key in ("seed", "step"):
-                row[key] = int(row[key])
-            elif key not in ("method", "knobs", "quality"):
-                row[key] = float(row[key])
-    return rows
+    """The rows written so far (numbers parsed), or none."""
+    return results.read_csv(path) if path.exists() else []
 
 
 def append(path: Path, rows: list[dict]) -> None:
-    new = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS, extrasaction="ignore", lineterminator="\n")
-        if new:
-            writer.writeheader()
-        writer.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()}
-                         for row in rows)
+    io_utils.append_csv(path, FIELDS, rows)
 
 
 def member_rows(scored: list[dict], step: int) -> list[dict]:

@@ -159,6 +159,33 @@ def interval_cell(interval: metrics.SeedInterval) -> str:
     return f"{interval.mean:.2f} [{interval.low:.2f}, {interval.high:.2f}]{mark}"
 
 
+def table_rows(rows: list[dict], ratios=None) -> tuple[list[dict], bool]:
+    """One cell dict per setting (method, ratio, gridded knobs) of ``rows`` whose status
+    is ok, at ``ratios`` (None: all): the flips over seeds and what the gate reads; and
+    whether any interval rests on fewer than ``metrics.MIN_SEEDS`` seeds. What both
+    flip tables print."""
+    members: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r.get("status", "ok") == "ok":
+            members.setdefault(setting(r), []).append(r)
+    out, unreliable = [], False
+    for (method, ratio, knobs), at in members.items():
+        if ratios is not None and not any(abs(ratio - x) < 1e-9 for x in ratios):
+            continue
+        flips = []
+        for label in LABELS:
+            interval = across_seeds([r for r in at if r["source_label"] == label])
+            unreliable |= not interval.reliable
+            flips.append(interval_cell(interval))
+        pixel, structure, gm_wm = fidelity_cells(at)
+        out.append({"method": method, "ratio": ratio, "knobs": metrics.knob_label(knobs),
+                    "added": flips[0], "kept": flips[1], "pixel_r": pixel,
+                    "structure_r": structure, "gm_wm": gm_wm, "gate": gate_cell(at),
+                    "lesion": _mean([r for r in at if r["source_label"] == "tumor"],
+                                    "lesion_score")})
+    return out, unreliable
+
+
 def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
     """Per setting (method, ratio, gridded knobs): fraction of holdout images predicted
     tumor, per source label, next to what the gate reads.
@@ -172,28 +199,17 @@ def flip_table(rows: list[dict], ratios=(0.0, 0.5, 1.0)) -> str:
     members that fail it are not the paper's effect. A ``knobs`` column names each
     row's grid point when the rows have one.
     """
-    members: dict[tuple, list[dict]] = {}
-    for r in rows:
-        if r.get("status", "ok") == "ok":
-            members.setdefault(setting(r), []).append(r)
-    width = max([len(metrics.knob_label(knobs)) for _, _, knobs in members] + [0])
+    cells, unreliable = table_rows(rows, ratios)
+    width = max([len(c["knobs"]) for c in cells] + [0])
     knob_head = f"{'knobs':{width}s}  " if width else ""
-    header = (f"{'method':11s} {knob_head}{'ratio':>5s}  {'healthy->tumor':>23s}  "
-              f"{'tumor->tumor':>23s}  {'pixel r':>7s}  {'struct r':>8s}  "
-              f"{'GM/WM (real)':>12s}  gate")
-    lines, unreliable = [header], False
-    for (method, ratio, knobs), at in members.items():
-        if ratios is not None and not any(abs(ratio - x) < 1e-9 for x in ratios):
-            continue
-        cells = []
-        for label in LABELS:
-            interval = across_seeds([r for r in at if r["source_label"] == label])
-            unreliable |= not interval.reliable
-            cells.append(interval_cell(interval))
-        pixel, structure, gm_wm = fidelity_cells(at)
-        knob_cell = f"{metrics.knob_label(knobs):{width}s}  " if width else ""
-        lines.append(f"{method:11s} {knob_cell}{ratio:5.2f}  {cells[0]:>23s}  {cells[1]:>23s}  "
-                     f"{pixel:>7s}  {structure:>8s}  {gm_wm:>12s}  {gate_cell(at)}")
+    lines = [f"{'method':11s} {knob_head}{'ratio':>5s}  {'healthy->tumor':>23s}  "
+             f"{'tumor->tumor':>23s}  {'pixel r':>7s}  {'struct r':>8s}  "
+             f"{'GM/WM (real)':>12s}  gate"]
+    for c in cells:
+        knob_cell = f"{c['knobs']:{width}s}  " if width else ""
+        lines.append(f"{c['method']:11s} {knob_cell}{c['ratio']:5.2f}  {c['added']:>23s}  "
+                     f"{c['kept']:>23s}  {c['pixel_r']:>7s}  {c['structure_r']:>8s}  "
+                     f"{c['gm_wm']:>12s}  {c['gate']}")
     if unreliable:
         lines.append(UNRELIABLE_NOTE)
     return "\n".join(lines)
@@ -204,25 +220,15 @@ def markdown_flip_table(rows: list[dict]) -> str:
     ratio, tumors added to healthy sources and kept in tumor sources (mean over seeds
     [95% interval, `across_seeds`]), lesion preservation, then on healthy sources pixel
     r, structure r and GM/WM (the real target's in brackets), and the gate's verdicts."""
-    members: dict[tuple, list[dict]] = {}
-    for r in rows:
-        if r.get("status", "ok") == "ok":
-            members.setdefault(setting(r), []).append(r)
+    cells, unreliable = table_rows(rows)
     lines = ["| method | target tumor % | added (healthy -> tumor) | kept (tumor -> tumor) | "
              "lesion kept | pixel r | structure r | GM/WM (real) | gate |",
              "|---|---|---|---|---|---|---|---|---|"]
-    unreliable = False
-    for (method, ratio, knobs), at in members.items():
-        cells = []
-        for label in LABELS:
-            interval = across_seeds([r for r in at if r["source_label"] == label])
-            unreliable |= not interval.reliable
-            cells.append(interval_cell(interval))
-        pixel, structure, gm_wm = fidelity_cells(at)
-        lesion = _mean([r for r in at if r["source_label"] == "tumor"], "lesion_score")
-        name = f"{method} {metrics.knob_label(knobs)}".strip()
-        lines.append(f"| {name} | {100 * ratio:g} | {cells[0]} | {cells[1]} | {lesion:.2f} | "
-                     f"{pixel} | {structure} | {gm_wm} | {gate_cell(at)} |")
+    for c in cells:
+        name = f"{c['method']} {c['knobs']}".strip()
+        lines.append(f"| {name} | {100 * c['ratio']:g} | {c['added']} | {c['kept']} | "
+                     f"{c['lesion']:.2f} | {c['pixel_r']} | {c['structure_r']} | {c['gm_wm']} | "
+                     f"{c['gate']} |")
     if unreliable:
         lines.append("\n" + UNRELIABLE_NOTE)
     return "\n".join(lines)
