@@ -320,3 +320,41 @@ def loss_figure(metrics: dict[str, list[dict]]):
 def loss_curves(metrics: dict[str, list[dict]], out: Path) -> Path:
     """``losses.png``: the training losses of every member (from the metrics files)."""
     return _write(loss_figure(metrics), out)
+
+
+def contrast_figure(panels: list[tuple[str, np.ndarray]], real: np.ndarray, brain: np.ndarray,
+                    tissue: np.ndarray, example: int, target: str = "t1"):
+    """Does each translator render the target's tissue contrast? Top: one healthy
+    slice, real then each translation; bottom: their mean intensity in pure CSF, GM
+    and WM pixels over all the healthy slices (``contrast.contrast``), each as a share
+    of their own WM mean, the real target's dashed. ``panels``: (name, translations
+    of the same healthy slices as ``real``)."""
+    from jax_translate.evaluation import contrast
+
+    plt = _pyplot()
+    columns = [(f"real {MODALITY_NAMES[target]}", real)] + list(panels)
+    fig, axes = plt.subplots(2, len(columns), figsize=(2.0 * len(columns), 4.4), squeeze=False)
+    reference = contrast.contrast(real, tissue, brain)
+    for col, (name, images) in enumerate(columns):
+        found = contrast.contrast(images, tissue, brain)
+        ax = axes[0, col]
+        ax.imshow(images[example], cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([]); ax.set_yticks([])
+        ax.set_title(name, fontsize=8)
+        ax = axes[1, col]
+        ax.bar(range(3), [found.csf_wm, found.gm_wm, 1.0], color="tab:gray")
+        ax.plot(range(3), [reference.csf_wm, reference.gm_wm, 1.0], "k_", ms=18, mew=2)
+        ax.set_xticks(range(3), ["CSF", "GM", "WM"], fontsize=7)
+        ax.set_ylim(0, 1.6)
+        ax.set_title(f"GM/WM {found.gm_wm:.2f}", fontsize=8)
+        if col == 0:
+            ax.set_ylabel("tissue mean / WM mean\n(black: real)", fontsize=7)
+    fig.suptitle("tissue contrast of each translator (healthy sources; bars: pure-tissue "
+                 "means over WM's)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def contrast_plot(panels, real, brain, tissue, example: int, out: Path, target: str = "t1") -> Path:
+    """`contrast_figure`, saved to ``out``."""
+    return _write(contrast_figure(panels, real, brain, tissue, example, target), out)

@@ -78,7 +78,8 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
         brain_mask=test.brain_mask, patient_id=test.patient_id, slice_index=test.slice_index,
         target_tumor_ratio=np.asarray([m.target_tumor_ratio for m in cfg.members]),
         seed=np.asarray([m.seed for m in cfg.members]),
-        member=np.asarray([m.name for m in cfg.members]), method=cfg.method)
+        member=np.asarray([m.name for m in cfg.members]), method=cfg.method,
+        **({"tissue": test.tissue} if test.has_tissue else {}))
     tmp.replace(outputs["translations"])
     figures.bias_curves(rows, outputs["bias_curves"])
     figures.loss_curves(folder.metrics(cfg), outputs["losses"])

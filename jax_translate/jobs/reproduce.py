@@ -84,8 +84,36 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
     io_utils.atomic_write_json(study.results_json, summary)
     figure = figures.bias_curves(rows, study.bias_curves)
     figures.flips(rows, study.flips)
+    _contrast(study, configs)
     log(f"\nfraction of holdout translations predicted tumor, mean over seeds [95% CI over "
         f"seeds]:\n{table}")
-    log(f"\nfigures: {figure}, {study.flips} and {study.path}/<method>/examples.png; "
+    log(f"\nfigures: {figure}, {study.flips}, {study.contrast} and "
+        f"{study.path}/<method>/examples.png; "
         f"table: {study.results_csv}")
     return summary
+
+
+def _contrast(study: StudyFolder, configs: dict) -> None:
+    """``contrast.png``: each method's translations of the healthy holdout sources at the
+    middle ratio (first seed) against the real target, with their tissue means; from the
+    methods' translations.npz. Skipped for data without tissue maps."""
+    import numpy as np
+
+    panels, held = [], None
+    for method, cfg in configs.items():
+        with np.load(study.method(method).outputs()["translations"]) as saved:
+            if "tissue" not in saved.files:
+                return
+            ratios = saved["target_tumor_ratio"]
+            middle = sorted(set(ratios.tolist()))[len(set(ratios.tolist())) // 2]
+            member = int(np.flatnonzero((ratios == middle) & (saved["seed"] == saved["seed"].min()))[0])
+            healthy = saved["label"] == 0
+            panels.append((f"{method} {100 * middle:g}%",
+                           saved["translated"][member][healthy].astype(np.float32)))
+            held = (saved["real_target"][healthy].astype(np.float32), saved["brain_mask"][healthy],
+                    saved["tissue"][healthy], cfg.target)
+    if not panels:
+        return
+    real, brain, tissue, target = held
+    example = int(np.argmax(brain.reshape(len(brain), -1).sum(1)))  # the largest brain
+    figures.contrast_plot(panels, real, brain, tissue, example, study.contrast, target)

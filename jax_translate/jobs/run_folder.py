@@ -42,6 +42,7 @@ BIAS_CURVES = "bias_curves.png"
 EXAMPLES = "examples.png"
 LOSSES = "losses.png"
 FLIPS = "flips.png"
+CONTRAST = "contrast.png"
 
 
 def member_name(member) -> str:
@@ -218,6 +219,7 @@ class StudyFolder:
     results_json = property(lambda self: self.path / RESULTS_JSON)
     bias_curves = property(lambda self: self.path / BIAS_CURVES)
     flips = property(lambda self: self.path / FLIPS)
+    contrast = property(lambda self: self.path / CONTRAST)
 
 
 def result_files(run_dir: str | Path) -> list[Path]:
