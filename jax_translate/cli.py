@@ -159,7 +159,6 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from jax_translate.catalog import PAPER_METHODS
     from jax_translate.config import Experiment, parse_methods
     from jax_translate.jobs.reproduce import reproduce
     from jax_translate.overrides import apply_sets, parse_sets
@@ -167,7 +166,7 @@ def cmd_reproduce(args) -> None:
     if args.config is not None:
         experiment = Experiment.load(args.config).with_preset(args.preset)
     else:
-        experiment = Experiment(args.preset, PAPER_METHODS, {})
+        experiment = Experiment(args.preset, (), {})
     if args.methods is not None:
         experiment = dataclasses.replace(experiment, methods=parse_methods(args.methods))
     overrides = {"precision": args.precision} if args.precision is not None else {}
@@ -379,8 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an experiment config (experiments/<figure>/config.json): a preset, "
                         "its methods and overrides")
     p.add_argument("--methods", default=None,
-                   help="comma-separated methods to run instead of the paper's four (or the "
-                        f"config's): any of {', '.join(METHODS)}")
+                   help="comma-separated methods to run instead of the config's or the "
+                        "preset's (cpu: l1,condgan, the two that reach the quality gate on a "
+                        f"CPU; gpu, paper: the paper's four): any of {', '.join(METHODS)}")
     p.add_argument("--out", type=Path, default=Path("runs/reproduce"))
     p.add_argument("--data-dir", type=Path, default=None)
     _add_precision_arg(p)

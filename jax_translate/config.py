@@ -581,7 +581,7 @@ class Experiment:
     """
 
     preset: str | None     # None: the file names none (presets.default_preset() unless a flag picks one)
-    methods: tuple[str, ...]
+    methods: tuple[str, ...]  # () : the preset's (method_names)
     overrides: dict
 
     @classmethod
@@ -592,12 +592,16 @@ class Experiment:
         if unknown:
             raise UsageError(f"config {path} has unknown fields {sorted(unknown)}")
         check_types({k: v for k, v in raw.items() if k in EXTRA_KEYS}, EXTRA_TYPES)
-        methods = (raw.pop("methods", None)
-                   or ([raw.pop("method")] if "method" in raw else PAPER_METHODS))
+        methods = raw.pop("methods", None) or ([raw.pop("method")] if "method" in raw else ())
         for method in methods:
             if method not in METHODS:
                 raise UsageError(f"config {path}: unknown method {method!r}")
         return cls(raw.pop("preset", None), tuple(methods), raw)
+
+    def method_names(self) -> tuple[str, ...]:
+        """What this experiment runs: its own methods, else its preset's ``methods``,
+        else the paper's four."""
+        return self.methods or tuple(self.settings().get("methods", PAPER_METHODS))
 
     def with_preset(self, preset: str | None) -> "Experiment":
         """This experiment on ``preset`` (a --preset flag); refused if the file names another."""
@@ -615,8 +619,9 @@ class Experiment:
     def config(self, method: str | None = None, **overrides) -> SweepConfig:
         """The SweepConfig of ``method`` (the file's only method if None)."""
         if method is None:
-            if len(self.methods) != 1:
-                raise UsageError(f"the config runs methods {', '.join(self.methods)}: "
+            methods = self.method_names()
+            if len(methods) != 1:
+                raise UsageError(f"the config runs methods {', '.join(methods)}: "
                                  "pick one with --method")
-            method = self.methods[0]
+            method = methods[0]
         return make_config(method, self.preset, **{**self.overrides, **overrides})

@@ -5,7 +5,9 @@ preset, **overrides)`` applies one: SweepConfig defaults, then the preset,
 then the overrides (a config file's fields, then command-line flags).
 
 Keys are SweepConfig fields (``classifier_steps``: the evaluation classifier's training
-steps), with two more: ``preflight`` (below) and ``notes`` (one line for logs).
+steps), with three more: ``preflight`` (below), ``notes`` (one line for logs) and
+``methods`` (what ``reproduce`` runs when neither a config file nor ``--methods`` says;
+the paper's four when the preset does not say either).
 The fields of :data:`PER_METHOD` (``steps``, ``learning_rate``) may be one
 value or a ``{method: value}`` dict, whose ``"default"`` is every method it
 does not name (so a new method needs no line here).
@@ -27,46 +29,44 @@ REFERENCE_INTENSITY_RANGE = (-1.0, 2 * 100 / 255 - 1)  # (-1, -0.216)
 
 # Keys a preset (or an experiment config) may hold that are not SweepConfig fields;
 # ``preflight``: reproduce prints the ETA and memory first (jobs/preflight.py).
-EXTRA_KEYS = ("notes", "preflight")
-EXTRA_TYPES = {"notes": str, "preflight": bool}
+EXTRA_KEYS = ("notes", "preflight", "methods")
+EXTRA_TYPES = {"notes": str, "preflight": bool, "methods": tuple[str, ...]}
 # Fields a preset (or config file) may give per method, as {method: value, "default": value}
 # (r1_weight: R1 helps cyclegan copy and slows condgan, experiments/known_answer).
 PER_METHOD = ("steps", "learning_rate", "r1_weight")
 
 PRESETS: dict[str, dict] = {
-    # A 2-core CPU in ~25 minutes (README): 3 ratios x 2 seeds, seed bands.
-    # Steps and rates from experiments/convergence and cpu-preset sweeps on
-    # simulator version 2. L1 (r healthy / lesion preservation at 50% tumor,
-    # seeds 0 / 1):
-    #   2e-4, 2,500 steps: r 0.77-0.81, 100% members under the gate; lesions 0.73 / 0.72
-    #   5e-4, 2,000 steps: r 0.798-0.836;                            lesions 0.76 / 0.61
-    #   5e-4, 2,500 steps: r 0.813-0.849;                            lesions 0.80 / 0.33
-    #   1e-3, 2,000 steps: r 0.822-0.855;                            lesions 0.72 / 0.22
-    # Faster rates raise r but let seed 1's paired L1 at 50% erase lesions it
-    # is shown (tumor slices called tumor: 0.97 at 2e-4, 0.25 at 1e-3), so L1
-    # trains at 5e-4 for 2,000 steps: every member within 0.002 of the gate or
-    # above, lesions kept. The data's information ceiling is 0.93. condgan
-    # climbs to 0.64 at 3,000 steps at 2e-4 and to 0.57-0.62 by 1,500 at 1e-3;
-    # cyclegan stays at Flair's level (0.28-0.37), as does the control CycleGAN
-    # of the CUT repository on the same data (0.32-0.46). No CPU budget we
-    # measured takes an adversarial method to the gate, so they get short
-    # runs, are marked undertrained, and their flips are not the paper's effect.
+    # A 2-core CPU in ~25 minutes (README): 3 ratios x 3 seeds of the two methods that reach
+    # the quality gate there; `--methods cyclegan,gan` (or any) runs the others.
+    # Steps and rates chosen on the validation split (experiments/schedule/, dataset 4.0.0,
+    # 2 seeds x 3 ratios, scored by the gate of issue 35), read at the end of each schedule:
+    # - l1: every rate passes the gate from 500 steps on; only 2e-4 keeps the tumors it is
+    #   shown at 50% (kept 0.94, lesion preservation 0.68 at 2,500 steps; 5e-4: 0.78 and
+    #   0.50; 1e-3: 0.55 and 0.46), so 2e-4 for 2,500 steps;
+    # - condgan: at the end of a 2,000-step schedule every member passes at 2e-4 and at 5e-4
+    #   (structure r 0.81 / 0.80, contrast error 0.33 / 0.32), 2-4 of 6 before the decay;
+    #   2e-4 (the reference's) for 2,000 steps;
+    # - cyclegan from scratch renders the wrong map at every CPU budget measured
+    #   (experiments/equilibrium, known_answer): short runs, for `--methods`;
+    #   cyclegan-adapt (experiments/adapt) adapts for 1,000 steps after its L1 pretraining.
     "cpu": dict(
-        model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=(0.0, 0.5, 1.0), seeds=2,
-        steps={"cyclegan": 800, "gan": 500, "condgan": 800, "l1": 2000,
+        methods=("l1", "condgan"),
+        model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=(0.0, 0.5, 1.0), seeds=3,
+        steps={"cyclegan": 800, "gan": 500, "condgan": 2000, "l1": 2500,
+               "cyclegan-adapt": 1000,
                # beyond the paper (docs/design_notes.md): cyclegan's budget. Analytic FLOPs per
                # member-step (runtime/flops.py): cyclegan 4.3 G, cut <= 2.6 G, fastcut <= 1.7 G,
                # cyclegan-cc ~4.3 G plus, once per run folder, two segmenters of
                # lesion_segmenter_steps (1500) steps each, the evaluator's cost twice
                "cut": 800, "fastcut": 800, "cyclegan-cc": 800, "default": 800},
-        learning_rate={"l1": 5e-4, "default": 2e-4},
+        learning_rate=2e-4,
         # 680, not the paper's 700: simulator version 2's 30 training patients hold 1,058
         # healthy slices, and a disjoint 50% source leaves a ratio-0 target 687-699 of them
         # (seeds 0-2). The paper preset's reference domains may share patients: 700.
         n_source=680, n_target=680, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=1500, steps_per_call=0, checkpoint_every=500, log_every=50,
-        notes="64x64, narrow ResNet, 3 ratios x 2 seeds: L1 passes the quality gate, "
-              "the adversarial methods are undertrained on a CPU"),
+        notes="64x64, narrow ResNet, 3 ratios x 3 seeds: l1 and condgan, which reach the "
+              "quality gate on a CPU"),
     # The whole study on one GPU within 8 minutes of `reproduce --preset gpu` (issue 14):
     # the cpu preset's networks at 64x64, 11 ratios x 3 seeds = 33 members per method.
     # Sized, not yet measured on an H100. Throughput (issue 11, one H200): the cpu-preset
@@ -86,7 +86,7 @@ PRESETS: dict[str, dict] = {
         model=MODEL_PRESETS["cpu"], size="64", target_tumor_ratios=ELEVEN, seeds=3,
         steps={"cyclegan": 5000, "gan": 6000, "condgan": 6000, "l1": 3000,
                "cut": 5000, "fastcut": 5000, "cyclegan-cc": 5000, "default": 5000},
-        learning_rate={"l1": 5e-4, "default": 2e-4},  # the cpu preset's L1 (measured there)
+        learning_rate=2e-4,  # the cpu preset's (chosen on validation there)
         n_source=680, n_target=680, n_holdout=350, n_patients=50, n_train_patients=30,
         classifier_steps=1500, member_axis="vmap",
         steps_per_call=50, checkpoint_every=1000, log_every=500,

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 from jax_translate import io_utils
-from jax_translate.catalog import PAPER_METHODS
 from jax_translate.config import Experiment, make_config, preset_settings
 from jax_translate.data import dataset
 from jax_translate.evaluation import ceiling as ceiling_lib
@@ -37,12 +36,13 @@ def reproduce(experiment: Experiment | str, out: str | Path, data_dir: str | Non
     bytes; default: the device's own) cannot hold.
     """
     if isinstance(experiment, str):
-        experiment = Experiment(experiment, PAPER_METHODS, {})
+        experiment = Experiment(experiment, (), {})
     preset_name = experiment.preset or default_preset()
     settings = preset_settings(preset_name, **experiment.overrides)
     t0 = time.perf_counter()
     overrides = {**experiment.overrides, **({"data_dir": data_dir} if data_dir else {})}
-    configs = {m: make_config(m, preset_name, **overrides) for m in experiment.methods}
+    configs = {m: make_config(m, preset_name, **overrides)
+               for m in dataclasses.replace(experiment, preset=preset_name).method_names()}
     if settings.get("preflight"):
         preflight.check(configs.values(), log=log, memory_limit=memory_limit)
     study = StudyFolder.create(out)
