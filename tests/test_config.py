@@ -48,7 +48,7 @@ def test_a_run_folders_config_rebuilds_the_same_run(tmp_path):
 def test_every_experiment_config_loads(path, tmp_path, monkeypatch):
     experiment = Experiment.load(path)
     for preset in PRESETS:
-        for method in experiment.methods:
+        for method in experiment.with_preset(preset).method_names():
             cfg = experiment.with_preset(preset).config(method)
             assert cfg.method == method and cfg.preset == preset
     # `sweep --config` builds the config it would train ...
