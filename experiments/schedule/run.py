@@ -43,7 +43,7 @@ from jax_translate.jobs.sweep import train_sweep  # noqa: E402
 from jax_translate.training.methods import Method  # noqa: E402
 from jax_translate.training.translate import translate_all  # noqa: E402
 
-FIELDS = ("method", "knobs", "target_tumor_ratio", "seed", "step", "fidelity_r", "structure_r",
+FIELDS = ("method", "knobs", "schedule", "target_tumor_ratio", "seed", "step", "fidelity_r", "structure_r",
           "contrast_error", "gm_wm", "quality", "added", "kept", "lesion_score")
 
 
@@ -60,7 +60,7 @@ def append(path: Path, rows: list[dict]) -> None:
     io_utils.append_csv(path, FIELDS, rows)
 
 
-def member_rows(scored: list[dict], step: int) -> list[dict]:
+def member_rows(scored: list[dict], step: int, schedule: int) -> list[dict]:
     """One line per member from its two scoring rows (healthy: the gate, tumors added;
     tumor: tumors kept and lesion preservation)."""
     out = []
@@ -69,6 +69,7 @@ def member_rows(scored: list[dict], step: int) -> list[dict]:
                                                  "fidelity_r", "structure_r", "contrast_error",
                                                  "gm_wm", "quality")},
                     "knobs": metrics.knob_label(metrics.knobs_of(healthy)), "step": step,
+                    "schedule": schedule,
                     "added": healthy["frac_pred_tumor"], "kept": tumor["frac_pred_tumor"],
                     "lesion_score": tumor["lesion_score"]})
     return out
@@ -84,16 +85,18 @@ def run(args) -> None:
     judge = classifier_lib.load_or_train(classifier_cache_dir(cfg), splits,
                                          classifier_lib.config_for(cfg), modality=cfg.target)
     path = result_path(args.method)
-    done = {row["step"] for row in read_rows(path)}
+    # a point is (schedule length, step): step 2,000 of a 2,500-step schedule is not
+    # the end of a 2,000-step one
+    done = {(row["schedule"], row["step"]) for row in read_rows(path)}
 
     def evaluate(step, states):
-        if step in done:
+        if (args.steps, step) in done:
             return
         translated = translate_all(Method(cfg), states.generator, test.image(cfg.source))
         rows = member_rows(scoring.score(cfg, translated, test, judge,
-                                         np.asarray(states.diverged)), step)
+                                         np.asarray(states.diverged)), step, args.steps)
         append(path, rows)
-        done.add(step)
+        done.add((args.steps, step))
         print(f"step {step}: " + "; ".join(
             f"{r['knobs']} {r['target_tumor_ratio']:g}/{r['seed']} s {r['structure_r']:.2f} "
             f"c {r['contrast_error']:.2f} {r['quality']}" for r in rows), flush=True)
@@ -106,17 +109,18 @@ def table(rows: list[dict]) -> str:
     members that pass the gate."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["method"], row["knobs"], row["step"]), []).append(row)
-    lines = ["| method | knobs | step | structure r | pixel r | contrast error | GM/WM | "
+        groups.setdefault((row["method"], row["knobs"], row["schedule"], row["step"]),
+                          []).append(row)
+    lines = ["| method | knobs | schedule | step | structure r | pixel r | contrast error | GM/WM | "
              "lesion kept (tumor) | added @100% | kept @0% | gate ok |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (method, knobs, step), at in sorted(groups.items()):
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (method, knobs, schedule, step), at in sorted(groups.items()):
         mean = lambda key, sel=at: np.mean([r[key] for r in sel])  # noqa: E731
         top = [r for r in at if r["target_tumor_ratio"] == max(x["target_tumor_ratio"] for x in at)]
         low = [r for r in at if r["target_tumor_ratio"] == min(x["target_tumor_ratio"] for x in at)]
         ok = sum(quality.gate(method, r["structure_r"], r["contrast_error"])[0] == quality.OK
                  for r in at)  # today's gate on the stored numbers
-        lines.append(f"| {method} | {knobs} | {step:,} | {mean('structure_r'):.2f} | "
+        lines.append(f"| {method} | {knobs} | {schedule:,} | {step:,} | {mean('structure_r'):.2f} | "
                      f"{mean('fidelity_r'):.2f} | {mean('contrast_error'):.2f} | "
                      f"{mean('gm_wm'):.2f} | {mean('lesion_score'):.2f} | "
                      f"{mean('added', top):.2f} | {mean('kept', low):.2f} | {ok}/{len(at)} |")
