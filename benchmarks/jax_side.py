@@ -16,6 +16,7 @@ import numpy as np
 
 from jax_translate.runtime import flops
 from jax_translate.config import make_config
+from jax_translate.data import synthetic
 from jax_translate.data.dataset import SliceSet
 from jax_translate.images import image_shape
 from jax_translate.runtime import engine
@@ -26,18 +27,9 @@ from jax_translate.training.methods import Method
 
 def synthetic_slices(size: str = "64", n_patients: int = 50, per_patient: int = 60,
                      seed: int = 0) -> SliceSet:
-    """Enough slices for 700-image domains at any ratio, from disjoint patients."""
-    h, w = image_shape(size)
-    n = n_patients * per_patient
-    rng = np.random.default_rng(seed)
-    coarse = rng.uniform(0, 1, (n, h // 8, w // 8)).astype(np.float32)
-    images = np.repeat(np.repeat(coarse, 8, 1), 8, 2)  # blocky, not white noise
-    flair = np.clip(images + 0.05 * rng.standard_normal((n, h, w)), 0, 1).astype(np.float32)
-    zeros = np.zeros((n, h, w), np.uint8)
-    return SliceSet(flair=flair, t1=1.0 - flair, tumor_mask=zeros, brain_mask=zeros + 1,
-                    label=(np.arange(n) % 2).astype(np.int32),
-                    patient_id=np.repeat(np.arange(n_patients), per_patient).astype(np.int32),
-                    slice_index=np.tile(np.arange(per_patient), n_patients).astype(np.int32))
+    """Enough slices for 700-image domains at any ratio, from disjoint patients
+    (the library's synthetic slices at ``size``)."""
+    return synthetic.ellipse_slices(n_patients, per_patient, image_shape(size), seed)
 
 
 def sweep_config(method: str, n_members: int, preset: str, size: str, precision: str = "fp32",
@@ -73,17 +65,24 @@ def _sweep(method: str, n_members: int, preset: str, size: str, slices: SliceSet
     return m, shared, states, members
 
 
-def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
-            preset: str = "cpu", size: str = "64", min_seconds: float = 3.0,
-            conv_impl: str = "xla", precision: str = "fp32",
-            overrides: dict | None = None) -> dict:
-    """member-steps/s of the compiled sweep step, after a warm-up call."""
+def compile_sweep(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
+                  preset: str = "cpu", size: str = "64", conv_impl: str = "xla",
+                  precision: str = "fp32", overrides: dict | None = None):
+    """(compiled step, shared, states, members, row): an N-member sweep's K-step program,
+    compiled, and the row that describes it (its compile time and memory)."""
     m, shared, states, members = _sweep(method, n_members, preset, size, slices, conv_impl,
                                         precision, overrides)
     t0 = time.perf_counter()
     step = engine.SweepStep(m, k, axis).compile(shared, states, members)
-    compile_s = time.perf_counter() - t0
-    memory = step.memory_bytes()
+    row = {"method": method, "members": n_members, "member_axis": axis,
+           "conv_impl": conv_impl, "precision": precision, "steps_per_call": k,
+           "compile_s": time.perf_counter() - t0, "memory_bytes": step.memory_bytes()}
+    return step, shared, states, members, row
+
+
+def time_calls(step, shared, states, members, min_seconds: float):
+    """(states, calls, seconds): calls of ``step`` after a warm-up call, until at least
+    ``min_seconds`` and 2 calls have passed, each waited for."""
     states, _ = step(shared, states, members)  # warm-up
     jax.block_until_ready(states)
     calls, t0 = 0, time.perf_counter()
@@ -92,12 +91,18 @@ def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
         calls += 1
         jax.block_until_ready(states)
         if time.perf_counter() - t0 >= min_seconds and calls >= 2:
-            break
-    seconds = time.perf_counter() - t0
-    return {"method": method, "members": n_members, "member_axis": axis, "conv_impl": conv_impl,
-            "precision": precision, "steps_per_call": k,
-            "member_steps_per_s": calls * k * n_members / seconds, "compile_s": compile_s,
-            "memory_bytes": memory}
+            return states, calls, time.perf_counter() - t0
+
+
+def measure(method: str, n_members: int, axis: str, k: int, slices: SliceSet,
+            preset: str = "cpu", size: str = "64", min_seconds: float = 3.0,
+            conv_impl: str = "xla", precision: str = "fp32",
+            overrides: dict | None = None) -> dict:
+    """member-steps/s of the compiled sweep step, after a warm-up call."""
+    step, shared, states, members, row = compile_sweep(
+        method, n_members, axis, k, slices, preset, size, conv_impl, precision, overrides)
+    _, calls, seconds = time_calls(step, shared, states, members, min_seconds)
+    return {**row, "member_steps_per_s": calls * k * n_members / seconds}
 
 
 def matmul_peak_flops(n: int | None = None, repeats: int = 10) -> float:

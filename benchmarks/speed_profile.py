@@ -40,7 +40,6 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 import jax_side  # siblings: `python benchmarks/speed_profile.py` puts benchmarks/ on the path
 from run import describe_machine, preset_overrides, versions
@@ -106,15 +105,6 @@ def cost_numbers(compiled) -> dict:
     cost = cost or {}
     return {"flops": float(cost["flops"]) if "flops" in cost else None,
             "bytes_accessed": float(cost["bytes accessed"]) if "bytes accessed" in cost else None}
-
-
-def memory_bytes(compiled) -> int | None:
-    try:
-        m = compiled.memory_analysis()
-        return int(m.argument_size_in_bytes + m.output_size_in_bytes
-                   - m.alias_size_in_bytes + m.temp_size_in_bytes)
-    except Exception:  # noqa: BLE001 - not every backend reports it
-        return None
 
 
 def category(name: str) -> str:
@@ -230,13 +220,9 @@ def profile(step, shared, states, members, calls: int, top: int):
 
 def measure_row(args, axis: str, conv_impl: str, precision: str, slices, d: dict) -> dict:
     n, k = args.members, args.steps_per_call
-    m, shared, states, members = jax_side._sweep(args.method, n, args.preset, args.size, slices,
-                                                 conv_impl, precision, args.overrides)
-    t0 = time.perf_counter()
-    step = engine.SweepStep(m, k, axis).compile(shared, states, members)
-    row = {"method": args.method, "members": n, "member_axis": axis, "conv_impl": conv_impl,
-           "precision": precision, "steps_per_call": k,
-           "compile_s": time.perf_counter() - t0, "memory_bytes": memory_bytes(step)}
+    step, shared, states, members, row = jax_side.compile_sweep(
+        args.method, n, axis, k, slices, args.preset, args.size, conv_impl, precision,
+        args.overrides)
     cost = cost_numbers(step)
     # a loop's program is one member's; vmap's (and map's) holds all N
     per_program = 1 if axis == "loop" else n
@@ -245,16 +231,8 @@ def measure_row(args, axis: str, conv_impl: str, precision: str, slices, d: dict
     if cost.get("bytes_accessed") is not None:
         cost["bytes_per_member_step"] = cost["bytes_accessed"] / per_program
     row["xla_cost"] = cost
-    states, _ = step(shared, states, members)  # warm-up
-    jax.block_until_ready(states)
-    calls, t0 = 0, time.perf_counter()
-    while True:
-        states, _ = step(shared, states, members)
-        calls += 1
-        jax.block_until_ready(states)
-        if time.perf_counter() - t0 >= args.min_seconds and calls >= 2:
-            break
-    seconds = time.perf_counter() - t0
+    states, calls, seconds = jax_side.time_calls(step, shared, states, members,
+                                                 args.min_seconds)
     row["member_steps_per_s"] = calls * k * n / seconds
     row["seconds_per_call"] = seconds / calls
     flops = d["flops_per_member_step"]

@@ -31,10 +31,10 @@ _TEST_XLA_FLAGS = ["--xla_backend_optimization_level=0"] + (
     else [])
 os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), *_TEST_XLA_FLAGS]))
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jax_translate.config import make_config  # noqa: E402
+from jax_translate.data import synthetic  # noqa: E402
 from jax_translate.data.dataset import SliceSet  # noqa: E402
 from jax_translate.jobs import sweep  # noqa: E402
 
@@ -46,26 +46,8 @@ os.environ[sweep.TRANSFER_GUARD_ENV] = "disallow"
 
 
 def tiny_slices(n_patients=8, per_patient=12, size=16, seed=0) -> SliceSet:
-    """Ellipse 'brains' of varied shape and texture, with a dark-in-T1 /
-    bright-in-Flair blob in every other slice (the tumor slices)."""
-    rng = np.random.default_rng(seed)
-    n = n_patients * per_patient
-    yy, xx = np.mgrid[:size, :size] / (size - 1) * 2 - 1
-    radii = rng.uniform(0.7, 0.95, (n, 2))
-    brain = ((xx / radii[:, :1, None]) ** 2 + (yy / radii[:, 1:, None]) ** 2 < 1).astype(np.uint8)
-    label = np.tile(np.arange(per_patient) % 2, n_patients).astype(np.int32)
-    tumor = np.zeros((n, size, size), np.uint8)
-    for i in np.flatnonzero(label):
-        cy, cx = rng.uniform(-0.3, 0.3, 2)
-        tumor[i] = ((xx - cx) ** 2 + (yy - cy) ** 2 < 0.08) & (brain[i] > 0)
-    texture = rng.uniform(0.0, 0.2, (n, 1, 1)) * np.sin(
-        rng.uniform(2, 6, (n, 1, 1)) * xx + rng.uniform(0, 6, (n, 1, 1)))
-    noise = rng.normal(0, 0.02, (2, n, size, size)).astype(np.float32)
-    flair = np.clip(brain * (0.5 + texture) + tumor * 0.4 + noise[0], 0, 1).astype(np.float32)
-    t1 = np.clip(brain * (0.75 - texture) - tumor * 0.5 + noise[1], 0, 1).astype(np.float32)
-    return SliceSet(flair=flair, t1=t1, tumor_mask=tumor, brain_mask=brain,
-                    label=label, patient_id=np.repeat(np.arange(n_patients), per_patient).astype(np.int32),
-                    slice_index=np.tile(np.arange(per_patient), n_patients).astype(np.int32))
+    """The library's synthetic slices (ellipse brains, a tumor blob in every other slice)."""
+    return synthetic.ellipse_slices(n_patients, per_patient, size, seed)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jax_translate.config import make_config
-from jax_translate.data import compact, dataset
+from jax_translate.data import compact, dataset, synthetic
 from jax_translate.data.layout import default_data_dir
 from jax_translate.errors import UsageError
 
@@ -79,30 +79,10 @@ def cmd_unpack(args) -> None:
 
 def synthetic_splits(patients: dict[str, range], per_patient: int, size: int,
                      seed: int = 0) -> dict[str, dataset.SliceSet]:
-    """Ellipse brains of varied shape and texture; every other slice has a blob that is
-    bright in Flair and dark in T1 (its tumor)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size] / (size - 1) * 2 - 1
-    out = {}
-    for split, ids in patients.items():
-        n = len(ids) * per_patient
-        radii = rng.uniform(0.7, 0.95, (n, 2))
-        brain = ((xx / radii[:, :1, None]) ** 2 + (yy / radii[:, 1:, None]) ** 2 < 1)
-        label = np.tile(np.arange(per_patient) % 2, len(ids)).astype(np.int32)
-        centre = rng.uniform(-0.3, 0.3, (n, 2, 1, 1))
-        tumor = ((xx - centre[:, 1]) ** 2 + (yy - centre[:, 0]) ** 2 < 0.08) & brain
-        tumor &= label[:, None, None].astype(bool)
-        texture = rng.uniform(0.0, 0.2, (n, 1, 1)) * np.sin(
-            rng.uniform(2, 6, (n, 1, 1)) * xx + rng.uniform(0, 6, (n, 1, 1)))
-        noise = rng.normal(0, 0.02, (2, n, size, size))
-        flair = np.clip(brain * (0.5 + texture) + tumor * 0.4 + noise[0], 0, 1)
-        t1 = np.clip(brain * (0.75 - texture) - tumor * 0.5 + noise[1], 0, 1)
-        out[split] = dataset.SliceSet(
-            flair=flair.astype(np.float32), t1=t1.astype(np.float32),
-            tumor_mask=tumor.astype(np.uint8), brain_mask=brain.astype(np.uint8), label=label,
-            patient_id=np.repeat(np.asarray(ids), per_patient).astype(np.int32),
-            slice_index=np.tile(np.arange(per_patient), len(ids)).astype(np.int32))
-    return out
+    """The library's synthetic slices (``data.synthetic``), one split per patient range."""
+    return {split: synthetic.ellipse_slices(len(ids), per_patient, size, seed + i,
+                                            first_patient=ids[0])
+            for i, (split, ids) in enumerate(patients.items())}
 
 
 def cmd_synthetic(args) -> None:
