@@ -200,14 +200,18 @@ def cmd_table(args) -> None:
     from jax_translate.evaluation import results
 
     rows = []
-    for path in args.results:
+    for spec in args.results:
+        name, _, path = spec.rpartition("=")  # NAME=PATH: its rows shown as method NAME
+        path = Path(path)
         if not path.is_file():
             raise UsageError(f"no results file at {path}")
-        rows += results.read_csv(path)
+        rows += [{**r, "method": name} if name else r for r in results.read_csv(path)]
     if args.methods:
-        from jax_translate.config import parse_methods
-
-        wanted = parse_methods(args.methods)
+        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+        missing = [m for m in wanted if m not in {r["method"] for r in rows}]
+        if missing:
+            raise UsageError(f"no rows of method {', '.join(missing)} in "
+                             f"{', '.join(args.results)}")
         rows = sorted((r for r in rows if r["method"] in wanted),
                       key=lambda r: wanted.index(r["method"]))
     print(results.markdown_flip_table(rows))
@@ -365,8 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("table", help="the flip table of a results.csv, as markdown")
-    p.add_argument("results", type=Path, nargs="+",
-                   help="results.csv files (evaluate's, reproduce's, judge's), read together")
+    p.add_argument("results", nargs="+", metavar="[NAME=]RESULTS_CSV",
+                   help="results.csv files (evaluate's, reproduce's, judge's), read together; "
+                        "NAME=PATH shows that file's rows as method NAME")
     p.add_argument("--methods", default=None, help="only these methods, in this order")
     p.set_defaults(func=cmd_table)
 

@@ -347,3 +347,12 @@ def test_table_prints_a_results_files_flip_table_as_markdown(tmp_path, capsys):
     assert lines[2].startswith(f"| l1 | 100 | {results.interval_cell(l1)} |")
     assert lines[3].startswith("| gan | 100 |") and len(lines) == 4  # 3 seeds: no note
     assert cli.main(["table", str(tmp_path / "none.csv")]) == 2
+    # NAME=PATH shows a file's rows under another name (a pretrained generator beside L1)
+    capsys.readouterr()
+    l1_only = tmp_path / "l1.csv"
+    l1_only.write_text(results.rows_to_csv([r for r in rows if r["method"] == "l1"]))
+    assert cli.main(["table", str(path), f"before={l1_only}", "--methods", "l1,before"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith(f"| l1 | 100 | {results.interval_cell(l1)} |")
+    assert lines[3].startswith(f"| before | 100 | {results.interval_cell(l1)} |")
+    assert cli.main(["table", str(path), "--methods", "l1,cut"]) == 2  # no cut rows
