@@ -71,6 +71,12 @@ def swapped_splits(splits: dict) -> dict:
     return {**splits, "train": dataclasses.replace(train, t1=variants["GM/WM swapped"].t1)}
 
 
+# The L1 starts' schedule, pinned: the one the committed right-start rows were trained
+# with (the cpu preset's L1 of that day), so that a later preset does not change the
+# experiment (nor refuse its finished L1 folders).
+L1_SETTINGS = {"learning_rate": 5e-4, "steps": 2000}
+
+
 def l1_folders(out: Path, splits: dict, data_dir, starts=STARTS) -> dict[str, dict[str, Path]]:
     """{start: {"ab": folder, "ba": folder}} of finished L1 runs, trained if needed."""
     folders = {}
@@ -79,7 +85,7 @@ def l1_folders(out: Path, splits: dict, data_dir, starts=STARTS) -> dict[str, di
         folders[start] = {}
         for name, (source, target) in (("ab", ("flair", "t1")), ("ba", ("t1", "flair"))):
             cfg = make_config("l1", "cpu", target_tumor_ratios=(RATIO,), seeds=SEEDS,
-                              source=source, target=target, **_data(data_dir))
+                              source=source, target=target, **L1_SETTINGS, **_data(data_dir))
             folder = out / f"l1-{start}-{source}-{target}"
             train_sweep(cfg, folder, data, progress=True)
             folders[start][name] = folder
