@@ -206,6 +206,10 @@ def cmd_table(args) -> None:
         if not path.is_file():
             raise UsageError(f"no results file at {path}")
         rows += [{**r, "method": name} if name else r for r in results.read_csv(path)]
+    if args.gated:  # the members that pass the gate (both rows of a member share its verdict)
+        from jax_translate.evaluation import quality
+
+        rows = [r for r in rows if r.get("quality") == quality.OK]
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
         missing = [m for m in wanted if m not in {r["method"] for r in rows}]
@@ -373,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results.csv files (evaluate's, reproduce's, judge's), read together; "
                         "NAME=PATH shows that file's rows as method NAME")
     p.add_argument("--methods", default=None, help="only these methods, in this order")
+    p.add_argument("--gated", action="store_true",
+                   help="only the members that pass the gate (their seeds' intervals)")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("reproduce",

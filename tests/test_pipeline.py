@@ -356,3 +356,11 @@ def test_table_prints_a_results_files_flip_table_as_markdown(tmp_path, capsys):
     assert lines[2].startswith(f"| l1 | 100 | {results.interval_cell(l1)} |")
     assert lines[3].startswith(f"| before | 100 | {results.interval_cell(l1)} |")
     assert cli.main(["table", str(path), "--methods", "l1,cut"]) == 2  # no cut rows
+    # --gated: only the members that pass the gate
+    capsys.readouterr()
+    failed = [dict(r, quality="wrong_map" if r["seed"] == 0 else "ok") for r in rows]
+    path.write_text(results.rows_to_csv(failed))
+    assert cli.main(["table", str(path), "--gated", "--methods", "l1"]) == 0
+    gated = capsys.readouterr().out.splitlines()
+    two = metrics.seed_interval(_nested([2, 3]))
+    assert gated[2].startswith(f"| l1 | 100 | {results.interval_cell(two)}")
