@@ -130,11 +130,15 @@ def test_method_registry_lists_and_the_methods_flag(tmp_path):
     with pytest.raises(UsageError, match="repeated"):
         parse_methods("cut,cut")
     (tmp_path / "c.json").write_text("{}")
-    # reproduce's default: the preset's methods (cpu: the two that reach the gate on a CPU),
-    # the paper's four where a preset names none
+    # reproduce's default: the preset's methods (cpu: the two that reach the gate on a CPU;
+    # gpu: those, cyclegan-adapt and the paper's other two), the paper's four where a
+    # preset names none
     assert Experiment.load(tmp_path / "c.json").with_preset("cpu").method_names() == (
         "l1", "condgan")
-    assert Experiment.load(tmp_path / "c.json").with_preset("gpu").method_names() == PAPER_METHODS
+    assert Experiment.load(tmp_path / "c.json").with_preset("gpu").method_names() == (
+        "l1", "condgan", "cyclegan-adapt", "cyclegan", "gan")
+    assert Experiment.load(tmp_path / "c.json").with_preset("paper").method_names() == (
+        PAPER_METHODS)
     (tmp_path / "c.json").write_text('{"methods": ["gan"]}')
     assert Experiment.load(tmp_path / "c.json").with_preset("cpu").method_names() == ("gan",)
     args = cli.build_parser().parse_args(["reproduce", "--methods", "cut,cyclegan-cc"])
