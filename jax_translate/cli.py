@@ -391,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=None,
                    help="comma-separated methods to run instead of the config's or the "
                         "preset's (cpu: l1,condgan, the two that reach the quality gate on a "
-                        f"CPU; gpu, paper: the paper's four): any of {', '.join(METHODS)}")
+                        f"CPU; gpu: those, cyclegan-adapt, cyclegan and gan; paper: the paper's four): any of {', '.join(METHODS)}")
     p.add_argument("--out", type=Path, default=Path("runs/reproduce"))
     p.add_argument("--data-dir", type=Path, default=None)
     _add_precision_arg(p)
