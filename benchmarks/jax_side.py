@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_translate.runtime import flops
-from jax_translate.config import make_config
+from jax_translate.configure import resolve
 from jax_translate.data import synthetic
 from jax_translate.data.dataset import SliceSet
 from jax_translate.images import image_shape
@@ -36,7 +36,7 @@ def sweep_config(method: str, n_members: int, preset: str, size: str, precision:
                  overrides: dict | None = None):
     """An N-member config of ``preset``; ``overrides`` (run.py's --upscale etc.) on top."""
     ratios = tuple(float(r) for r in np.round(np.linspace(0, 1, n_members), 6))
-    return make_config(method, preset, size=size, target_tumor_ratios=ratios, steps=10**6,
+    return resolve(method, preset, size=size, target_tumor_ratios=ratios, steps=10**6,
                        precision=precision, **(overrides or {}))
 
 

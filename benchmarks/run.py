@@ -36,7 +36,8 @@ import numpy as np
 import jax_side  # its sibling: `python benchmarks/run.py` puts benchmarks/ on the path
 
 from jax_translate.catalog import PAPER_METHODS
-from jax_translate.config import make_config, merge_model
+from jax_translate.config import merge_model
+from jax_translate.configure import resolve
 from jax_translate.runtime import engine, eta
 from jax_translate.runtime import flops as flops_lib
 
@@ -131,7 +132,7 @@ class Results:
 def _plan(**runtime_fields) -> engine.Plan:
     """What ``sweep`` decides here for these runtime fields (``engine.plan``; it reads no
     other field, so any method and preset do)."""
-    return engine.plan(make_config("cyclegan", "tiny", **{"steps": 10**9, **runtime_fields}))
+    return engine.plan(resolve("cyclegan", "tiny", **{"steps": 10**9, **runtime_fields}))
 
 
 def strategy_label(spec: str) -> str:

@@ -7,7 +7,6 @@ reported as one ``error: ...`` line with exit status 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -92,37 +91,37 @@ def cmd_preview(args) -> None:
     print(f"wrote {save_preview(splits['train'], out)}")
 
 
-def _sweep_config(args):
-    """--preset (or --config's preset and fields), then the flags given on top of it,
-    then --grid and --set. A command without one of these flags (export-domains) simply
-    has no value for it."""
-    from jax_translate.config import Experiment, parse_grid, parse_init_from, parse_ratios
-    from jax_translate.overrides import apply_sets, parse_sets
+def _flags(args) -> dict:
+    """The config fields the command's flags give (a command without a flag, such as
+    export-domains without --steps, simply has no value for it)."""
+    from jax_translate.config import parse_grid, parse_init_from, parse_ratios
 
     given = lambda name: getattr(args, name, None)  # noqa: E731
-    overrides = {}
+    fields = {}
     if given("ratios") is not None:
-        overrides["target_tumor_ratios"] = parse_ratios(args.ratios)
+        fields["target_tumor_ratios"] = parse_ratios(args.ratios)
     for name in ("seeds", "member_axis", "conv_impl", "size", "steps", "batch_size",
                  "checkpoint_every", "log_every", "steps_per_call", "precision",
                  "simulator_version", "source", "target"):
         if given(name) is not None:
-            overrides[name] = given(name)
+            fields[name] = given(name)
     for name in ("data_dir", "brats_dir"):
         if given(name) is not None:
-            overrides[name] = str(given(name))
+            fields[name] = str(given(name))
     if given("grid"):
-        overrides["grid"] = parse_grid(args.grid)
+        fields["grid"] = parse_grid(args.grid)
     if given("init_from"):
-        overrides["init_from"] = parse_init_from(args.init_from)
-    if args.config is None:
-        if args.method is None:
-            raise UsageError("the following arguments are required: --method (or --config)")
-        experiment = Experiment(args.preset, (args.method,), {})
-    else:
-        experiment = Experiment.load(args.config).with_preset(args.preset)
-    overrides = apply_sets(overrides, parse_sets(args.set), experiment.settings)
-    return experiment.config(args.method, **overrides)
+        fields["init_from"] = parse_init_from(args.init_from)
+    return fields
+
+
+def _sweep_config(args):
+    """--preset (or --config's preset and fields), the flags given on top, then --set."""
+    from jax_translate.configure import resolve
+
+    if args.config is None and args.method is None:
+        raise UsageError("the following arguments are required: --method (or --config)")
+    return resolve(args.method, args.preset, file=args.config, sets=args.set, **_flags(args))
 
 
 def cmd_sweep(args) -> None:
@@ -159,22 +158,14 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from jax_translate.config import Experiment, parse_methods
+    from jax_translate.config import parse_methods
+    from jax_translate.configure import resolve_study
     from jax_translate.jobs.reproduce import reproduce
-    from jax_translate.overrides import apply_sets, parse_sets
 
-    if args.config is not None:
-        experiment = Experiment.load(args.config).with_preset(args.preset)
-    else:
-        experiment = Experiment(args.preset, (), {})
-    if args.methods is not None:
-        experiment = dataclasses.replace(experiment, methods=parse_methods(args.methods))
-    overrides = {"precision": args.precision} if args.precision is not None else {}
-    overrides = apply_sets(overrides, parse_sets(args.set), experiment.settings)
-    if overrides:
-        experiment = dataclasses.replace(
-            experiment, overrides={**experiment.overrides, **overrides})
-    reproduce(experiment, args.out, data_dir=str(args.data_dir) if args.data_dir else None)
+    methods = parse_methods(args.methods) if args.methods is not None else None
+    study = resolve_study(args.preset, file=args.config, methods=methods, sets=args.set,
+                          **_flags(args))
+    reproduce(study, args.out)
 
 
 def cmd_export_domains(args) -> None:

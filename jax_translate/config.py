@@ -1,14 +1,14 @@
-"""One config object per sweep, built from a preset, with validation and a JSON form.
+"""The config of one sweep: its schema (:class:`SweepConfig`), validation and file form.
 
-``make_config(method, preset, **overrides)`` is the only way a preset
-(:mod:`jax_translate.presets`) is applied; :class:`Experiment` reads a config
-file (a run folder's, or an ``experiments/<figure>/config.json``) as a preset
-plus overrides.
-
-A run folder keeps the resolved config in ``config.json`` so every result can
-be traced to exactly what made it, and so a rerun can check that it resumes
-the same experiment. Fields in :data:`RUNTIME_FIELDS` change how a run
-executes, not what it computes, and may differ on resume.
+:func:`jax_translate.configure.resolve` is the only way one is made (defaults,
+the method's own, the preset, a config file, flags, ``--set``); this module
+says what a config is. A run folder keeps the resolved config in
+``config.json``, nested by :data:`SECTIONS` (data, sweep, optim, options, eval,
+runtime, with the model and the method at the top), so every result can be
+traced to exactly what made it, its judge included (the ``classifier_*``
+fields), and a rerun can check that it resumes the same experiment. Flat files
+written before the sections still load. Fields in :data:`RUNTIME_FIELDS`
+change how a run executes, not what it computes, and may differ on resume.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from jax_translate.images import MODALITIES, SIZES
 from jax_translate.errors import UsageError
 from jax_translate.model_config import MODEL_PRESETS, ModelConfig
 from jax_translate import model_config
-from jax_translate.presets import EXTRA_KEYS, EXTRA_TYPES, PER_METHOD, PRESETS, default_preset
-from jax_translate.catalog import METHODS, PAIRED_METHODS, PAPER_METHODS, SPECS
+from jax_translate.presets import PRESETS
+from jax_translate.catalog import METHODS, PAIRED_METHODS, SPECS
 MEMBER_AXES = ("auto", "vmap", "map", "loop")
 CONV_IMPLS = ("auto", *model_config.CONV_IMPLS)
 CONFIG_VERSION = 1
@@ -141,6 +141,12 @@ class SweepConfig:
     # The evaluation classifier's training steps: the judge of this run's translations,
     # recorded with the run so that any command evaluating it picks the same one.
     classifier_steps: int = 1500
+    # The rest of its settings (training/segmenter.py SegmenterConfig's defaults; a test
+    # checks they agree): the run's config.json alone names its judge.
+    classifier_width: int = 16
+    classifier_batch_size: int = 32
+    classifier_learning_rate: float = 2e-3
+    classifier_seed: int = 0
     # Runtime only.
     member_axis: str = "auto"
     conv_impl: str = "auto"          # lax.conv ("xla") or batched matmuls ("patches")
@@ -190,16 +196,19 @@ class SweepConfig:
                     seed=self.data_seed, version=self.simulator_version)
 
     def to_json(self) -> str:
+        """The config file's form: nested by :data:`SECTIONS`."""
         fields = dataclasses.asdict(self)
         # pairs, not a dict: sort_keys would reorder the fields, and the grid's order is the
         # members' order (a resumed sweep must find its stacked states where it left them)
         fields["grid"] = [[name, list(values)] for name, values in self.grid]
         fields["init_from"] = [list(pair) for pair in self.init_from]
-        return json.dumps(fields, indent=2, sort_keys=True)
+        return json.dumps(nest(fields), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, raw: dict) -> "SweepConfig":
-        raw = {k: v for k, v in raw.items() if k not in REMOVED_FIELDS}
+        """A config file's fields, nested (:data:`SECTIONS`) or flat (files written
+        before the sections)."""
+        raw = {k: v for k, v in flatten(raw).items() if k not in REMOVED_FIELDS}
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise UsageError(f"config has unknown fields {sorted(unknown)}")
@@ -220,7 +229,7 @@ class SweepConfig:
         """A saved config (`to_json`); one saved before simulator version 2 existed
         was trained on version 1's data, and says so now; one saved before the config
         held its classifier's steps was judged by its preset's."""
-        raw = read_config_file(path)
+        raw = flatten(read_config_file(path), f"config {path}")
         preset = PRESETS.get(raw.get("preset"), {})
         return cls.from_dict({"simulator_version": 1,
                               "classifier_steps": preset.get("classifier_steps",
@@ -230,6 +239,58 @@ class SweepConfig:
         """Fields (other than runtime ones) whose values differ."""
         mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
         return [k for k in mine if k not in RUNTIME_FIELDS and mine[k] != theirs[k]]
+
+
+# --------------------------------------------------------------- sections
+
+# How a config file groups the fields: {section: fields}. In memory the config is one
+# flat frozen record (every field name is unique, so ``cfg.learning_rate`` and
+# ``dataclasses.replace(cfg, steps=...)`` need no section); files, ``--set
+# optim.learning_rate=...`` and experiment configs may name the section. ``model`` is
+# the field holding the networks (ModelConfig), already an object of its own.
+TOP_LEVEL = ("method", "preset", "precision", "model", "version")
+SECTIONS = {
+    "data": ("size", "source", "target", "simulator_version", "brats_dir", "n_patients",
+             "n_train_patients", "data_seed", "n_source", "n_target", "n_holdout",
+             "domain_protocol", "upscale", "intensity_range"),
+    "sweep": ("target_tumor_ratios", "seeds", "grid", "init_from"),
+    "optim": ("steps", "batch_size", "learning_rate", "discriminator_learning_rate", "beta1",
+              "decay_fraction"),
+    "options": ("lambda_cycle", "lambda_identity", "gan_weight", "r1_weight", "augment_p",
+                "cycle_noise", "pool_size", "condgan_gan_loss", "condgan_pool_size",
+                "condgan_discriminator_first", "nce_patches", "nce_temperature",
+                "nce_head_features", "lambda_lesion", "lesion_segmenter_steps"),
+    "eval": ("test_dropout", "classifier_steps", "classifier_width", "classifier_batch_size",
+             "classifier_learning_rate", "classifier_seed"),
+    "runtime": RUNTIME_FIELDS,
+}
+SECTION_OF = {name: section for section, names in SECTIONS.items() for name in names}
+
+
+def nest(fields: dict) -> dict:
+    """Flat fields -> the file's form: TOP_LEVEL fields as they are, the rest by section."""
+    out = {name: fields[name] for name in TOP_LEVEL if name in fields}
+    for name, value in fields.items():
+        if name not in TOP_LEVEL:
+            out.setdefault(SECTION_OF[name], {})[name] = value
+    return out
+
+
+def flatten(raw: dict, where: str = "config") -> dict:
+    """A file's fields (sections and flat fields mixed as given) -> flat fields; a field
+    a section does not hold, or given twice, is one clear error."""
+    out = {}
+    for key, value in raw.items():
+        names = ({key: value} if key not in SECTIONS or not isinstance(value, dict)
+                 else value)
+        for name, v in names.items():
+            if key in SECTIONS and name not in SECTIONS[key]:
+                raise UsageError(f"{where}'s {key} has no field {name!r}; it has "
+                                 f"{', '.join(SECTIONS[key])}")
+            if name in out:
+                raise UsageError(f"{where} gives {name} twice")
+            out[name] = v
+    return out
 
 
 def _grid(raw) -> tuple[tuple[str, tuple[float, ...]], ...]:
@@ -384,7 +445,8 @@ def validate(cfg: SweepConfig) -> None:
     if len(set(ratios)) != len(ratios):
         raise UsageError(f"duplicate target tumor ratios in {list(ratios)}")
     for name in ("seeds", "steps", "batch_size", "n_source", "n_target", "n_holdout",
-                 "log_every", "checkpoint_every", "n_patients", "classifier_steps"):
+                 "log_every", "checkpoint_every", "n_patients", "classifier_steps",
+                 "classifier_width", "classifier_batch_size"):
         if getattr(cfg, name) < 1:
             raise UsageError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.steps_per_call < 0:
@@ -395,6 +457,9 @@ def validate(cfg: SweepConfig) -> None:
     _validate_modalities(cfg)
     if not 0 < cfg.n_train_patients < cfg.n_patients:
         raise UsageError(f"n_train_patients must be in [1, n_patients), got {cfg.n_train_patients}")
+    if not cfg.classifier_learning_rate > 0 or cfg.classifier_seed < 0:
+        raise UsageError("classifier_learning_rate must be > 0 and classifier_seed >= 0, got "
+                         f"{cfg.classifier_learning_rate} and {cfg.classifier_seed}")
     if not 0.0 <= cfg.decay_fraction <= 1.0:
         raise UsageError(f"decay_fraction must be in [0, 1], got {cfg.decay_fraction}")
     if cfg.pool_size < 0:
@@ -524,104 +589,9 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return methods
 
 
-def preset_settings(preset: str, **overrides) -> dict:
-    """The preset's overrides with ``overrides`` on top (EXTRA_KEYS included). A ``model``
-    given as a dict changes those fields of the preset's networks, as ``--set model.X`` does
-    (a config file need not repeat the networks to change its discriminator)."""
-    if preset not in PRESETS:
-        raise UsageError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    settings = {**PRESETS[preset], **overrides}
-    base = PRESETS[preset].get("model")
-    if isinstance(overrides.get("model"), dict) and isinstance(base, ModelConfig):
-        settings["model"] = merge_model(base, overrides["model"])
-    return settings
-
-
 def merge_model(base, changes: dict) -> dict:
     """The fields of ``base`` (a ModelConfig, or its dict) with ``changes`` on top: the
     one place a partial model (a config file's, ``--set model.X``, an experiment's) is
     merged into the networks it changes."""
     base = dataclasses.asdict(base) if isinstance(base, ModelConfig) else dict(base)
     return {**base, **changes}
-
-
-def make_config(method: str, preset: str | None = None, **overrides) -> SweepConfig:
-    """``method``'s config: SweepConfig defaults, the method's own defaults (its
-    catalog spec's), then ``preset``, then ``overrides``.
-
-    The one place a preset is applied; ``preset`` None is
-    ``presets.default_preset()``. ``overrides`` may hold the preset-only keys
-    (``notes``, ``preflight``; dropped here) and the ``PER_METHOD``
-    fields as ``{method: value}`` dicts (``"default"``: every other method).
-    """
-    preset = preset or default_preset()
-    if method not in SPECS:
-        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    # the method's own option defaults (catalog), under the preset and the overrides
-    fields = {**dict(SPECS[method].defaults), **preset_settings(preset, **overrides)}
-    for key in EXTRA_KEYS:
-        fields.pop(key, None)
-    for name in PER_METHOD:
-        if isinstance(fields.get(name), dict):
-            values = fields[name]
-            if method not in values and "default" not in values:
-                raise UsageError(f"{name} gives no value for method {method!r}")
-            fields[name] = values.get(method, values.get("default"))
-    if isinstance(fields.get("model"), ModelConfig):
-        fields["model"] = dataclasses.asdict(fields["model"])
-    return SweepConfig.from_dict({**fields, "method": method, "preset": preset})
-
-
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-    """A config file: a preset, the methods to run and overrides of the preset.
-
-    A run folder's ``config.json`` (every field) and an experiment's
-    ``config.json`` (``{"preset": "cpu", "methods": [...], ...}``) are both one.
-    """
-
-    preset: str | None     # None: the file names none (presets.default_preset() unless a flag picks one)
-    methods: tuple[str, ...]  # () : the preset's (method_names)
-    overrides: dict
-
-    @classmethod
-    def load(cls, path: Path) -> "Experiment":
-        raw = {k: v for k, v in read_config_file(path).items() if k not in REMOVED_FIELDS}
-        known = {f.name for f in dataclasses.fields(SweepConfig)} | set(EXTRA_KEYS) | {"methods"}
-        unknown = set(raw) - known
-        if unknown:
-            raise UsageError(f"config {path} has unknown fields {sorted(unknown)}")
-        check_types({k: v for k, v in raw.items() if k in EXTRA_KEYS}, EXTRA_TYPES)
-        methods = raw.pop("methods", None) or ([raw.pop("method")] if "method" in raw else ())
-        for method in methods:
-            if method not in METHODS:
-                raise UsageError(f"config {path}: unknown method {method!r}")
-        return cls(raw.pop("preset", None), tuple(methods), raw)
-
-    def method_names(self) -> tuple[str, ...]:
-        """What this experiment runs: its own methods, else its preset's ``methods``,
-        else the paper's four."""
-        return self.methods or tuple(self.settings().get("methods", PAPER_METHODS))
-
-    def with_preset(self, preset: str | None) -> "Experiment":
-        """This experiment on ``preset`` (a --preset flag); refused if the file names another."""
-        if preset is None or preset == self.preset:
-            return self
-        if self.preset is not None:
-            raise UsageError(f"the config is built on preset {self.preset!r}, not {preset!r}; "
-                             "drop --preset or edit the config's \"preset\"")
-        return dataclasses.replace(self, preset=preset)
-
-    def settings(self) -> dict:
-        """The preset's values with the file's on top, EXTRA_KEYS included."""
-        return preset_settings(self.preset or default_preset(), **self.overrides)
-
-    def config(self, method: str | None = None, **overrides) -> SweepConfig:
-        """The SweepConfig of ``method`` (the file's only method if None)."""
-        if method is None:
-            methods = self.method_names()
-            if len(methods) != 1:
-                raise UsageError(f"the config runs methods {', '.join(methods)}: "
-                                 "pick one with --method")
-            method = methods[0]
-        return make_config(method, self.preset, **{**self.overrides, **overrides})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -40,6 +41,23 @@ def atomic_write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
 
 
+def _csv_lines(fields, rows, header: bool) -> str:
+    """``rows`` (dicts; floats to 4 decimals; keys outside ``fields`` ignored) as CSV text."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fields, extrasaction="ignore", lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()}
+                     for row in rows)
+    return out.getvalue()
+
+
+def write_csv(path: Path, fields, rows) -> None:
+    """A CSV of columns ``fields`` holding ``rows``, written atomically (the library's
+    one CSV writer with :func:`append_csv`: every experiment's table goes through them)."""
+    atomic_write_text(Path(path), _csv_lines(fields, rows, header=True))
+
+
 def append_csv(path: Path, fields, rows) -> None:
     """Appends ``rows`` (dicts; floats to 4 decimals) to a CSV of columns ``fields``,
     writing the header first if the file is new: results that land as they are made."""
@@ -47,8 +65,4 @@ def append_csv(path: Path, fields, rows) -> None:
     new = not path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fields, extrasaction="ignore", lineterminator="\n")
-        if new:
-            writer.writeheader()
-        writer.writerows({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()}
-                         for row in rows)
+        f.write(_csv_lines(fields, rows, header=new))

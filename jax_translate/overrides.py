@@ -4,6 +4,8 @@ VALUE is read as JSON (``1e-3``, ``true``, ``[0, 0.5]``, ``{"lambda_cycle": [1, 
 else taken as a string (``member_axis=loop``). ``model.FIELD=VALUE`` (or
 ``model={...}``) changes fields of the networks on top of the model the run
 starts from (its preset's or config file's), not of ModelConfig's defaults.
+A field may be named by its section too (``optim.learning_rate=1e-3``:
+config.SECTIONS). The parsed dict is ``configure.resolve``'s top layer.
 A value's range is checked where the config is built (``config.validate``);
 its type here, so that a string where a number belongs is one clear error.
 """
@@ -14,7 +16,7 @@ import difflib
 import json
 import typing
 
-from jax_translate.config import OWN_PARSERS, SweepConfig, fits, merge_model, type_error
+from jax_translate.config import OWN_PARSERS, SECTIONS, SweepConfig, fits, type_error
 from jax_translate.errors import UsageError
 from jax_translate.model_config import ModelConfig
 from jax_translate.presets import EXTRA_TYPES, PER_METHOD
@@ -54,6 +56,11 @@ def parse_sets(items: list[str]) -> dict:
         except ValueError:
             value = text
         field, dot, sub = name.partition(".")
+        if field in SECTIONS:
+            if sub not in SECTIONS[field]:
+                raise UsageError(f"--set {name}: section {field} has no field {sub!r}; it has "
+                                 f"{', '.join(SECTIONS[field])}")
+            field, dot, sub = sub, "", ""
         if field in NOT_SETTABLE:
             flag = NOT_SETTABLE[field]
             raise UsageError(f"--set {field}: " + (f"use {flag}" if flag else "not settable"))
@@ -67,18 +74,8 @@ def parse_sets(items: list[str]) -> dict:
             sets["model"] = {**sets.get("model", {}), **value}
             continue
         if dot:
-            raise UsageError(f"--set {name}: only model has fields of its own")
+            raise UsageError(f"--set {name}: only model and the sections "
+                             f"({', '.join(SECTIONS)}) have fields of their own")
         _check(field, value, config_hints, per_method=field in PER_METHOD)
         sets[field] = value
     return sets
-
-
-def apply_sets(overrides: dict, sets: dict, base_settings) -> dict:
-    """``overrides`` with ``sets`` on top; a model change merged over the model of
-    ``base_settings()`` (a callable: the preset's settings with the config file's,
-    read only when the model changes, since the default preset depends on the backend)."""
-    out = {**overrides, **{k: v for k, v in sets.items() if k != "model"}}
-    if "model" in sets:
-        base = overrides.get("model") or base_settings().get("model") or ModelConfig()
-        out["model"] = merge_model(base, sets["model"])
-    return out

@@ -1,8 +1,8 @@
 """The presets: named overrides of the :class:`~jax_translate.config.SweepConfig` defaults.
 
-Every knob a preset sets is here, and only here. ``config.make_config(method,
-preset, **overrides)`` applies one: SweepConfig defaults, then the preset,
-then the overrides (a config file's fields, then command-line flags).
+Every knob a preset sets is here, and only here. ``configure.resolve(method,
+preset, ...)`` applies one: SweepConfig defaults, the method's own, then the
+preset, then a config file's fields, command-line flags and ``--set``.
 
 Keys are SweepConfig fields (``classifier_steps``: the evaluation classifier's training
 steps), with three more: ``preflight`` (below), ``notes`` (one line for logs) and

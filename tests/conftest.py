@@ -33,7 +33,7 @@ os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), *_
 
 import pytest  # noqa: E402
 
-from jax_translate.config import make_config  # noqa: E402
+from jax_translate.configure import resolve  # noqa: E402
 from jax_translate.data import synthetic  # noqa: E402
 from jax_translate.data.dataset import SliceSet  # noqa: E402
 from jax_translate.jobs import sweep  # noqa: E402
@@ -60,7 +60,7 @@ def tiny_config(method="cyclegan", **overrides):
                 n_holdout=8, pool_size=3, steps_per_call=3, log_every=2, checkpoint_every=3,
                 member_axis="vmap")
     base.update(overrides)
-    return make_config(method, preset="tiny", **base)
+    return resolve(method, preset="tiny", **base)
 
 
 def shared_run_config(**overrides):
@@ -104,7 +104,7 @@ def tiny_data_dir(tmp_path_factory):
     from jax_translate.data import dataset
 
     folder = tmp_path_factory.mktemp("tiny_data")
-    dataset.load_for(make_config("l1", preset="tiny", data_dir=str(folder)))
+    dataset.load_for(resolve("l1", preset="tiny", data_dir=str(folder)))
     return folder
 
 

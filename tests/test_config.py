@@ -8,7 +8,8 @@ import pytest
 
 from jax_translate import cli
 from jax_translate.catalog import METHODS
-from jax_translate.config import Experiment, SweepConfig, make_config
+from jax_translate.config import SECTIONS, TOP_LEVEL, SweepConfig
+from jax_translate.configure import Experiment, resolve
 from jax_translate.errors import UsageError
 from jax_translate.model_config import MODEL_PRESETS
 from jax_translate.presets import PER_METHOD, PRESETS
@@ -17,14 +18,14 @@ EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*/conf
 
 
 def test_overrides_beat_the_preset():
-    cpu = make_config("l1", "cpu", steps=7, seeds=2)
+    cpu = resolve("l1", "cpu", steps=7, seeds=2)
     assert (cpu.steps, cpu.seeds) == (7, 2)
     assert cpu.target_tumor_ratios == PRESETS["cpu"]["target_tumor_ratios"]  # not overridden
-    assert make_config("gan", "tiny", steps={"gan": 3, "l1": 9}).steps == 3
+    assert resolve("gan", "tiny", steps={"gan": 3, "l1": 9}).steps == 3
     with pytest.raises(UsageError, match="unknown preset"):
-        make_config("l1", "huge")
+        resolve("l1", "huge")
     with pytest.raises(UsageError, match="no value for method"):
-        make_config("gan", "tiny", steps={"l1": 9})
+        resolve("gan", "tiny", steps={"l1": 9})
 
 
 def test_a_partial_model_changes_only_those_fields_of_the_presets_networks(tmp_path):
@@ -38,10 +39,74 @@ def test_a_partial_model_changes_only_those_fields_of_the_presets_networks(tmp_p
 
 
 def test_a_run_folders_config_rebuilds_the_same_run(tmp_path):
-    cfg = make_config("condgan", "tiny", seeds=3, target_tumor_ratios=(0.2, 0.7))
+    cfg = resolve("condgan", "tiny", seeds=3, target_tumor_ratios=(0.2, 0.7))
     (tmp_path / "config.json").write_text(cfg.to_json())
     assert Experiment.load(tmp_path / "config.json").config() == cfg
     assert SweepConfig.load(tmp_path / "config.json") == cfg
+    assert resolve(file=tmp_path / "config.json") == cfg
+    # written by section, the method and its networks at the top
+    raw = json.loads(cfg.to_json())
+    assert set(raw) == set(TOP_LEVEL) | set(SECTIONS)
+    assert raw["optim"]["learning_rate"] == cfg.learning_rate and raw["method"] == "condgan"
+    assert raw["eval"]["classifier_steps"] == cfg.classifier_steps
+    # a file written flat (before the sections) is the same config
+    flat = dataclasses.asdict(cfg)
+    flat["model"] = dataclasses.asdict(cfg.model)
+    (tmp_path / "flat.json").write_text(json.dumps(flat))
+    assert SweepConfig.load(tmp_path / "flat.json") == cfg
+    assert resolve(file=tmp_path / "flat.json") == cfg
+
+
+def test_every_field_is_in_one_section_or_at_the_top():
+    names = [f.name for f in dataclasses.fields(SweepConfig)]
+    placed = list(TOP_LEVEL) + [n for section in SECTIONS.values() for n in section]
+    assert sorted(placed) == sorted(names)  # each once, none missing, none invented
+    assert not set(SECTIONS) & set(names)  # a section is never mistaken for a field
+
+
+def test_a_field_in_the_wrong_section_or_given_twice_is_one_line(tmp_path):
+    path = tmp_path / "c.json"
+    for raw, message in (({"optim": {"seeds": 2}}, "config .*'s optim has no field 'seeds'"),
+                         ({"optim": {"steps": 2}, "steps": 3}, "gives steps twice")):
+        path.write_text(json.dumps(raw))
+        with pytest.raises(UsageError, match=message):
+            resolve("l1", "tiny", file=path)
+    with pytest.raises(UsageError, match="section optim has no field 'seeds'"):
+        resolve("l1", "tiny", sets=["optim.seeds=2"])
+
+
+def test_the_layers_in_their_order(tmp_path):
+    """defaults < the method's own < preset < file < flags < --set, each over the last,
+    and a partial model over the model below it."""
+    assert SweepConfig().lambda_identity == 0.5  # the default ...
+    assert resolve("cyclegan-adapt", "tiny").lambda_identity == 0.0  # ... the method's own
+    assert resolve("l1", "tiny").steps == PRESETS["tiny"]["steps"]  # the preset over both
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"optim": {"steps": 7, "learning_rate": 1e-3},
+                                "lambda_identity": 0.25, "model": {"ngf": 6}}))
+    assert resolve("cyclegan-adapt", "tiny", file=path).lambda_identity == 0.25  # the file
+    cfg = resolve("l1", "tiny", file=path)
+    assert (cfg.steps, cfg.learning_rate) == (7, 1e-3)
+    cfg = resolve("l1", "tiny", file=path, steps=9)  # a flag over the file
+    assert (cfg.steps, cfg.learning_rate) == (9, 1e-3)
+    cfg = resolve("l1", "tiny", file=path, steps=9, sets=["optim.steps=11", "model.ndf=5"])
+    assert cfg.steps == 11  # --set over the flag
+    assert cfg.model == dataclasses.replace(MODEL_PRESETS["tiny"], ngf=6, ndf=5)
+    args = cli.build_parser().parse_args(
+        ["sweep", "--config", str(path), "--method", "l1", "--preset", "tiny", "--steps", "9",
+         "--set", "steps=11", "--set", "model.ndf=5", "--workdir", str(tmp_path / "r")])
+    assert cli._sweep_config(args) == cfg
+
+
+def test_the_run_names_its_whole_judge():
+    """The classifier's settings are the config's (eval section), defaults the segmenter's."""
+    from jax_translate.evaluation.classifier import ClassifierConfig, config_for
+
+    cfg = resolve("l1", "tiny")
+    assert config_for(cfg) == dataclasses.replace(ClassifierConfig(),
+                                                  steps=PRESETS["tiny"]["classifier_steps"])
+    wide = resolve("l1", "tiny", sets=["eval.classifier_width=8", "classifier_seed=3"])
+    assert (config_for(wide).width, config_for(wide).seed) == (8, 3)
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.parent.name)
@@ -57,13 +122,16 @@ def test_every_experiment_config_loads(path, tmp_path, monkeypatch):
          "--workdir", str(tmp_path)])
     cfg = cli._sweep_config(args)
     assert (cfg.method, cfg.steps) == ("l1", 5)
-    assert cfg == make_config("l1", "cpu", **{**experiment.overrides, "steps": 5})
+    assert cfg == resolve("l1", "cpu", **{**experiment.overrides, "steps": 5})
     # ... and `reproduce --config` hands the experiment to reproduce()
     seen = []
     monkeypatch.setattr("jax_translate.jobs.reproduce.reproduce", lambda exp, out, **kw: seen.append(exp))
     assert cli.main(["reproduce", "--config", str(path), "--preset", "tiny",
                      "--out", str(tmp_path / "out")]) == 0
-    assert seen[0].preset == "tiny" and seen[0].methods == experiment.methods
+    want = experiment.with_preset("tiny").method_names()
+    assert seen[0].preset == "tiny" and tuple(seen[0].configs) == want
+    assert all(cfg == experiment.with_preset("tiny").config(m)
+               for m, cfg in seen[0].configs.items())
 
 
 def test_config_files_are_checked(tmp_path):
@@ -81,24 +149,24 @@ def test_config_files_are_checked(tmp_path):
 
 def test_how_the_model_computes_is_set_at_the_top_level_only():
     """conv_impl lives on the top level only; ModelConfig is the architecture."""
-    cfg = make_config("cyclegan", "tiny", conv_impl="patches")
+    cfg = resolve("cyclegan", "tiny", conv_impl="patches")
     assert "conv_impl" not in json.loads(cfg.to_json())["model"]
     model = {**dataclasses.asdict(cfg.model), "conv_impl": "patches"}
     with pytest.raises(UsageError, match="model.conv_impl is set by the top-level conv_impl"):
-        make_config("cyclegan", "tiny", model=model)
+        resolve("cyclegan", "tiny", model=model)
 
 
 def test_presets_set_what_they_name_and_nothing_else():
     """Every field of every preset's config, for every method, is the preset's value
     (its method's, or its "default", for PER_METHOD dicts), else the method's own
-    default (its catalog spec's), else SweepConfig's default: what make_config
+    default (its catalog spec's), else SweepConfig's default: what resolve
     promises, checked without copying a preset's numbers."""
     from jax_translate.catalog import SPECS
 
     defaults = SweepConfig()
     for preset, settings in PRESETS.items():
         for method in METHODS:
-            cfg = make_config(method, preset)
+            cfg = resolve(method, preset)
             own = dict(SPECS[method].defaults)
             for field in dataclasses.fields(SweepConfig):
                 if field.name in ("method", "preset"):
@@ -109,12 +177,12 @@ def test_presets_set_what_they_name_and_nothing_else():
                     want = want.get(method, want.get("default"))
                 assert getattr(cfg, field.name) == want, (preset, method, field.name)
     # a method the preset does not name takes its "default"; learning rates alike
-    assert make_config("cut", "cpu", steps={"default": 7, "l1": 9}).steps == 7
+    assert resolve("cut", "cpu", steps={"default": 7, "l1": 9}).steps == 7
     rates = {"l1": 1e-3, "default": 2e-4}
-    assert [make_config(m, "cpu", learning_rate=rates).learning_rate for m in ("l1", "gan")] == [
+    assert [resolve(m, "cpu", learning_rate=rates).learning_rate for m in ("l1", "gan")] == [
         1e-3, 2e-4]
     with pytest.raises(UsageError, match="learning_rate gives no value for method 'gan'"):
-        make_config("gan", "cpu", learning_rate={"l1": 1e-3})
+        resolve("gan", "cpu", learning_rate={"l1": 1e-3})
 
 
 def test_method_registry_lists_and_the_methods_flag(tmp_path):
@@ -144,7 +212,7 @@ def test_method_registry_lists_and_the_methods_flag(tmp_path):
     args = cli.build_parser().parse_args(["reproduce", "--methods", "cut,cyclegan-cc"])
     assert parse_methods(args.methods) == ("cut", "cyclegan-cc")
     with pytest.raises(UsageError, match="ResNet generator"):
-        make_config("cut", "tiny", model={**dataclasses.asdict(MODEL_PRESETS["tiny"]),
+        resolve("cut", "tiny", model={**dataclasses.asdict(MODEL_PRESETS["tiny"]),
                                           "generator": "unet"})
 
 

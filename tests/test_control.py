@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_translate.config import make_config
+from jax_translate.configure import resolve
 from jax_translate.data import domains
 from jax_translate.data.dataset import SliceSet, export_splits, read_export
 from jax_translate.evaluation import classifier as classifier_lib
@@ -176,7 +176,7 @@ def classifier(monkeypatch):
 def _cache(export, modality):
     """A cached classifier's marker file beside ``export``, as ``--classifier cached`` looks
     for it."""
-    ccfg = classifier_lib.config_for(make_config("cyclegan", "tiny"))
+    ccfg = classifier_lib.config_for(resolve("cyclegan", "tiny"))
     marker = export.parent / "classifier" / classifier_lib.cache_name(ccfg, modality)
     marker.mkdir(parents=True)
     (marker / "classifier.json").write_text("{}")
@@ -212,7 +212,7 @@ def test_the_driver_exports_our_member_trains_on_it_and_reports_judges_rows(
                            classifier="train", extra=["--", "--lambda_identity", "0"])
     assert classifier.calls == [(export.parent / "classifier", "t1")]  # beside the splits.npz
 
-    cfg = make_config("cyclegan", "tiny")
+    cfg = resolve("cyclegan", "tiny")
     splits = read_export(export)
     train = splits["train"]
     test = domains.holdout_set(cfg, splits["holdout"])

@@ -22,7 +22,7 @@ import pytest
 from conftest import copy_run
 
 from jax_translate import cli
-from jax_translate.config import make_config
+from jax_translate.configure import resolve
 from jax_translate.evaluation.classifier import ClassifierConfig
 from jax_translate.jobs.evaluate_run import evaluate_run
 from jax_translate.data import dataset
@@ -37,7 +37,7 @@ CLASSIFIER_STEPS = 20
 def run_config(tmp_path_factory, tiny_data_dir):
     """A config file of a short l1 sweep on the tiny preset's 5-patient simulated dataset."""
     folder = tmp_path_factory.mktemp("crash")
-    cfg = make_config("l1", "tiny", target_tumor_ratios=(0.0, 1.0), steps=40, n_source=20,
+    cfg = resolve("l1", "tiny", target_tumor_ratios=(0.0, 1.0), steps=40, n_source=20,
                       n_target=20, n_holdout=16, steps_per_call=1, checkpoint_every=10,
                       log_every=5, n_patients=5, n_train_patients=3,
                       data_dir=str(tiny_data_dir))

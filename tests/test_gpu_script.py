@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jax_translate.config import make_config
+from jax_translate.configure import resolve
 from jax_translate.data import compact, dataset
 from jax_translate.errors import UsageError
 
@@ -63,7 +63,7 @@ def test_compact_export_round_trips_within_its_quantisation(tmp_path, dtype):
 
 
 def test_unpacked_export_is_what_load_reads_without_tfds(tmp_path, monkeypatch):
-    cfg = make_config("l1", "tiny", data_dir=str(tmp_path / "data"))
+    cfg = resolve("l1", "tiny", data_dir=str(tmp_path / "data"))
     splits = _splits()
     path = compact.write(splits, tmp_path / "c.npz", gpu_data.relative_folder(cfg),
                          files={"ceiling.json": '{"patch": 3}'})

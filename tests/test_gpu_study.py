@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jax_translate.catalog import METHODS, PAPER_METHODS
-from jax_translate.config import make_config
+from jax_translate.configure import resolve
 from jax_translate.data import dataset
 from jax_translate.errors import UsageError
 from jax_translate.presets import ELEVEN
@@ -16,7 +16,7 @@ from jax_translate.presets import default_preset
 
 def test_gpu_preset_is_the_whole_study():
     for method in METHODS:
-        cfg = make_config(method, "gpu")
+        cfg = resolve(method, "gpu")
         assert cfg.target_tumor_ratios == ELEVEN and cfg.seeds == 3 and len(cfg.members) == 33
         assert cfg.size == "64" and cfg.member_axis == "vmap"
         for cadence in (cfg.steps_per_call, cfg.log_every):
@@ -70,15 +70,15 @@ def test_export_is_read_without_tfds(tmp_path, tiny_splits, monkeypatch):
 
 
 def test_paper_preflight_refuses_before_writing(tmp_path):
-    from jax_translate.config import Experiment
+    from jax_translate.configure import resolve_study
     from jax_translate.jobs.reproduce import reproduce
 
     lines = []
-    experiment = Experiment("tiny", ("l1",), {"preflight": True})
+    study = resolve_study("tiny", methods=("l1",), preflight=True, data_dir=str(tmp_path / "data"))
+    assert study.preflight
     out = tmp_path / "out"
     with pytest.raises(UsageError, match=r"l1's step needs .* GiB, more than 90% of this device"):
-        reproduce(experiment, out, data_dir=str(tmp_path / "data"), log=lines.append,
-                  memory_limit=1000)
+        reproduce(study, out, log=lines.append, memory_limit=1000)
     assert not out.exists() and not (tmp_path / "data").exists()
     assert lines[0].startswith("preflight: 1 sweeps, about ")
     assert "need" in lines[1] and "of a 0.0 GiB pool" in lines[1]
@@ -92,7 +92,7 @@ def test_preflight_stand_in_holds_every_members_domains(preset):
     from jax_translate.training.members import domain_indices
 
     for protocol in ("disjoint", "reference"):
-        cfg = make_config("cyclegan", preset, domain_protocol=protocol)
+        cfg = resolve("cyclegan", preset, domain_protocol=protocol)
         train = preflight.stand_in_train(cfg)
         for ratio, seed, _ in cfg.members:
             source, target = domain_indices(cfg, train, ratio, seed)
@@ -104,12 +104,12 @@ def test_preflight_eta_and_fit():
     from jax_translate.jobs import preflight
     from jax_translate.runtime.flops import member_step_flops
 
-    cfg = make_config("l1", "tiny", steps=10)
+    cfg = resolve("l1", "tiny", steps=10)
     report = preflight.check([cfg], log=lambda line: None, memory_limit=2**40, flops_per_s=1e9)
     assert report["memory_bytes"]["l1"] > 0
     flops = member_step_flops(cfg, (64, 64))
     assert report["projected_training_seconds"] == pytest.approx(10 * 2 * flops / 1e9)
-    paper = [make_config(m, "paper") for m in PAPER_METHODS]
+    paper = [resolve(m, "paper") for m in PAPER_METHODS]
     hours = preflight.projected_seconds(paper) / 3600
     assert 30 < hours < 100  # 4 x 11 x 140k steps of <= 3.7 TFLOP at 50 TFLOP/s: ~50 h
 
@@ -124,7 +124,7 @@ def test_preflight_takes_cyclegan_cc_segmenters_as_shapes(monkeypatch):
         raise AssertionError("the preflight trained a network")
 
     monkeypatch.setattr(segmenter, "train_segmenter", no_training)
-    step, args = preflight.sweep_step(make_config("cyclegan-cc", "tiny"))
+    step, args = preflight.sweep_step(resolve("cyclegan-cc", "tiny"))
     assert "stablehlo.convolution" in step.lower(*args).as_text()
 
 

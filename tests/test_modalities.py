@@ -10,7 +10,8 @@ import pytest
 
 from conftest import copy_run, tiny_config, tiny_slices
 from jax_translate import cli
-from jax_translate.config import Experiment, SweepConfig, make_config
+from jax_translate.config import SweepConfig, flatten
+from jax_translate.configure import resolve, resolve_study
 from jax_translate.data import dataset, domains
 from jax_translate.data.dataset import SliceSet
 from jax_translate.errors import UsageError
@@ -19,7 +20,6 @@ from jax_translate.evaluation import metrics
 from jax_translate.images import to_model_range
 from jax_translate.jobs import evaluate_run as evaluate_run_lib
 from jax_translate.jobs import reproduce as reproduce_lib
-from jax_translate.jobs.run_folder import classifier_cache_dir
 from jax_translate.jobs.sweep import train_sweep
 from jax_translate.training import segmenter
 from jax_translate.training.members import build_members
@@ -47,7 +47,7 @@ class RecordingJudge:
 # ----------------------------------------------------------------- config and flags
 
 def test_source_and_target_are_config_fields_flags_and_config_file_keys(tmp_path, capsys):
-    cfg = make_config("l1", "tiny")
+    cfg = resolve("l1", "tiny")
     assert (cfg.source, cfg.target, cfg.simulator_version) == ("flair", "t1", 4)
     args = cli.build_parser().parse_args(["sweep", "--method", "l1", "--preset", "tiny",
                                           "--source", "t2", "--target", "flair",
@@ -55,18 +55,18 @@ def test_source_and_target_are_config_fields_flags_and_config_file_keys(tmp_path
     assert (cli._sweep_config(args).source, cli._sweep_config(args).target) == ("t2", "flair")
     path = tmp_path / "experiment.json"  # how reproduce gets them
     path.write_text(json.dumps({"preset": "tiny", "methods": ["l1"], "target": "t1c"}))
-    assert Experiment.load(path).config().target == "t1c"
+    assert resolve(file=path).target == "t1c"
     with pytest.raises(UsageError, match="unknown target modality 'pd'"):
-        make_config("l1", "tiny", target="pd")
+        resolve("l1", "tiny", target="pd")
     with pytest.raises(UsageError, match="source t2: dataset version 2 holds flair and t1 only"):
-        make_config("l1", "tiny", source="t2", simulator_version=2)
+        resolve("l1", "tiny", source="t2", simulator_version=2)
     assert cli.main(["sweep", "--method", "l1", "--source", "pd", "--workdir",
                      str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.startswith("error: argument --source: invalid choice")
 
 
 def test_a_config_from_before_modalities_loads_as_flair_to_t1_on_its_dataset(tmp_path):
-    raw = json.loads(tiny_config("l1").to_json())
+    raw = flatten(json.loads(tiny_config("l1").to_json()))  # written flat then
     for name in ("source", "target"):
         del raw[name]
     path = tmp_path / "config.json"
@@ -188,7 +188,7 @@ def test_evaluate_and_reproduce_pick_one_classifier(tmp_path, monkeypatch, tiny_
 
     monkeypatch.setattr(classifier_lib, "load_or_train", record)
     run = copy_run(tiny_run[1], tmp_path / "run")
-    raw = json.loads((run / "config.json").read_text())
+    raw = flatten(json.loads((run / "config.json").read_text()))
     raw["data_dir"] = str(tmp_path / "data")  # a runtime field: the tests' own data folder
     (run / "config.json").write_text(json.dumps(raw))
     with pytest.raises(Picked):
@@ -200,21 +200,21 @@ def test_evaluate_and_reproduce_pick_one_classifier(tmp_path, monkeypatch, tiny_
 
     monkeypatch.setattr(dataset, "load_for", lambda cfg: tiny_splits)
     monkeypatch.setattr(reproduce_lib.ceiling_lib, "recorded", lambda *a, **k: (Ceiling(), False))
-    overrides = {k: v for k, v in raw.items() if k not in ("method", "preset", "version")}
-    experiment = Experiment(raw["preset"], (raw["method"],), overrides)
     with pytest.raises(Picked):
-        reproduce_lib.reproduce(experiment, tmp_path / "study", log=lambda line: None)
+        reproduce_lib.reproduce(resolve_study(file=run / "config.json"), tmp_path / "study",
+                                log=lambda line: None)
     assert calls[0] == calls[1]
     cache_dir, cfg, modality = calls[0]
     assert cfg.steps == 20 and modality == "t1"
-    assert cache_dir == classifier_cache_dir(SweepConfig.load(run / "config.json"))
+    assert cache_dir == classifier_lib.cache_dir_for(SweepConfig.load(run / "config.json"))
     # a target of T2 is judged by T2's classifier
     (run / "config.json").write_text(json.dumps({**raw, "target": "t2"}))
     with pytest.raises(Picked):
         evaluate_run_lib.evaluate_run(run, tiny_splits, progress=False)
     assert calls[-1][2] == "t2"
     # a config that names other classifier steps records them, and is judged by them
-    other = dataclasses.replace(experiment, overrides={**overrides, "classifier_steps": 5})
+    (run / "config.json").write_text(json.dumps(raw))
+    other = resolve_study(file=run / "config.json", sets=["eval.classifier_steps=5"])
     with pytest.raises(Picked):
         reproduce_lib.reproduce(other, tmp_path / "other", log=lambda line: None)
     assert calls[-1][1].steps == 5

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from jax_translate.config import make_config
+from jax_translate.configure import resolve
 from jax_translate.errors import UsageError
 from jax_translate.model_config import MODEL_PRESETS, ModelConfig
 from jax_translate.models import (
@@ -326,7 +326,7 @@ def test_conv_impl_switches_the_computation_not_the_parameters(generator):
         np.testing.assert_allclose(patched_net.apply(params, inputs), net.apply(params, inputs),
                                    atol=1e-5)
     with pytest.raises(UsageError, match="unknown conv impl"):
-        make_config("cyclegan", "tiny", conv_impl="cudnn")
+        resolve("cyclegan", "tiny", conv_impl="cudnn")
 
 
 def test_resnet_dropout_acts_in_training_only():

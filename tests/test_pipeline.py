@@ -8,7 +8,7 @@ import pytest
 
 from conftest import copy_run, shared_run_config, tensorboard_scalars
 from jax_translate import cli
-from jax_translate.config import Experiment
+from jax_translate.configure import resolve_study
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.models.segmenter import TumorSegmenter
@@ -287,14 +287,14 @@ def test_reproduce_tiny_preset_end_to_end(tiny_data_dir, tmp_path, capsys):
         for name in ("results.csv", "translations.npz", "examples.png", "bias_curves.png"):
             assert (out / method / name).exists(), (method, name)
     # a rerun reuses everything: no method is trained again
-    again = reproduce(Experiment("tiny", methods, {}), out, data_dir=str(tiny_data_dir),
+    again = reproduce(resolve_study("tiny", methods=methods, data_dir=str(tiny_data_dir)), out,
                       progress=False, log=lambda *a: None)
     assert again["timings"] == {}
     # a rerun with another config refuses the evaluated folders instead of reporting them
     before = (out / "results.json").read_bytes()
     with pytest.raises(UsageError, match="gan holds a run with another config .*steps: 4 -> 6"):
-        reproduce(Experiment("tiny", methods, {"steps": 6}), out,
-                  data_dir=str(tiny_data_dir), progress=False, log=lambda *a: None)
+        reproduce(resolve_study("tiny", methods=methods, steps=6, data_dir=str(tiny_data_dir)),
+                  out, progress=False, log=lambda *a: None)
     assert (out / "results.json").read_bytes() == before
 
 

@@ -152,7 +152,7 @@ def test_reproduce_precision_flag_reaches_every_config(tmp_path, monkeypatch):
                         lambda exp, out, **kw: seen.append(exp))
     assert cli.main(["reproduce", "--preset", "tiny", "--precision", "bf16",
                      "--out", str(tmp_path)]) == 0
-    assert {seen[0].config(m).precision for m in seen[0].method_names()} == {"bf16"}
+    assert {cfg.precision for cfg in seen[0].configs.values()} == {"bf16"}
 
 
 def test_a_bf16_sweep_runs_and_records_its_precision(tmp_path, tiny_splits):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config, tiny_slices
-from jax_translate.config import SweepConfig, make_config
+from jax_translate.config import SweepConfig
+from jax_translate.configure import resolve
 from jax_translate.data import domains
 from jax_translate.errors import UsageError
 from jax_translate.jobs import evaluate_run
@@ -38,13 +39,13 @@ def _member(members, i):
 
 
 def test_paper_preset_has_the_reference_settings_and_others_keep_ours():
-    paper = make_config("condgan", "paper")
+    paper = resolve("condgan", "paper")
     assert {k: getattr(paper, k) for k in REFERENCE} == REFERENCE
     assert (paper.model.upsample, paper.model.dropout) == ("transpose", 0.5)
     assert REFERENCE_INTENSITY_RANGE[1] == pytest.approx(-0.216, abs=1e-3)
     ours = SweepConfig()
     for preset in ("cpu", "tiny"):
-        cfg = make_config("condgan", preset)
+        cfg = resolve("condgan", preset)
         assert {k: getattr(cfg, k) for k in REFERENCE} == {k: getattr(ours, k) for k in REFERENCE}
         assert (cfg.model.upsample, cfg.model.dropout) == ("resize", 0.0)
 
@@ -64,11 +65,11 @@ def test_paper_preset_has_the_reference_settings_and_others_keep_ours():
 ])
 def test_bad_values_are_one_clear_error(overrides, message):
     with pytest.raises(UsageError, match=message):
-        make_config("condgan", "tiny", **overrides)
+        resolve("condgan", "tiny", **overrides)
 
 
 def test_reference_settings_survive_a_json_round_trip(tmp_path):
-    cfg = make_config("condgan", "paper")
+    cfg = resolve("condgan", "paper")
     assert SweepConfig.from_dict(__import__("json").loads(cfg.to_json())) == cfg
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import pytest
 
 from jax_translate.runtime import flops
-from jax_translate.config import make_config
+from jax_translate.configure import resolve
 from jax_translate.model_config import MODEL_PRESETS
 from jax_translate.models import build_discriminator, build_generator
 from jax_translate.runtime import eta
@@ -24,11 +24,11 @@ def test_paper_sized_forward_flops_match_the_audit():
     assert flops.generator_forward_flops(transposed, (256, 128)) / 1e9 == pytest.approx(48.73, abs=0.01)
     assert flops.discriminator_forward_flops(PAPER, (256, 128)) / 1e9 == pytest.approx(3.048, abs=0.001)
     # cyclegan: 6 trained G passes (x3), 4 trained D passes (x3), 2 D passes in G's loss (x2).
-    cfg = make_config("cyclegan", "cpu", model=PAPER)
+    cfg = resolve("cyclegan", "cpu", model=PAPER)
     expected = 3 * 6 * 55.977181184e9 + (3 * 4 + 2 * 2) * 3.04775168e9
     assert flops.member_step_flops(cfg, (256, 128)) == pytest.approx(expected)
     # The paper preset trains at 512x256 (upscale 2) with transposed convs: ~3.7 TFLOP.
-    paper = make_config("cyclegan", "paper")
+    paper = resolve("cyclegan", "paper")
     assert flops.member_step_flops(paper, (512, 256)) / 1e12 == pytest.approx(3.71, abs=0.01)
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import tensorboard_scalars
 from jax_translate import cli
-from jax_translate.config import Experiment, SweepConfig, make_config
+from jax_translate.config import SweepConfig, flatten
+from jax_translate.configure import Experiment, resolve
 from jax_translate.jobs.run_folder import RunFolder
 
 GRIDDED = ["sweep", "--method", "cyclegan", "--preset", "tiny", "--ratios", "0.5", "--seeds", "2",
@@ -31,7 +32,7 @@ def test_grid_and_set_flags_train_those_members_in_one_program(gridded_run):
     folder = RunFolder(gridded_run)
     cfg = folder.config()
     assert cfg.learning_rate == 1e-3 and cfg.model.ngf == 2  # --set, over the tiny preset
-    assert cfg.model.n_blocks == make_config("cyclegan", "tiny").model.n_blocks
+    assert cfg.model.n_blocks == resolve("cyclegan", "tiny").model.n_blocks
     assert [m.name for m in cfg.members] == [
         "ratio=0.5/seed=0/lambda_cycle=1", "ratio=0.5/seed=0/lambda_cycle=10",
         "ratio=0.5/seed=1/lambda_cycle=1", "ratio=0.5/seed=1/lambda_cycle=10"]
@@ -107,7 +108,7 @@ def test_reproduce_takes_set_on_top_of_its_config(tmp_path, monkeypatch):
                                 "steps": 7}))
     assert cli.main(["reproduce", "--config", str(path), "--set", "learning_rate=1e-3",
                      "--set", "model.ndf=2", "--out", str(tmp_path / "out")]) == 0
-    cfg = seen[0].config("l1")
+    cfg = seen[0].configs["l1"]
     assert (cfg.learning_rate, cfg.steps, cfg.model.ngf, cfg.model.ndf) == (1e-3, 7, 3, 2)
 
 
@@ -123,11 +124,11 @@ def test_help_names_the_presets_defaults():
 
 def test_a_config_of_a_removed_runtime_field_still_loads(tmp_path):
     """Run folders written while ``autotune`` existed resume and evaluate."""
-    raw = json.loads(make_config("l1", "tiny").to_json())
+    raw = flatten(json.loads(resolve("l1", "tiny").to_json()))  # written flat then
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**raw, "autotune": "off"}))
-    assert SweepConfig.load(path) == make_config("l1", "tiny")
-    assert Experiment.load(path).config() == make_config("l1", "tiny")
+    assert SweepConfig.load(path) == resolve("l1", "tiny")
+    assert Experiment.load(path).config() == resolve("l1", "tiny")
 
 
 def test_multi_host_start_without_a_preset(tmp_path):
@@ -137,7 +138,7 @@ def test_multi_host_start_without_a_preset(tmp_path):
     another run, and stops there."""
     workdir = tmp_path / "run"
     workdir.mkdir()
-    (workdir / "config.json").write_text(make_config("l1", "tiny").to_json())
+    (workdir / "config.json").write_text(resolve("l1", "tiny").to_json())
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]

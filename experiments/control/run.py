@@ -52,7 +52,6 @@ evaluation), ``judged/`` (judge) and ``control.csv``, and prints the table.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -63,7 +62,8 @@ from pathlib import Path
 import numpy as np
 
 from jax_translate import io_utils
-from jax_translate.config import SweepConfig, make_config
+from jax_translate.config import SweepConfig
+from jax_translate.configure import resolve
 from jax_translate.data import dataset, domains
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import classifier as classifier_lib
@@ -97,7 +97,7 @@ def member_config(preset: str, ratio: float, seed: int, source: str, target: str
                   ) -> SweepConfig:
     """The cyclegan config whose members are seeds 0 .. ``seed`` of the one ``ratio``:
     the smallest that holds the member (``ratio``, ``seed``)."""
-    return make_config("cyclegan", preset, target_tumor_ratios=(domains.check_ratio(ratio),),
+    return resolve("cyclegan", preset, target_tumor_ratios=(domains.check_ratio(ratio),),
                        seeds=seed + 1, source=source, target=target)
 
 
@@ -129,8 +129,7 @@ def load_classifier(mode: str, cfg: SweepConfig, splits: dict, folder: Path):
                                  / "classifier.json").is_file():
         raise UsageError(f"no {cfg.target} evaluation classifier is cached in {cache}; "
                          "--classifier train trains one there (minutes on a CPU)")
-    return classifier_lib.load_or_train(cache, splits, ccfg, progress=False,
-                                        modality=cfg.target)
+    return classifier_lib.for_config(cfg, splits, progress=False, cache_dir=cache)
 
 
 def control_row(rows: list[dict]) -> dict:
@@ -284,10 +283,7 @@ def main(argv=None) -> list[dict]:
         floor = judge_floor(out, manifest, splits, clf)
     except UsageError as error:
         raise SystemExit(f"error: {error}")
-    with (out / "control.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    io_utils.write_csv(out / "control.csv", FIELDS, rows)
     print_table(rows, floor, cfg.source, cfg.target)
     print(f"wrote {out / 'control.csv'}")
     return rows

@@ -3,7 +3,7 @@
 A diagnostic harness, kept so that every number in that README's "things that
 did not change this" list can be rerun: one member of the cpu preset trains
 in a host loop of the jitted `methods.train_step` (the sweep's own step), with
-one setting changed through its JSON argument (config fields as `make_config`
+one setting changed through its JSON argument (config fields as `configure.resolve`
 overrides, or the harness's knobs: `norm`/`dnorm` "none" drop the generator's /
 discriminator's instance norm, `d_lr_mult` scales the discriminator's updates,
 `shared_patients` draws source and target from the same patients, `target`
@@ -21,7 +21,8 @@ discriminator's mean scores on holdout real T1 / Flair / translations.
 import dataclasses, functools, sys, time, json, os, types
 import jax, jax.numpy as jnp, numpy as np
 from flax import linen as nn
-from jax_translate.config import Member, make_config, merge_model
+from jax_translate.config import Member, merge_model
+from jax_translate.configure import resolve
 from jax_translate.data import dataset, domains
 from jax_translate.model_config import MODEL_PRESETS, ModelConfig
 from jax_translate.models.generators import ResnetGenerator
@@ -72,7 +73,7 @@ class SpectralPatchDiscriminator(nn.Module):
 
 def run(method="cyclegan", steps=1000, ratio=0.5, seed=0, gen="resnet", norm="instance", dnorm="instance", dlayers=None, d_lr_mult=1.0, shared_patients=False, lr=2e-4, model=None,
         target_fn=None, tag="", **over):
-    cfg = make_config(method, "cpu", target_tumor_ratios=(ratio,), steps=steps, learning_rate=lr,
+    cfg = resolve(method, "cpu", target_tumor_ratios=(ratio,), steps=steps, learning_rate=lr,
                       **({"model": model} if model else {}), **over)
     train, hold = SPLITS["train"], SPLITS["holdout"]
     if target_fn is not None:

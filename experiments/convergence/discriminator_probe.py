@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from scipy import ndimage
 
-from jax_translate.config import make_config
+from jax_translate.configure import resolve
 from jax_translate.models import build_discriminator
 from jax_translate.data import dataset
 from jax_translate.training import losses, methods
@@ -124,7 +124,7 @@ def main():
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
-    cfg = make_config("gan", "cpu", target_tumor_ratios=(1.0,), seeds=1, steps=args.steps,
+    cfg = resolve("gan", "cpu", target_tumor_ratios=(1.0,), seeds=1, steps=args.steps,
                       data_dir=args.data_dir)
     splits = dataset.load_for(cfg)
     if args.mode == "alone":

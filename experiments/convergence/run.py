@@ -40,12 +40,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jax_translate.config import make_config, merge_model
+from jax_translate import io_utils
+from jax_translate.config import merge_model
+from jax_translate.configure import resolve
 from jax_translate.data import dataset, domains
 from jax_translate.evaluation import ceiling as ceiling_lib
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import quality, scoring
-from jax_translate.jobs import run_folder
 from jax_translate.jobs.sweep import train_sweep
 from jax_translate.model_config import MODEL_PRESETS
 from jax_translate.training import translate
@@ -104,10 +105,7 @@ def control_rows(spec: str) -> list[dict]:
 
 
 def write_rows(rows: list[dict], path: Path) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    io_utils.write_csv(path, FIELDS, rows)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -203,15 +201,13 @@ def main() -> None:
         key = dataset.folder_for(cfg), cfg.target
         if key not in loaded:
             splits = dataset.load_for(cfg)
-            clf = classifier_lib.load_or_train(run_folder.classifier_cache_dir(cfg), splits,
-                                               classifier_lib.config_for(cfg), progress=False,
-                                               modality=cfg.target)
+            clf = classifier_lib.for_config(cfg, splits, progress=False)
             loaded[key] = splits, clf, domains.holdout_set(cfg, splits["holdout"])
         return loaded[key]
 
     rows += [row for spec in args.control for row in control_rows(spec)]
     for method in filter(None, args.methods.split(",")):
-        cfg = make_config(method, "cpu", target_tumor_ratios=ratios, seeds=1, steps=args.steps,
+        cfg = resolve(method, "cpu", target_tumor_ratios=ratios, seeds=1, steps=args.steps,
                           checkpoint_every=max(1, args.steps // args.points),
                           log_every=max(1, args.steps // args.points), data_dir=args.data_dir,
                           steps_per_call=args.steps_per_call, member_axis=args.member_axis,
@@ -235,7 +231,7 @@ def main() -> None:
                 print(f"{method}: budget of {args.budget_s:g} s spent at step {step}", flush=True)
                 break
     write_rows(rows, args.out / "convergence.csv")
-    cfg = make_config("cyclegan", "cpu", data_dir=args.data_dir)
+    cfg = resolve("cyclegan", "cpu", data_dir=args.data_dir)
     data_ceiling, _ = ceiling_lib.recorded(dataset.folder_for(cfg), data_for(cfg)[0],
                                            source=cfg.source, target=cfg.target)
     plot(rows, args.out / "convergence.png", title, data_ceiling)

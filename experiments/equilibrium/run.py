@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from jax_translate import io_utils  # noqa: E402
-from jax_translate.config import make_config  # noqa: E402
+from jax_translate.configure import resolve  # noqa: E402
 from jax_translate.data import dataset, domains  # noqa: E402
 from jax_translate.data.layout import VALIDATION  # noqa: E402
 from jax_translate.evaluation import known_cases, quality, results, scoring  # noqa: E402
@@ -84,7 +84,7 @@ def l1_folders(out: Path, splits: dict, data_dir, starts=STARTS) -> dict[str, di
         data = splits if start == "right" else swapped_splits(splits)
         folders[start] = {}
         for name, (source, target) in (("ab", ("flair", "t1")), ("ba", ("t1", "flair"))):
-            cfg = make_config("l1", "cpu", target_tumor_ratios=(RATIO,), seeds=SEEDS,
+            cfg = resolve("l1", "cpu", target_tumor_ratios=(RATIO,), seeds=SEEDS,
                               source=source, target=target, **L1_SETTINGS, **_data(data_dir))
             folder = out / f"l1-{start}-{source}-{target}"
             train_sweep(cfg, folder, data, progress=True)
@@ -126,18 +126,18 @@ def scorer(cfg, test, start: str, regime: str, done: set, path: Path):
 
 def run(out: Path, data_dir=None, path: Path = RESULTS, starts=STARTS,
         regimes=tuple(REGIMES)) -> None:
-    cfg0 = make_config("cyclegan", "cpu", **_data(data_dir))
+    cfg0 = resolve("cyclegan", "cpu", **_data(data_dir))
     splits = dataset.load_for(cfg0)
     test = domains.holdout_set(cfg0, splits[VALIDATION])
     done = {(r["start"], r["regime"], r["step"]) for r in read_rows(path)}
     folders = l1_folders(out, splits, data_dir, starts)
     for start in starts:
-        l1 = make_config("l1", "cpu", target_tumor_ratios=(RATIO,), seeds=SEEDS,
+        l1 = resolve("l1", "cpu", target_tumor_ratios=(RATIO,), seeds=SEEDS,
                          **_data(data_dir))
         state = RunFolder.existing(folders[start]["ab"]).restore_final(l1)
         scorer(l1, test, start, "L1 start", done, path)(0, state)
         for regime, overrides in ((r, REGIMES[r]) for r in regimes):
-            cfg = make_config("cyclegan", "cpu", target_tumor_ratios=(RATIO,), seeds=SEEDS,
+            cfg = resolve("cyclegan", "cpu", target_tumor_ratios=(RATIO,), seeds=SEEDS,
                               steps=STEPS, decay_fraction=0.0, checkpoint_every=EVERY,
                               init_from=tuple((k, str(v)) for k, v in folders[start].items()),
                               **overrides, **_data(data_dir))

@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from jax_translate import io_utils  # noqa: E402
-from jax_translate.config import make_config  # noqa: E402
+from jax_translate.configure import resolve  # noqa: E402
 from jax_translate.data import dataset  # noqa: E402
 from jax_translate.data.layout import VALIDATION  # noqa: E402
 from jax_translate.evaluation import contrast, known_cases, quality  # noqa: E402
@@ -56,7 +56,7 @@ CASE_FIELDS = ("case", "expected", "fails_by", "n_images", "pixel_r", "structure
 
 def l1_config(data_dir=None):
     """The known case "paired L1": the cpu preset's L1 at ratio 0.5, seed 0."""
-    return make_config("l1", "cpu", target_tumor_ratios=(0.5,), seeds=1,
+    return resolve("l1", "cpu", target_tumor_ratios=(0.5,), seeds=1,
                        **({"data_dir": data_dir} if data_dir else {}))
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jax_translate.config import make_config
+from jax_translate.configure import resolve
 from jax_translate.data import compact, dataset, synthetic
 from jax_translate.data.layout import default_data_dir
 from jax_translate.errors import UsageError
@@ -36,7 +36,7 @@ def preset_config(preset: str, data_dir: Path | None, size: str | None = None,
         overrides["size"] = size
     if version is not None:
         overrides["simulator_version"] = version
-    return make_config("l1", preset, **overrides)
+    return resolve("l1", preset, **overrides)
 
 
 def relative_folder(cfg) -> str:

@@ -41,7 +41,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jax_translate.config import make_config, parse_grid
+from jax_translate import io_utils
+from jax_translate.config import parse_grid
+from jax_translate.configure import resolve
 from jax_translate.data import dataset, domains
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import scoring
@@ -110,16 +112,8 @@ def append_rows(path: Path, rows: list[dict]) -> None:
             reader = csv.DictReader(f)
             header, old = tuple(reader.fieldnames or ()), list(reader)
         if header != FIELDS:
-            with path.open("w", newline="") as f:
-                writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows({"split": "holdout", **row} for row in old)
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+            io_utils.write_csv(path, FIELDS, ({"split": "holdout", **row} for row in old))
+    io_utils.append_csv(path, FIELDS, rows)
 
 
 def train_with_points(cfg, workdir: Path, splits, test, points: int, label: dict,
@@ -260,7 +254,7 @@ def run(args) -> None:
             raise UsageError(f"regime {name}: 'grid' must be {{field: [values]}}")
         grid_here = parse_grid(args.grid + [f"{k}={','.join(str(v) for v in values)}"
                                             for k, values in regime_grid.items()])
-        # a partial "model" changes those fields of the preset's networks (make_config)
+        # a partial "model" changes those fields of the preset's networks (configure.resolve)
         common = dict(source=args.source, target=args.target,
                       target_tumor_ratios=ratios, seeds=args.seeds, steps=args.steps,
                       checkpoint_every=max(1, args.steps // args.points),
@@ -277,12 +271,12 @@ def run(args) -> None:
                 if "model" in ref:  # L1 has no discriminator: its fields change nothing
                     ref["model"] = {k: v for k, v in ref["model"].items()
                                     if k not in DISCRIMINATOR_FIELDS}
-                cfg = make_config(method, args.preset, **common, **ref)
+                cfg = resolve(method, args.preset, **common, **ref)
                 # one L1 per distinct network and schedule, shared by the regimes that keep them
                 signature = json.dumps([ref, common], sort_keys=True, default=str).encode()
                 folder = args.out / task / f"l1-{hashlib.sha1(signature).hexdigest()[:8]}"
             else:
-                cfg = make_config(method, args.preset, **common, grid=grid_here, **overrides)
+                cfg = resolve(method, args.preset, **common, grid=grid_here, **overrides)
                 folder = args.out / task / f"{name}-{method}"
             if splits is None:
                 splits = dataset.load_for(cfg)

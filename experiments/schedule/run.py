@@ -33,12 +33,12 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from jax_translate import io_utils  # noqa: E402
-from jax_translate.config import make_config, parse_grid, parse_ratios  # noqa: E402
+from jax_translate.config import parse_grid, parse_ratios
+from jax_translate.configure import resolve  # noqa: E402
 from jax_translate.data import dataset, domains  # noqa: E402
 from jax_translate.data.layout import VALIDATION  # noqa: E402
 from jax_translate.evaluation import classifier as classifier_lib  # noqa: E402
 from jax_translate.evaluation import metrics, quality, results, scoring  # noqa: E402
-from jax_translate.jobs.run_folder import classifier_cache_dir  # noqa: E402
 from jax_translate.jobs.sweep import train_sweep  # noqa: E402
 from jax_translate.training.methods import Method  # noqa: E402
 from jax_translate.training.translate import translate_all  # noqa: E402
@@ -76,14 +76,13 @@ def member_rows(scored: list[dict], step: int, schedule: int) -> list[dict]:
 
 
 def run(args) -> None:
-    cfg = make_config(args.method, "cpu", target_tumor_ratios=parse_ratios(args.ratios),
+    cfg = resolve(args.method, "cpu", target_tumor_ratios=parse_ratios(args.ratios),
                       seeds=args.seeds, steps=args.steps, grid=parse_grid(args.grid),
                       checkpoint_every=args.every,
                       **({"data_dir": args.data_dir} if args.data_dir else {}))
     splits = dataset.load_for(cfg)
     test = domains.holdout_set(cfg, splits[VALIDATION])
-    judge = classifier_lib.load_or_train(classifier_cache_dir(cfg), splits,
-                                         classifier_lib.config_for(cfg), modality=cfg.target)
+    judge = classifier_lib.for_config(cfg, splits)
     path = result_path(args.method)
     # a point is (schedule length, step): step 2,000 of a 2,500-step schedule is not
     # the end of a 2,000-step one

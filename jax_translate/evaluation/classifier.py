@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_translate.config import SweepConfig
+from jax_translate.data import dataset
 from jax_translate.data.dataset import SliceSet
 from jax_translate.data.layout import VALIDATION
 from jax_translate.data.slices import MIN_TUMOR_FRACTION
@@ -150,10 +151,29 @@ class CachedClassifier:
 
 
 def config_for(cfg: SweepConfig) -> ClassifierConfig:
-    """The classifier that judges runs of ``cfg``: its ``classifier_steps``, recorded in
-    the run's config.json, so every command evaluating one run picks the same cached
+    """The classifier that judges runs of ``cfg``: its ``classifier_*`` fields, recorded
+    in the run's config.json, so every command evaluating one run picks the same cached
     classifier."""
-    return ClassifierConfig(steps=cfg.classifier_steps)
+    return ClassifierConfig(width=cfg.classifier_width, steps=cfg.classifier_steps,
+                            batch_size=cfg.classifier_batch_size,
+                            learning_rate=cfg.classifier_learning_rate,
+                            seed=cfg.classifier_seed)
+
+
+def cache_dir_for(cfg: SweepConfig) -> Path:
+    """Where the evaluation classifiers of ``cfg``'s dataset are cached: beside the dataset."""
+    return dataset.folder_for(cfg) / "classifier"
+
+
+def for_config(cfg: SweepConfig, splits: dict[str, SliceSet], progress: bool = True,
+               settings: ClassifierConfig | None = None,
+               cache_dir: Path | None = None) -> "CachedClassifier":
+    """The judge of runs of ``cfg``: the classifier of its target modality with its
+    ``classifier_*`` settings (``settings``: others), cached beside its dataset (or in
+    ``cache_dir``), trained there if absent. The one call every command and experiment
+    that scores a translation makes."""
+    return load_or_train(cache_dir or cache_dir_for(cfg), splits, settings or config_for(cfg),
+                         progress=progress, modality=cfg.target)
 
 
 def cache_name(cfg: ClassifierConfig, modality: str) -> str:

@@ -18,7 +18,8 @@ import dataclasses
 from pathlib import Path
 
 from jax_translate.catalog import SPECS
-from jax_translate.config import SweepConfig, make_config
+from jax_translate.config import SweepConfig
+from jax_translate.configure import resolve
 
 PRETRAIN_DIR = "pretrain"
 
@@ -29,7 +30,7 @@ def pretrain_configs(cfg: SweepConfig) -> dict[str, SweepConfig]:
     in ``<run folder>/pretrain/<name>`` (:func:`folder`)."""
     if not SPECS[cfg.method].pretrain:
         return {}
-    l1 = make_config("l1", cfg.preset)  # the preset's L1 schedule
+    l1 = resolve("l1", cfg.preset)  # the preset's L1 schedule
     base = dataclasses.replace(
         cfg, method="l1", target_tumor_ratios=(0.5,), steps=l1.steps,
         learning_rate=l1.learning_rate, discriminator_learning_rate=None,

@@ -28,7 +28,7 @@ from jax_translate.data import dataset, domains
 from jax_translate.data.dataset import SliceSet
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import figures, metrics, quality, results, scoring
-from jax_translate.jobs.run_folder import RunFolder, classifier_cache_dir
+from jax_translate.jobs.run_folder import RunFolder
 from jax_translate.jobs.run_log import write_eval_scalars
 from jax_translate.training.methods import Method, Parts
 from jax_translate.training.translate import translate_all
@@ -59,9 +59,7 @@ def evaluate_run(workdir: str | Path, splits: dict[str, SliceSet] | None = None,
     states = folder.restore_final(cfg, parts)  # a damaged checkpoint is refused before any work
     splits = splits if splits is not None else dataset.load_for(cfg)
     if classifier is None:
-        classifier = classifier_lib.load_or_train(
-            classifier_cache_dir(cfg), splits, classifier_cfg or classifier_lib.config_for(cfg),
-            progress=progress, modality=cfg.target)
+        classifier = classifier_lib.for_config(cfg, splits, progress, settings=classifier_cfg)
     method = Method(cfg, parts=parts)
     test = domains.holdout_set(cfg, splits["holdout"])
     source, real_target = test.image(cfg.source), test.image(cfg.target)

@@ -29,13 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from jax_translate import io_utils
-from jax_translate.config import Member, SweepConfig
+from jax_translate.config import Member, SweepConfig, flatten
 from jax_translate.data import dataset, domains
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import figures, metrics, quality, results, scoring
 from jax_translate.jobs.export_domains import read_manifest, slice_ids, verify
-from jax_translate.jobs.run_folder import classifier_cache_dir
 
 # What the junyanz and CUT test scripts append to an image's name.
 TRANSLATION_SUFFIXES = ("_fake_B", "_fake")
@@ -151,7 +150,7 @@ def judge(export: str | Path, translations: str | Path, out: str | Path,
     export, translations = Path(export), Path(translations)
     manifest = read_manifest(export)
     verify(export)
-    raw = dict(manifest["config"])
+    raw = flatten(manifest["config"])
     if data_dir is not None:
         raw["data_dir"] = str(data_dir)
     cfg = SweepConfig.from_dict(raw)
@@ -166,9 +165,7 @@ def judge(export: str | Path, translations: str | Path, out: str | Path,
                            for m in members])  # every file read before anything is written
     out = io_utils.writable_dir(out, "output folder")
     if classifier is None:
-        classifier = classifier_lib.load_or_train(
-            classifier_cache_dir(cfg), splits, classifier_lib.config_for(cfg),
-            progress=progress, modality=cfg.target)
+        classifier = classifier_lib.for_config(cfg, splits, progress)
     scored = types.SimpleNamespace(
         method=name, target=cfg.target,
         members=[Member(m["target_tumor_ratio"], m["seed"]) for m in members])

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 
 from jax_translate import io_utils
 from jax_translate.config import SweepConfig
-from jax_translate.data import dataset
 from jax_translate.errors import UsageError
 from jax_translate.evaluation import results
 from jax_translate.images import image_shape as size_to_shape
@@ -56,11 +55,6 @@ def parse_metrics_line(line: str) -> dict | None:
         return json.loads(line) if line.strip() else None
     except json.JSONDecodeError:
         return None
-
-
-def classifier_cache_dir(cfg: SweepConfig) -> Path:
-    """Where the evaluation classifier of ``cfg``'s dataset is cached: beside the dataset."""
-    return dataset.folder_for(cfg) / "classifier"
 
 
 def state_template(cfg: SweepConfig, image_shape: tuple[int, int], parts: Parts = Parts()):

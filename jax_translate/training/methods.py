@@ -89,6 +89,8 @@ class Method:
     ``conv_impl`` is how its networks compute their convolutions, resolved
     by the engine (``engine.plan``); the sweep's ``precision``
     is the config's. ``parts`` replaces networks or an optimizer (:class:`Parts`).
+    Its spec and networks are built once per Method (cached on the instance; equality
+    and hashing read the fields only).
     """
 
     cfg: SweepConfig
@@ -99,7 +101,7 @@ class Method:
     def name(self) -> str:
         return self.cfg.method
 
-    @property
+    @functools.cached_property
     def spec(self) -> MethodSpec:
         return SPECS[self.name]
 
@@ -127,19 +129,19 @@ class Method:
     def precision(self) -> str:
         return self.cfg.precision
 
-    @property
+    @functools.cached_property
     def generator_net(self) -> nn.Module:
         if self.parts.generator is not None:
             return self.parts.generator
         return build_generator(self.cfg.model, self.conv_impl, self.precision)
 
-    @property
+    @functools.cached_property
     def discriminator_net(self) -> nn.Module:
         if self.parts.discriminator is not None:
             return self.parts.discriminator
         return build_discriminator(self.cfg.model, self.conv_impl, self.precision)
 
-    @property
+    @functools.cached_property
     def head_net(self) -> ProjectionHead:
         return ProjectionHead(self.cfg.nce_head_features)
 
