@@ -36,7 +36,6 @@ import numpy as np
 import jax_side  # its sibling: `python benchmarks/run.py` puts benchmarks/ on the path
 
 from jax_translate.catalog import PAPER_METHODS
-from jax_translate.config import merge_model
 from jax_translate.configure import resolve
 from jax_translate.runtime import engine, eta
 from jax_translate.runtime import flops as flops_lib
@@ -355,13 +354,11 @@ def preset_overrides(args) -> dict:
     overrides = {}
     if args.upscale is not None:
         overrides["upscale"] = args.upscale
-    if args.upsample is not None or args.dropout is not None:  # fields of the model config
-        cfg = jax_side.sweep_config("cyclegan", 1, args.preset, args.size, overrides=overrides)
-        model = merge_model(cfg.model, {k: v for k, v in (("upsample", args.upsample),
-                                                          ("dropout", args.dropout))
-                                        if v is not None})
-        overrides["model"] = model
-        if not model["dropout"]:
+    changes = {k: v for k, v in (("upsample", args.upsample), ("dropout", args.dropout))
+               if v is not None}
+    if changes:  # fields of the preset's networks (configure.resolve merges them)
+        overrides["model"] = changes
+        if changes.get("dropout") == 0:
             overrides["test_dropout"] = False  # the paper preset's needs dropout
     return overrides
 

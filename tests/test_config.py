@@ -216,6 +216,22 @@ def test_method_registry_lists_and_the_methods_flag(tmp_path):
                                           "generator": "unet"})
 
 
+def test_every_catalog_entry_names_an_objective_and_every_objective_is_named():
+    """The catalog (vocabulary: config checks read it, so it holds no jax code) names each
+    method's objective by key; the key must be one of training's objectives, each with
+    the objective signature, and no objective may be left unnamed."""
+    import inspect
+
+    from jax_translate.catalog import SPECS
+    from jax_translate.training import objectives
+
+    assert {spec.objective for spec in SPECS.values()} == set(objectives.OBJECTIVES)
+    for name, function in objectives.OBJECTIVES.items():
+        assert function.__name__ == name
+        assert list(inspect.signature(function).parameters) == [
+            "method", "generator", "batch", "translate", "judge", "hp", "keys"]
+
+
 def _wrong_value(hint):
     """A JSON value that is not of type ``hint`` (a string where a number belongs, ...)."""
     import typing

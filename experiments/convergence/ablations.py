@@ -21,10 +21,9 @@ discriminator's mean scores on holdout real T1 / Flair / translations.
 import dataclasses, functools, sys, time, json, os, types
 import jax, jax.numpy as jnp, numpy as np
 from flax import linen as nn
-from jax_translate.config import Member, merge_model
+from jax_translate.config import Member
 from jax_translate.configure import resolve
 from jax_translate.data import dataset, domains
-from jax_translate.model_config import MODEL_PRESETS, ModelConfig
 from jax_translate.models.generators import ResnetGenerator
 from jax_translate.training import methods
 from jax_translate.images import from_model_range, to_model_range
@@ -146,5 +145,5 @@ if __name__ == "__main__":
     tf = kw.pop("target", None)
     if tf == "inv": kw["target_fn"] = lambda f, b: 1 - f
     if tf == "brain_inv": kw["target_fn"] = lambda f, b: b * (1 - f)
-    if "model" in kw: kw["model"] = ModelConfig(**merge_model(MODEL_PRESETS["cpu"], kw["model"]))
+    # a partial "model" changes those fields of the cpu preset's networks (configure.resolve)
     run(**kw)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import time
 from pathlib import Path
 
@@ -41,7 +40,6 @@ import jax
 import numpy as np
 
 from jax_translate import io_utils
-from jax_translate.config import merge_model
 from jax_translate.configure import resolve
 from jax_translate.data import dataset, domains
 from jax_translate.evaluation import ceiling as ceiling_lib
@@ -180,12 +178,6 @@ def main() -> None:
                         help="a config field on top of the cpu preset, e.g. learning_rate=1e-3 "
                              "(repeatable; recorded in the model column)")
     args = parser.parse_args()
-    overrides = {}
-    for item in args.set:
-        field, _, value = item.partition("=")
-        overrides[field] = json.loads(value)
-    if isinstance(overrides.get("model"), dict):  # fields of --model's networks, changed
-        overrides["model"] = merge_model(MODEL_PRESETS[args.model], overrides["model"])
     label = " ".join([args.model, *args.set])
     args.out.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(args.out / "jax_cache"))
@@ -211,7 +203,7 @@ def main() -> None:
                           checkpoint_every=max(1, args.steps // args.points),
                           log_every=max(1, args.steps // args.points), data_dir=args.data_dir,
                           steps_per_call=args.steps_per_call, member_axis=args.member_axis,
-                          **{"model": MODEL_PRESETS[args.model], **overrides})
+                          model=MODEL_PRESETS[args.model], sets=args.set)
         splits, clf, test = data_for(cfg)
         t0, step = time.perf_counter(), 0
         for k in range(1, args.points + 1):
