@@ -442,6 +442,55 @@ def test_an_interval_over_seeds_alone_misses_the_shared_images_noise():
     assert _coverage(5, 0.0, 0.1, 3.0, 600, rng, _seeds_only_t) < 0.8
 
 
+def _paired_draw(rng, seeds, n, mu, delta, tau_seed, tau_image, shared):
+    """Verdicts of two methods on the same n images under the same seeds: each image has
+    one tendency for both, each seed a tendency ``shared`` with the other method's."""
+    expit = scipy.special.expit
+    image = tau_image * rng.standard_normal((1, n))
+    seed = tau_seed * rng.standard_normal((seeds, 1))
+    own = tau_seed * rng.standard_normal((seeds, 1))
+    seed_b = shared * seed + math.sqrt(1 - shared ** 2) * own
+    p_a, p_b = expit(mu + delta + seed + image), expit(mu + seed_b + image)
+    return rng.random(p_a.shape) < p_a, rng.random(p_b.shape) < p_b
+
+
+@pytest.mark.parametrize("seeds", [3, 6])
+@pytest.mark.parametrize("mu, delta, tau_seed, tau_image, shared", [
+    (-2.0, 1.0, 0.6, 1.5, 0.5),  # a adds ~0.13 more than b's ~0.2
+    (-1.0, 0.0, 0.8, 1.0, 0.0),  # no difference, seeds dominate
+    (0.0, -1.0, 0.1, 3.0, 0.9),  # images carry the noise, seeds agree
+])
+def test_paired_difference_covers_the_difference(seeds, mu, delta, tau_seed, tau_image,
+                                                 shared):
+    rng = np.random.default_rng(seeds)
+    expit = scipy.special.expit
+    z_seed, z_own, z_image = (rng.standard_normal((2000, 1)), rng.standard_normal((2000, 1)),
+                              rng.standard_normal((1, 2000)))
+    seed_b = tau_seed * (shared * z_seed + math.sqrt(1 - shared ** 2) * z_own)
+    truth = (expit(mu + delta + tau_seed * z_seed + tau_image * z_image).mean()
+             - expit(mu + seed_b + tau_image * z_image).mean())
+    hits = 0
+    for _ in range(600):
+        got = metrics.paired_difference(*_paired_draw(rng, seeds, 175, mu, delta, tau_seed,
+                                                      tau_image, shared))
+        hits += got.low <= truth <= got.high
+    assert hits / 600 >= 0.93
+
+
+def test_paired_difference_is_sharper_than_two_intervals_and_knows_no_difference():
+    rng = np.random.default_rng(0)
+    a, b = _paired_draw(rng, 6, 175, -2.0, 1.0, 0.3, 2.0, 0.9)
+    paired = metrics.paired_difference(a, b)
+    ia, ib = metrics.seed_interval(a), metrics.seed_interval(b)
+    assert paired.mean == pytest.approx(ia.mean - ib.mean)
+    assert paired.high - paired.low < (ia.high - ia.low) + (ib.high - ib.low)
+    same = metrics.paired_difference(a, a)
+    assert (same.mean, same.low, same.high) == (0.0, 0.0, 0.0)
+    assert np.isnan(metrics.paired_difference(a[:1], b[:1]).mean)  # one seed: no interval
+    with pytest.raises(ValueError, match="one shape"):
+        metrics.paired_difference(a, b[:, :10])
+
+
 def test_verdicts_round_trip_through_their_text():
     rng = np.random.default_rng(0)
     for n in (1, 7, 8, 175):
