@@ -170,6 +170,21 @@ def test_structure_r_ignores_texture_and_what_lies_outside_the_mask():
     assert quality.structure_sigma(128) == 2 * quality.STRUCTURE_SIGMA_64
 
 
+def test_trimmed_structure_r_forgives_a_small_paint_and_no_wrong_map():
+    y, brain = target_t1(), brain_mask()
+    rows, cols = np.mgrid[0:H, 0:W]
+    painted = np.where((rows - 20) ** 2 + (cols - 20) ** 2 <= 4, 0.0, y)  # a dark spot
+    assert painted[brain].size and (painted != y)[brain].mean() < 0.05
+    full = quality.structure_r(painted, y, brain, 1.5)[0]
+    trimmed = quality.trimmed_structure_r(painted, y, brain, 1.5, 0.10)[0]
+    assert trimmed > 0.95 and trimmed > full + 0.05
+    # a wrong map (the texture's sign swapped) is everywhere: trimming cannot save it
+    swapped = np.where(brain, 1.2 - y, 0.0)
+    assert quality.trimmed_structure_r(swapped, y, brain, 1.5, 0.10)[0] < -0.9
+    # nothing trimmed: structure r itself
+    assert quality.trimmed_structure_r(painted, y, brain, 1.5, 0.0)[0] == pytest.approx(full)
+
+
 def test_gate_warning_line():
     line = quality.gate_warning("cyclegan", "ratio=0.5/seed=0", "structure r 0.26 < 0.57")
     assert line == ("warning: cyclegan ratio=0.5/seed=0 fails the quality gate (structure r "

@@ -122,6 +122,27 @@ def structure_r(translated, real_target, mask, sigma: float) -> np.ndarray:
                             blur_in_mask(real_target, mask, sigma), mask)
 
 
+def trimmed_structure_r(translated, real, brain, sigma: float, trim: float) -> np.ndarray:
+    """Per image: :func:`structure_r` over the brain pixels but the ``trim`` share whose
+    blurred translation lies farthest from the least-squares line through the blurred
+    real target: a paint of that size cannot lower it, a wrong map is everywhere.
+    Not the gate's measure: a candidate for members that paint on the right map
+    (experiments/adapt/painted.py, experiments/gate's known cases)."""
+    brain = _as_batch(brain) > 0
+    x = blur_in_mask(translated, brain, sigma)
+    y = blur_in_mask(real, brain, sigma)
+    out = np.full(len(x), np.nan)
+    for i in range(len(x)):
+        a, b = x[i][brain[i]], y[i][brain[i]]
+        if a.size < MIN_BRAIN_PIXELS or np.ptp(b) == 0:
+            continue
+        slope, intercept = np.polyfit(b, a, 1)
+        residual = np.abs(a - slope * b - intercept)
+        keep = residual <= np.quantile(residual, 1 - trim)
+        out[i] = np.corrcoef(a[keep], b[keep])[0, 1]
+    return out
+
+
 # Pixels within this distance of a lesion (real, or segmented in the translation) are
 # left out of the gate's fidelity: a lesion the bias pasted or erased is the effect
 # being measured, and must not fail its own gate; the margin covers the partial-volume
