@@ -185,6 +185,15 @@ def test_trimmed_structure_r_forgives_a_small_paint_and_no_wrong_map():
     assert quality.trimmed_structure_r(painted, y, brain, 1.5, 0.0)[0] == pytest.approx(full)
 
 
+def test_count_passing_reads_todays_gate_off_stored_numbers():
+    rows = [{"structure_r": 0.9, "contrast_error": 0.1, "quality": "wrong_map"},
+            {"structure_r": 0.5, "contrast_error": 0.1, "quality": "ok"},
+            {"structure_r": 0.9, "contrast_error": 0.9},
+            {"structure_r": float("nan"), "contrast_error": 0.1}]
+    assert quality.count_passing("cyclegan", rows) == 1  # the stored verdicts do not count
+    assert quality.count_passing("gan", rows) == 0  # not gated is not passing
+
+
 def test_gate_warning_line():
     line = quality.gate_warning("cyclegan", "ratio=0.5/seed=0", "structure r 0.26 < 0.57")
     assert line == ("warning: cyclegan ratio=0.5/seed=0 fails the quality gate (structure r "

@@ -171,10 +171,7 @@ def table(rows: list[dict], steps=(0, 250, 500, 1000, 2000)) -> str:
                 at = starts[start] if step == 0 else [r for r in mine if r["step"] == step]
                 if not at:
                     continue
-                # today's gate on the stored numbers (the CSV's quality column is the gate
-                # of the day each row was written)
-                ok = sum(quality.gate("cyclegan", r["structure_r"], r["contrast_error"])[0]
-                         == quality.OK for r in at)
+                ok = quality.count_passing("cyclegan", at)  # today's gate
                 lines.append(f"| {start} | {regime} | {step:,} | {cell([r['pixel_r'] for r in at])}"
                              f" | {cell([r['structure_r'] for r in at])} | "
                              f"{cell([r['gm_wm'] for r in at])} | "

@@ -117,8 +117,7 @@ def table(rows: list[dict]) -> str:
         mean = lambda key, sel=at: np.mean([r[key] for r in sel])  # noqa: E731
         top = [r for r in at if r["target_tumor_ratio"] == max(x["target_tumor_ratio"] for x in at)]
         low = [r for r in at if r["target_tumor_ratio"] == min(x["target_tumor_ratio"] for x in at)]
-        ok = sum(quality.gate(method, r["structure_r"], r["contrast_error"])[0] == quality.OK
-                 for r in at)  # today's gate on the stored numbers
+        ok = quality.count_passing(method, at)  # today's gate on the stored numbers
         lines.append(f"| {method} | {knobs} | {schedule:,} | {step:,} | {mean('structure_r'):.2f} | "
                      f"{mean('fidelity_r'):.2f} | {mean('contrast_error'):.2f} | "
                      f"{mean('gm_wm'):.2f} | {mean('lesion_score'):.2f} | "

@@ -202,6 +202,14 @@ def gate(method: str, structure: float, contrast_error: float,
     return OK, "" if contrast_checked else "contrast unchecked: the data has no tissue maps"
 
 
+def count_passing(method: str, rows: Iterable[Mapping]) -> int:
+    """How many of ``rows`` (stored healthy-source numbers: ``structure_r`` and
+    ``contrast_error``) today's gate passes: a file's ``quality`` column is the gate of
+    the day each row was written."""
+    return sum(gate(method, row["structure_r"], row["contrast_error"])[0] == OK
+               for row in rows)
+
+
 def calibrate(scores: Iterable[Mapping], column: str, higher_passes: bool) -> float:
     """The threshold on ``column`` halfway between the worst case that must pass and
     the best that must fail: the largest margin on both sides. ``scores`` are rows
