@@ -19,13 +19,14 @@ import chex
 import numpy as np
 import pytest
 
-from conftest import copy_run
+from conftest import copy_run, tiny_config
 
 from jax_translate import cli
 from jax_translate.configure import resolve
 from jax_translate.evaluation.classifier import ClassifierConfig
 from jax_translate.jobs.evaluate_run import evaluate_run
 from jax_translate.data import dataset
+from jax_translate.errors import UsageError
 from jax_translate.jobs.run_folder import RunFolder
 from jax_translate.runtime import checkpoints
 from jax_translate.jobs.sweep import train_sweep
@@ -243,3 +244,19 @@ def test_a_checkpoint_of_another_state_layout_is_refused_not_called_damaged(tmp_
     step, state = checkpoints.restore_latest(mngr, {"params": jnp.ones(3),
                                                     "opt": {"mu": {"w": jnp.zeros(3)}}})
     assert step == 10 and float(state["params"].sum()) == 3.0
+
+
+def test_a_member_whose_domains_the_data_cannot_hold_is_refused_before_any_step(tmp_path,
+                                                                                 tiny_splits):
+    """Seed 5 of the cpu preset's unpaired domains needed 680 healthy slices where 673
+    exist, and said so only after the pretraining had run: now every member's domains
+    are drawn first, and the error names the member."""
+    cfg = tiny_config("cyclegan", seeds=2, n_target=10_000)
+    with pytest.raises(UsageError, match=r"cyclegan ratio=0 seed=0: the target domain at "
+                                         r"ratio 0 needs \d+ healthy slices"):
+        train_sweep(cfg, tmp_path / "run", tiny_splits, progress=False)
+    assert RunFolder(tmp_path / "run").manager().latest_step() is None  # not one step
+    adapting = tiny_config("cyclegan-adapt", seeds=2, n_target=10_000)
+    with pytest.raises(UsageError, match="cyclegan-adapt ratio=0 seed=0"):
+        train_sweep(adapting, tmp_path / "adapt", tiny_splits, progress=False)
+    assert not (tmp_path / "adapt" / "pretrain").exists()  # no pretraining first

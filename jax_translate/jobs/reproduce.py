@@ -18,10 +18,11 @@ from jax_translate.data import dataset
 from jax_translate.evaluation import ceiling as ceiling_lib
 from jax_translate.evaluation import classifier as classifier_lib
 from jax_translate.evaluation import figures, metrics, results
-from jax_translate.jobs import preflight
+from jax_translate.jobs import adapt, preflight
 from jax_translate.jobs.evaluate_run import evaluate_run
 from jax_translate.jobs.run_folder import StudyFolder
 from jax_translate.jobs.sweep import train_sweep
+from jax_translate.training import members
 
 
 def reproduce(study: Study | str, out: str | Path, progress: bool = True, log=print,
@@ -54,6 +55,9 @@ def reproduce(study: Study | str, out: str | Path, progress: bool = True, log=pr
     clf = classifier_lib.for_config(first, splits, progress=progress)
     log(classifier_lib.classifier_line(clf.metrics))
 
+    for cfg in configs.values():  # every method's members, before the first trains
+        for each in (cfg, *adapt.pretrain_configs(cfg).values()):
+            members.check_domains(each, splits["train"])
     rows, timings = [], {}
     for method, cfg in configs.items():
         folder = folders.method(method)

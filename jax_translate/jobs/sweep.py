@@ -30,7 +30,7 @@ from jax_translate.jobs import adapt, init_from
 from jax_translate.jobs.run_folder import RunFolder
 from jax_translate.jobs.run_log import TrainLog
 from jax_translate.runtime import checkpoints, distributed, engine, sharding
-from jax_translate.training.members import build_members, domain_indices
+from jax_translate.training.members import build_members, check_domains, domain_indices
 from jax_translate.training.methods import Parts, TrainState
 
 # JAX's transfer guard level for the compiled calls of the training loop, whose
@@ -74,7 +74,7 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
         return SweepResult(cfg, None, plan.member_axis, 0.0, 0.0, 0)  # nothing to compile or load
     mngr = folder.manager()
     splits = splits if splits is not None else dataset.load_for(cfg)
-    sources = cfg.init_from + _pretrained(cfg, folder, splits, progress)
+    sources = cfg.init_from + _before_training(cfg, folder, splits, progress, domain_builder)
     start, (shared, states, members), image_shape = _initial_state(
         cfg, folder, mngr, splits, layout, sweep_step.method, domain_builder, sources)
     t0 = time.perf_counter()
@@ -111,9 +111,14 @@ def train_sweep(cfg: SweepConfig, workdir: str | Path, splits: dict[str, SliceSe
                        time.perf_counter() - t_train, at[0] - start)
 
 
-def _pretrained(cfg, folder: RunFolder, splits, progress: bool) -> tuple[tuple[str, str], ...]:
-    """Trains (or finds finished) the pretraining runs of a pretrain-then-adapt method
-    (jobs/adapt.py) and returns the ``init_from`` pairs they give; () for the others."""
+def _before_training(cfg, folder: RunFolder, splits, progress: bool,
+                     domain_builder) -> tuple[tuple[str, str], ...]:
+    """What must hold before the sweep's own training: every member's domains can be
+    drawn (one error naming the member, before any step, its pretraining's included),
+    and the pretraining runs of a pretrain-then-adapt method (jobs/adapt.py) are
+    trained or found finished. Returns the ``init_from`` pairs they give; () for the
+    others."""
+    check_domains(cfg, splits["train"], domain_builder)
     sources = []
     for name, pretrain_cfg in adapt.pretrain_configs(cfg).items():
         path = adapt.folder(folder.path, name)

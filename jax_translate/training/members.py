@@ -17,6 +17,7 @@ from jax_translate.catalog import SPECS
 from jax_translate.config import SweepConfig
 from jax_translate.data import domains
 from jax_translate.data.dataset import SliceSet
+from jax_translate.errors import UsageError
 from jax_translate.images import to_model_range, upsample
 from jax_translate.training import hparams, lesion
 from jax_translate.training.hparams import HParams
@@ -50,6 +51,17 @@ def domain_indices(cfg: SweepConfig, train: SliceSet, ratio: float, seed: int
     if cfg.domain_protocol == "reference":
         return domains.reference_domains(train.label, ratio, sizes, seed)
     return domains.unpaired_domains(train.label, train.patient_id, ratio, sizes, seed)
+
+
+def check_domains(cfg: SweepConfig, train: SliceSet, domain_builder=domain_indices) -> None:
+    """Draws every member's domains (seeds and ratios; gridded knobs share them) and
+    refuses, in one line naming the member, the first that the data cannot hold: a
+    check that costs milliseconds, run before anything trains."""
+    for ratio, seed in dict.fromkeys((m.target_tumor_ratio, m.seed) for m in cfg.members):
+        try:
+            domain_builder(cfg, train, ratio, seed)
+        except UsageError as err:
+            raise UsageError(f"{cfg.method} ratio={ratio:g} seed={seed}: {err}") from None
 
 
 def build_members(cfg: SweepConfig, train: SliceSet, cache_dir=None, segmenters: bool = True,
