@@ -225,8 +225,9 @@ def _add_set_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="any config field (jax_translate/config.py), after the other "
                              "flags: VALUE as JSON, else a string; model.FIELD for the "
-                             "networks (repeatable; e.g. --set learning_rate=1e-3 --set "
-                             "model.ngf=32)")
+                             "networks, SECTION.FIELD by its section (config.SECTIONS) "
+                             "(repeatable; e.g. --set learning_rate=1e-3 --set "
+                             "model.ngf=32 --set eval.classifier_steps=3000)")
 
 
 def _int_at_least(minimum: int):
