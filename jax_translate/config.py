@@ -587,11 +587,3 @@ def parse_methods(text: str) -> tuple[str, ...]:
     if len(set(methods)) != len(methods):
         raise UsageError(f"repeated method in {text!r}")
     return methods
-
-
-def merge_model(base, changes: dict) -> dict:
-    """The fields of ``base`` (a ModelConfig, or its dict) with ``changes`` on top: the
-    one place a partial model (a config file's, ``--set model.X``, an experiment's) is
-    merged into the networks it changes."""
-    base = dataclasses.asdict(base) if isinstance(base, ModelConfig) else dict(base)
-    return {**base, **changes}

@@ -8,7 +8,7 @@
 :func:`resolve_study` every method a study runs, with its preset's notes and
 preflight. The CLI, the jobs, the experiments and the benchmarks all call one
 of the two. A partial ``model`` in any layer changes those fields of the
-networks below it (:func:`~jax_translate.config.merge_model`, the one merge).
+networks below it (:func:`merge_model`, the one merge).
 The file is an experiment's ``config.json`` (a preset, its methods and
 overrides of the preset) or a run folder's (every field): :class:`Experiment`
 reads both, flat or nested by section.
@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from jax_translate.catalog import METHODS, PAPER_METHODS, SPECS
 from jax_translate.config import (REMOVED_FIELDS, SweepConfig, check_types, flatten,
-                                  merge_model, read_config_file)
+                                  read_config_file)
 from jax_translate.errors import UsageError
 from jax_translate.model_config import ModelConfig
 from jax_translate.overrides import parse_sets
@@ -56,10 +56,19 @@ def resolve_study(preset: str | None = None, *, file: str | Path | None = None,
     if methods:
         experiment = dataclasses.replace(experiment, methods=tuple(methods))
     experiment = experiment.with_preset(experiment.preset or default_preset())
-    settings = experiment.settings(sets, **fields)
-    configs = {m: experiment.config(m, sets, **fields) for m in experiment.method_names()}
+    settings = experiment.settings(sets, **fields)  # once: every method reads the same layers
+    configs = {m: _config(m, experiment.preset, settings)
+               for m in experiment.method_names()}
     return Study(experiment.preset, configs, settings.get("notes", ""),
                  bool(settings.get("preflight", False)))
+
+
+def merge_model(base, changes: dict) -> dict:
+    """The fields of ``base`` (a ModelConfig, or its dict) with ``changes`` on top: the
+    one place a partial model (a config file's, ``--set model.X``, an experiment's) is
+    merged into the networks it changes."""
+    base = dataclasses.asdict(base) if isinstance(base, ModelConfig) else dict(base)
+    return {**base, **changes}
 
 
 def _on_top(settings: dict, layer: dict) -> dict:
